@@ -1,0 +1,276 @@
+// Command go-loadbalancer is an L7 HTTP load balancer and edge proxy (see README.md).
+//
+// main only wires packages together: config → state.Builder → proxy → listeners, plus the
+// signals (SIGHUP reload, SIGTERM/SIGINT graceful stop). No request logic lives here.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"go-loadbalancer/admin"
+	"go-loadbalancer/config"
+	"go-loadbalancer/demo"
+	"go-loadbalancer/proxy"
+	"go-loadbalancer/state"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// flags are the command line (SPEC §3).
+type flags struct {
+	config      string
+	listen      string
+	admin       string
+	demo        bool
+	checkConfig bool
+	version     bool
+	set         map[string]bool // flags given explicitly: they beat env and file
+}
+
+func parseFlags(args []string, stderr io.Writer) (*flags, error) {
+	f := &flags{set: map[string]bool{}}
+	fs := flag.NewFlagSet("go-loadbalancer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.config, "config", "", "YAML config `file`")
+	fs.StringVar(&f.listen, "listen", ":8080", "data-plane listen `address` (overrides the config file)")
+	fs.StringVar(&f.admin, "admin", "127.0.0.1:9901", "admin listen `address` (overrides the config file)")
+	fs.BoolVar(&f.demo, "demo", false, "start three demo backends on 127.0.0.1:8081-8083 (weights 3:2:1) and balance them")
+	fs.BoolVar(&f.checkConfig, "check-config", false, "validate -config and exit: 0 valid, 1 invalid")
+	fs.BoolVar(&f.version, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
+	}
+	return f, nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run is main with its inputs passed in; it returns the exit code.
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	f, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if f.version {
+		fmt.Fprintln(stdout, "go-loadbalancer", version)
+		return 0
+	}
+	if f.checkConfig {
+		if f.config == "" {
+			fmt.Fprintln(stderr, "-check-config needs -config FILE")
+			return 2
+		}
+		if _, err := loadConfig(f, getenv); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%s: configuration is valid\n", f.config)
+		return 0
+	}
+	if f.config == "" && !f.demo {
+		fmt.Fprintln(stderr, "go-loadbalancer: give -config FILE, or -demo to try it out (see -h)")
+		return 2
+	}
+	cfg, err := loadConfig(f, getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	log := newLogger(stderr, cfg.Log.Level)
+	if err := serve(f, cfg, getenv, log); err != nil {
+		log.Error().Err(err).Msg("go-loadbalancer stopped")
+		return 1
+	}
+	return 0
+}
+
+// loadConfig reads the config (the demo one with -demo and no -config), then applies
+// environment and flags, in that order of precedence (SPEC §3).
+func loadConfig(f *flags, getenv func(string) string) (*config.Config, error) {
+	var cfg *config.Config
+	if f.config != "" {
+		c, err := config.Load(f.config)
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+	} else {
+		cfg = config.Demo()
+	}
+	if errs := cfg.ApplyEnv(getenv); len(errs) > 0 {
+		return nil, errs
+	}
+	if f.set["listen"] || (f.demo && f.config == "") {
+		cfg.Listen = f.listen
+	}
+	if f.set["admin"] {
+		cfg.Admin.Listen = f.admin
+	}
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+func newLogger(w io.Writer, level string) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		lvl = zerolog.InfoLevel
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+// serve runs the load balancer until SIGTERM/SIGINT.
+func serve(f *flags, cfg *config.Config, getenv func(string) string, log zerolog.Logger) error {
+	if f.demo {
+		bs, err := demo.Start([]string{"127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083"})
+		if err != nil {
+			return err
+		}
+		defer demo.Stop(bs)
+		log.Info().Msg("demo backends listening on 127.0.0.1:8081, :8082, :8083 (weights 3:2:1)")
+	}
+
+	builder := state.NewBuilder(proxy.Hooks(nil))
+	t, err := builder.Apply(cfg)
+	if err != nil {
+		return err
+	}
+	px := proxy.New(proxy.Options{Store: &builder.Store, Log: log})
+	srv := proxy.NewServer(px.ServeHTTP, cfg.Server, log)
+	tlsConf, err := proxy.ServerTLS(cfg.TLS)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %q: %w", cfg.Listen, err)
+	}
+
+	var draining atomic.Bool
+	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("cannot listen on admin address %q: %w", cfg.Admin.Listen, err)
+	}
+	adminSrv := &http.Server{
+		Handler:           admin.New(admin.Options{Builder: builder, Ready: func() bool { return !draining.Load() }, Log: log}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+
+	errc := make(chan error, 2)
+	go func() {
+		if tlsConf != nil {
+			srv.TLSConfig = tlsConf
+			errc <- srv.Serve(tlsListener(ln, tlsConf))
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
+	go func() {
+		if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	log.Info().Str("listen", ln.Addr().String()).Str("admin", adminLn.Addr().String()).
+		Int("pools", len(t.Pools)).Int("backends", len(t.Backends())).Str("version", version).
+		Msg("go-loadbalancer serving")
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	var reloadMu sync.Mutex
+	reload := func() {
+		reloadMu.Lock()
+		defer reloadMu.Unlock()
+		if f.config == "" {
+			log.Info().Msg("reload: demo mode has no config file; nothing to do")
+			return
+		}
+		next, err := loadConfig(f, getenv)
+		if err != nil {
+			log.Error().Str("file", f.config).Str("errors", err.Error()).Msg("reload rejected; the running configuration keeps serving")
+			return
+		}
+		old := builder.Store.Load().Config
+		if restartNeeded(old, next) {
+			log.Warn().Msg("reload: listen, admin, server and tls settings take effect after a restart")
+		}
+		nt, err := builder.Apply(next)
+		if err != nil {
+			log.Error().Err(err).Msg("reload rejected; the running configuration keeps serving")
+			return
+		}
+		log.Info().Uint64("table", nt.Version).Int("backends", len(nt.Backends())).Msg("configuration reloaded")
+	}
+
+	for {
+		select {
+		case err := <-errc:
+			return err
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				reload()
+				continue
+			}
+			return shutdown(srv, adminSrv, &draining, cfg.Server.ShutdownTimeout, log)
+		}
+	}
+}
+
+// shutdown turns readiness off, closes the listeners and waits up to timeout for in-flight
+// requests to finish (SPEC §3).
+func shutdown(srv interface {
+	ShutdownWithContext(context.Context) error
+}, adminSrv *http.Server, draining *atomic.Bool, timeout time.Duration, log zerolog.Logger) error {
+	draining.Store(true)
+	log.Info().Dur("timeout", timeout).Msg("shutting down: draining in-flight requests")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := srv.ShutdownWithContext(ctx)
+	_ = adminSrv.Shutdown(ctx)
+	if err != nil {
+		log.Warn().Err(err).Msg("shutdown timeout: some requests were cut off")
+		return nil
+	}
+	log.Info().Msg("stopped")
+	return nil
+}
+
+// restartNeeded reports whether next changes settings that are fixed while the listeners
+// run (everything else, trusted_proxies included, is swapped in with the table).
+func restartNeeded(old, next *config.Config) bool {
+	a, b := old.Server, next.Server
+	a.TrustedProxies, b.TrustedProxies = nil, nil
+	return next.Listen != old.Listen || next.Admin.Listen != old.Admin.Listen || next.TLS != old.TLS ||
+		!reflect.DeepEqual(a, b)
+}
+
+func tlsListener(ln net.Listener, c *tls.Config) net.Listener { return tls.NewListener(ln, c) }

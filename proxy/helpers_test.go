@@ -1,0 +1,175 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"go-loadbalancer/config"
+	"go-loadbalancer/state"
+)
+
+// testBackend is a real fasthttp server on a loopback port.
+type testBackend struct {
+	addr string
+	url  string
+	hits atomic.Int64
+	srv  *fasthttp.Server
+}
+
+// startBackend serves h on 127.0.0.1:0 until the test ends. Each request counts a hit.
+func startBackend(t testing.TB, h fasthttp.RequestHandler) *testBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &testBackend{addr: ln.Addr().String(), url: "http://" + ln.Addr().String()}
+	b.srv = &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			b.hits.Add(1)
+			h(ctx)
+		},
+		StreamRequestBody: true,
+		CloseOnShutdown:   true,
+	}
+	go func() { _ = b.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = b.srv.Shutdown() })
+	return b
+}
+
+// named answers with its name in the body and the X-Backend header.
+func named(name string) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.Set("X-Backend", name)
+		ctx.SetBodyString(name)
+	}
+}
+
+// deadAddr returns a loopback address nothing listens on (listen, then close).
+func deadAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// parseConfig parses YAML text the way the binary does.
+func parseConfig(t testing.TB, yaml string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatalf("cannot parse test config: %v\n%s", err, yaml)
+	}
+	return cfg
+}
+
+// poolConfig is a config with one pool "web" of the given backend URLs (weight 1 each)
+// plus extra top-level YAML.
+func poolConfig(t testing.TB, extra string, urls ...string) *config.Config {
+	t.Helper()
+	var sb strings.Builder
+	sb.WriteString("pools:\n  - name: web\n    timeouts: { connect: 500ms, response: 2s }\n    backends:\n")
+	for _, u := range urls {
+		fmt.Fprintf(&sb, "      - url: %q\n", u)
+	}
+	sb.WriteString(extra)
+	return parseConfig(t, sb.String())
+}
+
+// testProxy is a running data plane on a loopback port.
+type testProxy struct {
+	addr    string
+	builder *state.Builder
+	srv     *fasthttp.Server
+}
+
+func startProxy(t testing.TB, cfg *config.Config) *testProxy {
+	t.Helper()
+	b := state.NewBuilder(Hooks(nil))
+	if _, err := b.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	px := New(Options{Store: &b.Store, Log: zerolog.Nop()})
+	srv := NewServer(px.ServeHTTP, cfg.Server, zerolog.Nop())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return &testProxy{addr: ln.Addr().String(), builder: b, srv: srv}
+}
+
+// client returns a fasthttp client for the proxy with generous limits.
+func (p *testProxy) client() *fasthttp.HostClient {
+	return &fasthttp.HostClient{Addr: p.addr, MaxConns: 512, ReadTimeout: 10 * time.Second, MaxIdemponentCallAttempts: 1}
+}
+
+// get sends a GET through the proxy with extra headers and returns the response.
+func (p *testProxy) get(t testing.TB, path string, headers ...string) *fasthttp.Response {
+	t.Helper()
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.SetRequestURI("http://" + p.addr + path)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp := &fasthttp.Response{}
+	if err := fasthttp.DoTimeout(req, resp, 10*time.Second); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return resp
+}
+
+// raw writes a raw request on a fresh connection and returns everything read back until
+// the proxy closes the connection or 2 s pass.
+func (p *testProxy) raw(t testing.TB, request string) (resp string, closed bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, request); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	var sb strings.Builder
+	r := bufio.NewReader(c)
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.Read(buf)
+		sb.Write(buf[:n])
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				return sb.String(), false
+			}
+			return sb.String(), true
+		}
+	}
+}
+
+// waitFor polls cond every 10 ms until it is true or the deadline passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

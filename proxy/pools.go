@@ -1,0 +1,19 @@
+package proxy
+
+import "sync"
+
+// scratch is a per-request byte buffer for values that must be joined before fasthttp
+// copies them into its own header storage.
+type scratch struct{ b []byte }
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{b: make([]byte, 0, 256)} }}
+
+func getScratch() *scratch { return scratchPool.Get().(*scratch) }
+
+func putScratch(s *scratch) {
+	if cap(s.b) > 64<<10 {
+		return // do not keep a buffer a huge header grew
+	}
+	s.b = s.b[:0]
+	scratchPool.Put(s)
+}

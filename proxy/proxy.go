@@ -1,0 +1,156 @@
+// Package proxy is the data plane: a fasthttp request handler that picks a backend from the
+// current state.Table and forwards the request to it through the backend's pooled
+// fasthttp.HostClient.
+//
+// The request path (Proxy.ServeHTTP) takes no lock and, for a plain proxied request, makes
+// no allocation: the table is one atomic load, the picker an atomic add, the headers are
+// rewritten in place in fasthttp's reused buffers, and errors are sentinel values mapped to
+// prebuilt JSON bodies.
+package proxy
+
+import (
+	"io"
+	"net"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"go-loadbalancer/state"
+)
+
+// Options configure a Proxy.
+type Options struct {
+	// Store is where the current table is read from; required.
+	Store *state.Store
+	// Log receives errors and state changes (never a line per request from here).
+	Log zerolog.Logger
+	// Local, if set, answers requests whose path it claims (Claims returns true) instead of
+	// proxying them — the founding document's demo-mode paths on the data-plane port.
+	Local func(path []byte) fasthttp.RequestHandler
+}
+
+// Proxy is the data-plane handler. Safe for concurrent use.
+type Proxy struct {
+	store *state.Store
+	log   zerolog.Logger
+	local func(path []byte) fasthttp.RequestHandler
+
+	errLogs atomic.Uint64 // sampled error logging
+}
+
+// New returns a Proxy reading tables from o.Store.
+func New(o Options) *Proxy {
+	if o.Store == nil {
+		panic("BUG: proxy.Options.Store is nil")
+	}
+	return &Proxy{store: o.Store, log: o.Log, local: o.Local}
+}
+
+// ServeHTTP proxies one request. It is a fasthttp.RequestHandler.
+func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
+	t := p.store.Load()
+	if t == nil {
+		writeError(ctx, errNoConfig)
+		return
+	}
+	req := &ctx.Request
+	flags := scanRequestHeaders(req.Header.RawHeaders())
+	if flags&hdrBad != 0 {
+		// RFC 9112 §6.3: ambiguous framing must be rejected and the connection closed, or a
+		// request could be smuggled past us inside another's body.
+		writeError(ctx, errBadFraming)
+		ctx.SetConnectionClose()
+		return
+	}
+	if p.local != nil {
+		if h := p.local(ctx.Path()); h != nil {
+			h(ctx)
+			return
+		}
+	}
+	ext := tableExt(t)
+	if cl := req.Header.ContentLength(); cl > 0 && int64(cl) > ext.maxBody {
+		writeError(ctx, errBodyLimit)
+		ctx.SetConnectionClose()
+		return
+	}
+	if cl := req.Header.ContentLength(); cl == -1 && req.IsBodyStream() {
+		// Slow path: a chunked upload of unknown size is cut off at max_body_bytes.
+		req.SetBodyStream(&limitedReader{r: ctx.RequestBodyStream(), n: ext.maxBody}, -1)
+	}
+
+	pool := t.DefaultPool()
+	upgrade := flags&hdrUpgrade != 0 && isWebSocket(req)
+	prepareRequest(ctx, flags, ext, upgrade)
+
+	b := pool.Pick(0)
+	if b == nil {
+		writeError(ctx, errNoBackend)
+		return
+	}
+	u := b.Upstream.(*upstream)
+	if upgrade {
+		p.tunnel(ctx, b, u)
+		return
+	}
+	req.URI().SetSchemeBytes(u.scheme)
+	st := b.Stats
+	st.Inflight.Add(1)
+	st.Requests.Add(1)
+	err := u.hc.Do(req, &ctx.Response)
+	st.Inflight.Add(-1)
+	if err != nil {
+		st.Failures.Add(1)
+		p.logUpstreamError(b, err)
+		writeError(ctx, err)
+		if err == errBodyLimit {
+			ctx.SetConnectionClose()
+		}
+		return
+	}
+	if ctx.Response.StatusCode() >= 500 {
+		st.Failures.Add(1)
+	}
+	cleanResponse(&ctx.Response)
+}
+
+// logUpstreamError logs the first error and then one in 100, so an outage does not flood
+// the log (the metrics count every one).
+func (p *Proxy) logUpstreamError(b *state.Backend, err error) {
+	if n := p.errLogs.Add(1); n == 1 || n%100 == 0 {
+		p.log.Warn().Str("backend", b.ID).Err(err).Uint64("errors_seen", n).Msg("upstream request failed")
+	}
+}
+
+// clientAddr returns the peer's address as a netip.Addr without allocating.
+func clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	switch a := ctx.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+// limitedReader fails the upload once more than n bytes were read.
+type limitedReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n < 0 {
+		return 0, errBodyLimit
+	}
+	if int64(len(p)) > l.n+1 {
+		p = p[:l.n+1]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	if l.n < 0 {
+		return n, errBodyLimit
+	}
+	return n, err
+}

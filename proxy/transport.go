@@ -1,0 +1,389 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Errors the transport returns; errorStatus maps them to what the client sees. They are
+// sentinels so that the request path never allocates to describe a failure.
+var (
+	errConnect     = errors.New("cannot connect to backend")
+	errDialTimeout = errors.New("cannot connect to backend: timeout")
+	errNoConns     = errors.New("backend connection limit reached")
+	errWrite       = errors.New("cannot send request to backend")
+	errReset       = errors.New("backend closed the connection before responding")
+	errRespTimeout = errors.New("backend response timeout")
+	errBadResponse = errors.New("backend sent a malformed response")
+	errBodyLimit   = errors.New("request body exceeds max_body_bytes")
+)
+
+// transport is a fasthttp.RoundTripper, one per backend HostClient, that streams large
+// response bodies without allocating per request. fasthttp's own StreamResponseBody mode
+// allocates several closures per response (client.go, transport.RoundTrip); here a body of
+// known length up to bufferLimit is read whole (and the connection goes straight back to
+// the pool), anything larger, chunked or close-delimited is handed to the server as a
+// pooled stream that returns the connection when the server has written it out.
+//
+// Deadlines: the request write and the response header must each arrive within
+// responseTimeout; while a body streams, each read must make progress within it (like
+// nginx's proxy_read_timeout), so a long download is never cut off at a fixed time.
+type transport struct {
+	writeTimeout    time.Duration
+	responseTimeout time.Duration
+	bufferLimit     int
+
+	// release and close are the HostClient's ReleaseConn and CloseConn, stored as
+	// func(*fasthttp.clientConn) behind any because that type is unexported; roundTrip
+	// asserts them back with the type inferred from AcquireConn. Set once by bind.
+	release, close any
+	streams        sync.Pool // *bodyStream[C]
+}
+
+// bind stores hc's connection functions; call once before the client is used.
+func (t *transport) bind(hc *fasthttp.HostClient) {
+	t.release = hc.ReleaseConn
+	t.close = hc.CloseConn
+}
+
+// RoundTrip implements fasthttp.RoundTripper. retry is always false: the proxy, not
+// fasthttp, decides retries (on a different backend).
+func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
+	cc, err := hc.AcquireConn(0, false)
+	if err != nil {
+		return false, dialError(err)
+	}
+	return false, roundTrip(t, hc, cc, req, resp)
+}
+
+// connHandle is the method set of fasthttp's unexported *clientConn that roundTrip uses.
+type connHandle interface{ Conn() net.Conn }
+
+func roundTrip[C connHandle](t *transport, hc *fasthttp.HostClient, cc C, req *fasthttp.Request, resp *fasthttp.Response) error {
+	release, closeConn := t.release.(func(C)), t.close.(func(C))
+	conn := cc.Conn()
+	now := time.Now()
+	streamingUpload := req.IsBodyStream()
+	if streamingUpload {
+		// An upload streams at the client's pace; the front server's read timeout bounds it.
+		_ = conn.SetWriteDeadline(time.Time{})
+	} else {
+		_ = conn.SetWriteDeadline(now.Add(t.writeTimeout))
+	}
+	bw := hc.AcquireWriter(conn)
+	err := req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	hc.ReleaseWriter(bw)
+	if err != nil {
+		closeConn(cc)
+		if errors.Is(err, errBodyLimit) {
+			return errBodyLimit
+		}
+		return errWrite
+	}
+
+	if streamingUpload {
+		now = time.Now()
+	}
+	_ = conn.SetReadDeadline(now.Add(t.responseTimeout))
+	br := hc.AcquireReader(conn)
+	if err = readHeader(br, resp); err != nil {
+		hc.ReleaseReader(br)
+		closeConn(cc)
+		return err
+	}
+	if req.Header.IsHead() {
+		resp.SkipBody = true
+	}
+	cl := resp.Header.ContentLength()
+	keep := !resp.Header.ConnectionClose() && !req.Header.ConnectionClose()
+	if resp.SkipBody || noBody(resp.Header.StatusCode()) || (cl >= 0 && cl <= t.bufferLimit) {
+		if !resp.SkipBody && !noBody(resp.Header.StatusCode()) {
+			err = resp.ReadBody(br, 0)
+		}
+		hc.ReleaseReader(br)
+		if err != nil {
+			closeConn(cc)
+			return readError(err)
+		}
+		if keep {
+			release(cc)
+		} else {
+			closeConn(cc)
+		}
+		return nil
+	}
+
+	// Slow path: stream the body.
+	s, _ := t.streams.Get().(*bodyStream[C])
+	if s == nil {
+		s = &bodyStream[C]{}
+	}
+	*s = bodyStream[C]{
+		t: t, hc: hc, cc: cc, conn: conn, br: br, keep: keep && cl != -2, closeDelimited: cl == -2,
+		remaining: int64(max(cl, 0)), chunked: cl == -1, release: release, close: closeConn,
+	}
+	resp.SetBodyStream(s, cl)
+	if cl == -2 {
+		// Close-delimited body: the client gets it chunked.
+		resp.Header.SetContentLength(-1)
+	}
+	return nil
+}
+
+// readHeader reads the response header, skipping interim 1xx responses (RFC 9110 §15.2)
+// other than 101.
+func readHeader(br *bufio.Reader, resp *fasthttp.Response) error {
+	for {
+		if err := resp.Header.Read(br); err != nil {
+			return readError(err)
+		}
+		code := resp.Header.StatusCode()
+		if code < 100 || code >= 200 || code == fasthttp.StatusSwitchingProtocols {
+			return nil
+		}
+		resp.Header.Reset()
+	}
+}
+
+func noBody(code int) bool { return code < 200 || code == 204 || code == 304 }
+
+func dialError(err error) error {
+	switch {
+	case errors.Is(err, fasthttp.ErrNoFreeConns), errors.Is(err, fasthttp.ErrConnPoolStrategyNotImpl):
+		return errNoConns
+	case errors.Is(err, fasthttp.ErrDialTimeout), isTimeout(err):
+		return errDialTimeout
+	}
+	return errConnect
+}
+
+func readError(err error) error {
+	switch {
+	case isTimeout(err):
+		return errRespTimeout
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isConnReset(err):
+		return errReset
+	}
+	var nr fasthttp.ErrNothingRead
+	if errors.As(err, &nr) {
+		return errReset
+	}
+	return errBadResponse
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, fasthttp.ErrTimeout) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func isConnReset(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe)
+}
+
+// bodyStream is a response body read from a backend connection while the front server
+// writes it to the client. CloseWithError returns the connection to the HostClient's pool
+// when the body was read to its end and both sides allow keep-alive; otherwise it closes it.
+type bodyStream[C connHandle] struct {
+	t              *transport
+	hc             *fasthttp.HostClient
+	cc             C
+	conn           net.Conn
+	br             *bufio.Reader
+	release        func(C)
+	close          func(C)
+	remaining      int64 // bytes left of a Content-Length body or of the current chunk
+	chunked        bool
+	closeDelimited bool // no length: the body ends when the backend closes
+	keep           bool
+	done           bool // the body was read to its end
+	failed         bool
+	afterChunk     bool // a chunk's data was read; its CRLF is next
+	lastRead       time.Time
+}
+
+// Read implements io.Reader.
+func (s *bodyStream[C]) Read(p []byte) (int, error) {
+	if s.done {
+		return 0, io.EOF
+	}
+	if s.failed {
+		return 0, errReset
+	}
+	// Each read must make progress within the response timeout. Refreshing the deadline is
+	// a syscall, so do it at most every few hundred milliseconds.
+	if now := time.Now(); now.Sub(s.lastRead) > 250*time.Millisecond {
+		s.lastRead = now
+		_ = s.conn.SetReadDeadline(now.Add(s.t.responseTimeout))
+	}
+	var n int
+	var err error
+	switch {
+	case s.chunked:
+		n, err = s.readChunked(p)
+	case !s.keep && s.closeDelimited:
+		n, err = s.br.Read(p)
+		if err == io.EOF {
+			s.done = true
+			return n, io.EOF
+		}
+	default:
+		if s.remaining == 0 {
+			s.done = true
+			return 0, io.EOF
+		}
+		if int64(len(p)) > s.remaining {
+			p = p[:s.remaining]
+		}
+		n, err = s.br.Read(p)
+		s.remaining -= int64(n)
+		if err == nil && s.remaining == 0 {
+			s.done = true
+			return n, io.EOF
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	if err != nil && err != io.EOF {
+		s.failed = true
+	}
+	return n, err
+}
+
+// readChunked decodes RFC 9112 §7.1 chunked coding; trailers are read and dropped.
+func (s *bodyStream[C]) readChunked(p []byte) (int, error) {
+	if s.remaining == 0 {
+		if s.afterChunk {
+			if err := expectCRLF(s.br); err != nil {
+				return 0, err
+			}
+			s.afterChunk = false
+		}
+		size, err := readChunkSize(s.br)
+		if err != nil {
+			return 0, err
+		}
+		if size == 0 {
+			if err := skipTrailers(s.br); err != nil {
+				return 0, err
+			}
+			s.done = true
+			return 0, io.EOF
+		}
+		s.remaining = size
+	}
+	if int64(len(p)) > s.remaining {
+		p = p[:s.remaining]
+	}
+	n, err := s.br.Read(p)
+	s.remaining -= int64(n)
+	if s.remaining == 0 {
+		s.afterChunk = true
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+var errChunk = errors.New("malformed chunked body from backend")
+
+// maxChunkLine bounds a chunk-size line (size plus extensions).
+const maxChunkLine = 4096
+
+func readChunkSize(br *bufio.Reader) (int64, error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		if err == io.EOF {
+			return 0, io.ErrUnexpectedEOF
+		}
+		return 0, errChunk
+	}
+	if len(line) > maxChunkLine || len(line) < 2 || line[len(line)-2] != '\r' {
+		return 0, errChunk
+	}
+	var size int64
+	digits := 0
+	for _, c := range line[:len(line)-2] {
+		var v byte
+		switch {
+		case c >= '0' && c <= '9':
+			v = c - '0'
+		case c >= 'a' && c <= 'f':
+			v = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			v = c - 'A' + 10
+		case c == ';' || c == ' ' || c == '\t':
+			// Chunk extensions (and the whitespace before them) are ignored.
+			if digits == 0 {
+				return 0, errChunk
+			}
+			return size, nil
+		default:
+			return 0, errChunk
+		}
+		if digits == 15 {
+			return 0, errChunk
+		}
+		size = size<<4 | int64(v)
+		digits++
+	}
+	if digits == 0 {
+		return 0, errChunk
+	}
+	return size, nil
+}
+
+func expectCRLF(br *bufio.Reader) error {
+	b, err := br.Peek(2)
+	if err != nil {
+		return io.ErrUnexpectedEOF
+	}
+	if b[0] != '\r' || b[1] != '\n' {
+		return errChunk
+	}
+	_, _ = br.Discard(2)
+	return nil
+}
+
+func skipTrailers(br *bufio.Reader) error {
+	for i := 0; i < 64; i++ {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return io.ErrUnexpectedEOF
+		}
+		if len(line) == 2 && line[0] == '\r' {
+			return nil
+		}
+	}
+	return errChunk
+}
+
+// CloseWithError implements fasthttp.ReadCloserWithError; the server calls it once the
+// body has been written to the client (err nil) or the write failed.
+func (s *bodyStream[C]) CloseWithError(err error) error {
+	s.hc.ReleaseReader(s.br)
+	if err == nil && s.done && s.keep && !s.failed {
+		s.release(s.cc)
+	} else {
+		s.close(s.cc)
+	}
+	t := s.t
+	*s = bodyStream[C]{}
+	t.streams.Put(s)
+	return nil
+}

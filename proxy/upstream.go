@@ -1,0 +1,139 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"go-loadbalancer/config"
+	"go-loadbalancer/state"
+)
+
+// upstream is a backend's client: one pooled fasthttp.HostClient and its transport. It is
+// kept across table swaps while the backend's connection settings stay the same, so a
+// reload does not drop a single keep-alive connection.
+type upstream struct {
+	hc     *fasthttp.HostClient
+	tr     *transport
+	scheme []byte
+	key    string // connection settings; a different key needs a new client
+	dial   Dialer
+	tls    *tls.Config
+}
+
+// bufferLimit is the largest response body with a known length read whole; larger ones
+// stream. It also bounds the request body fasthttp reads ahead before the handler runs.
+const bufferLimit = 64 << 10
+
+// Dialer opens a connection to a backend address; nil means TCP with the pool's connect
+// timeout. Tests and benchmarks pass in-memory listeners' Dial.
+type Dialer func(addr string) (net.Conn, error)
+
+// Hooks returns the state.Builder hooks that give each backend its upstream client and
+// each table its proxy data.
+func Hooks(dial Dialer) state.Hooks {
+	return state.Hooks{
+		Upstream: func(b *state.Backend, p *config.Pool, prev any) (any, error) {
+			return newUpstream(b, p, prev, dial)
+		},
+		Release:  func(u any) { u.(*upstream).hc.CloseIdleConnections() },
+		Table:    newTableData,
+	}
+}
+
+func newUpstream(b *state.Backend, p *config.Pool, prev any, dial Dialer) (any, error) {
+	key := fmt.Sprintf("%s|%t|%v|%v|%d|%+v", b.Addr, b.TLS, p.Timeouts.Connect, p.Timeouts.Response,
+		p.MaxConnsPerBackend, p.UpstreamTLS)
+	if old, ok := prev.(*upstream); ok && old.key == key {
+		return old, nil
+	}
+	u := &upstream{key: key, scheme: vHTTP}
+	if b.TLS {
+		u.scheme = vHTTPS
+		tc, err := upstreamTLS(p.UpstreamTLS)
+		if err != nil {
+			return nil, err
+		}
+		u.tls = tc
+	}
+	u.tr = &transport{
+		writeTimeout:    p.Timeouts.Response,
+		responseTimeout: p.Timeouts.Response,
+		bufferLimit:     bufferLimit,
+	}
+	u.hc = &fasthttp.HostClient{
+		Addr:                          b.Addr,
+		Name:                          "",
+		NoDefaultUserAgentHeader:      true,
+		IsTLS:                         b.TLS,
+		TLSConfig:                     u.tls,
+		MaxConns:                      p.MaxConnsPerBackend,
+		MaxIdleConnDuration:           60 * time.Second,
+		MaxIdemponentCallAttempts:     1, // the proxy retries, on another backend
+		DisableHeaderNamesNormalizing: false,
+		DisablePathNormalizing:        true,
+		Transport:                     u.tr,
+	}
+	if dial == nil {
+		dialTimeout := p.Timeouts.Connect
+		dial = func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, dialTimeout) }
+	}
+	u.dial = dial
+	u.hc.Dial = fasthttp.DialFunc(dial)
+	u.tr.bind(u.hc)
+	return u, nil
+}
+
+func upstreamTLS(c config.UpstreamTLS) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, ClientSessionCache: tls.NewLRUClientSessionCache(64)}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read upstream_tls.ca_file %q: %w", c.CAFile, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("cannot use upstream_tls.ca_file %q: no PEM certificates in it", c.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cannot load upstream_tls client certificate %q: %w", c.CertFile, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// tableData is the proxy's per-table data, built once with the table.
+type tableData struct {
+	nets    []netip.Prefix
+	maxBody int64
+}
+
+func newTableData(t *state.Table) (any, error) {
+	return &tableData{
+		nets:    t.Config.Server.TrustedNets(),
+		maxBody: t.Config.Server.MaxBodyBytes,
+	}, nil
+}
+
+func tableExt(t *state.Table) *tableData { return t.Ext.(*tableData) }
+
+// trusted reports whether forwarded headers from peer are believed (server.trusted_proxies).
+func (d *tableData) trusted(peer netip.Addr) bool {
+	for _, n := range d.nets {
+		if n.Contains(peer) {
+			return true
+		}
+	}
+	return false
+}

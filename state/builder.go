@@ -1,0 +1,240 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go-loadbalancer/config"
+	"go-loadbalancer/picker"
+)
+
+// Stats are a backend's runtime counters. They belong to the backend ID, not to a table:
+// a reload that keeps the backend keeps its counters. All fields are atomics, safe for
+// concurrent use.
+type Stats struct {
+	Inflight atomic.Int64  // requests being served now
+	Requests atomic.Uint64 // requests sent, retries included
+	Failures atomic.Uint64 // connection errors, timeouts and 5xx responses
+}
+
+// Hooks connect a Builder to the code that owns the upstream clients.
+type Hooks struct {
+	// Upstream returns the client for backend b of pool p. prev is what Upstream returned
+	// for the same ID in the previous table (nil for a new backend); returning prev keeps
+	// its pooled connections. Called with the builder's lock held.
+	Upstream func(b *Backend, p *config.Pool, prev any) (any, error)
+	// Table returns the caller's per-table data (Table.Ext) for a fully built table, just
+	// before it is published. An error keeps the running table.
+	Table func(t *Table) (any, error)
+	// Release is called, after the swap, with each upstream no table refers to any more.
+	// In-flight requests of the old table may still be using it.
+	Release func(u any)
+}
+
+// ErrUnknownBackend is returned by the runtime controls for an ID that no pool has.
+var ErrUnknownBackend = errors.New("unknown backend id")
+
+// Builder builds Tables from a config plus runtime overrides (drain, weight, health) and
+// publishes them to its Store. Every method is safe for concurrent use; builds are
+// serialised by a lock that the request path never takes.
+type Builder struct {
+	Store Store
+
+	mu        sync.Mutex
+	hooks     Hooks
+	cfg       *config.Config
+	version   uint64
+	stats     map[string]*Stats
+	upstreams map[string]any
+	drained   map[string]bool
+	weights   map[string]int
+	down      map[string]bool
+	now       func() time.Time
+}
+
+// NewBuilder returns a Builder with an empty Store.
+func NewBuilder(h Hooks) *Builder {
+	return &Builder{
+		hooks:     h,
+		stats:     map[string]*Stats{},
+		upstreams: map[string]any{},
+		drained:   map[string]bool{},
+		weights:   map[string]int{},
+		down:      map[string]bool{},
+		now:       time.Now,
+	}
+}
+
+// Apply builds a table from cfg (which must be valid) with the current overrides and swaps
+// it in. On error the running table is kept.
+func (b *Builder) Apply(cfg *config.Config) (*Table, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.rebuild(cfg)
+}
+
+// Drain takes backend id out of rotation (in-flight requests finish) and swaps a new table.
+func (b *Builder) Drain(id string) (*Table, error) {
+	return b.override(id, func() { b.drained[id] = true })
+}
+
+// Enable undoes Drain.
+func (b *Builder) Enable(id string) (*Table, error) {
+	return b.override(id, func() { delete(b.drained, id) })
+}
+
+// SetWeight overrides backend id's configured weight (1..10000) until the next reload that
+// drops the backend.
+func (b *Builder) SetWeight(id string, w int) (*Table, error) {
+	if w < 1 || w > 10000 {
+		return nil, fmt.Errorf("cannot set weight %d: must be between 1 and 10000", w)
+	}
+	return b.override(id, func() { b.weights[id] = w })
+}
+
+// SetHealthy records a health-check verdict for backend id; a change swaps a new table.
+func (b *Builder) SetHealthy(id string, healthy bool) (*Table, error) {
+	return b.override(id, func() {
+		if healthy {
+			delete(b.down, id)
+		} else {
+			b.down[id] = true
+		}
+	})
+}
+
+func (b *Builder) override(id string, set func()) (*Table, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := b.Store.Load()
+	if t == nil || t.Backend(id) == nil {
+		return nil, fmt.Errorf("cannot change backend %q: %w", id, ErrUnknownBackend)
+	}
+	set()
+	return b.rebuild(b.cfg)
+}
+
+func (b *Builder) rebuild(cfg *config.Config) (*Table, error) {
+	t := &Table{
+		Config:   cfg,
+		Version:  b.version + 1,
+		Built:    b.now(),
+		pools:    map[string]*Pool{},
+		backends: map[string]*Backend{},
+	}
+	ups := make(map[string]any, len(b.upstreams))
+	for pi := range cfg.Pools {
+		pc := &cfg.Pools[pi]
+		p := &Pool{Name: pc.Name, Settings: pc, leastInflight: pc.Balance == config.BalanceLeastInflight}
+		weights := make([]int, 0, len(pc.Backends))
+		for i, bc := range pc.Backends {
+			addr, tls := bc.Addr()
+			be := &Backend{
+				ID:      BackendID(pc.Name, addr, tls),
+				URL:     bc.URL,
+				Addr:    addr,
+				TLS:     tls,
+				Pool:    pc.Name,
+				Region:  bc.Region,
+				Weight:  bc.Weight,
+				Index:   i,
+				Healthy: true,
+			}
+			if _, dup := t.backends[be.ID]; dup {
+				return nil, fmt.Errorf("cannot build pool %q: backend %s appears twice", pc.Name, bc.URL)
+			}
+			if w, ok := b.weights[be.ID]; ok {
+				be.Weight = w
+			}
+			be.Drained = b.drained[be.ID]
+			be.Healthy = !b.down[be.ID]
+			be.Stats = b.stats[be.ID]
+			if be.Stats == nil {
+				be.Stats = &Stats{}
+			}
+			if b.hooks.Upstream != nil {
+				u, err := b.hooks.Upstream(be, pc, b.upstreams[be.ID])
+				if err != nil {
+					return nil, fmt.Errorf("cannot build backend %s of pool %q: %w", bc.URL, pc.Name, err)
+				}
+				be.Upstream = u
+				ups[be.ID] = u
+			}
+			weights = append(weights, be.Weight)
+			p.Backends = append(p.Backends, be)
+			t.backends[be.ID] = be
+		}
+		if len(p.Backends) == 0 {
+			return nil, fmt.Errorf("cannot build pool %q: it has no backends", pc.Name)
+		}
+		bs := p.Backends
+		p.smooth = picker.NewSmooth(weights)
+		p.load = func(i int) int64 { return bs[i].Stats.Inflight.Load() }
+		t.Pools = append(t.Pools, p)
+		t.pools[p.Name] = p
+	}
+
+	if b.hooks.Table != nil {
+		ext, err := b.hooks.Table(t)
+		if err != nil {
+			return nil, err
+		}
+		t.Ext = ext
+	}
+
+	// Commit: only now does the new table replace anything.
+	b.version = t.Version
+	b.cfg = cfg
+	b.Store.Swap(t)
+	stats := make(map[string]*Stats, len(t.backends))
+	for id, be := range t.backends {
+		stats[id] = be.Stats
+	}
+	b.stats = stats
+	for id, u := range b.upstreams {
+		if nu, ok := ups[id]; (!ok || nu != u) && b.hooks.Release != nil {
+			b.hooks.Release(u)
+		}
+	}
+	b.upstreams = ups
+	// Overrides of backends that are gone do not come back with a later config.
+	for _, m := range []map[string]bool{b.drained, b.down} {
+		for id := range m {
+			if t.backends[id] == nil {
+				delete(m, id)
+			}
+		}
+	}
+	for id := range b.weights {
+		if t.backends[id] == nil {
+			delete(b.weights, id)
+		}
+	}
+	return t, nil
+}
+
+// BackendID is the stable ID of the backend at addr (host:port) in pool: the pool name,
+// then the address with every byte outside [A-Za-z0-9._-] replaced by '_', and "-tls" for
+// https backends. "web" + "127.0.0.1:8081" gives "web-127.0.0.1_8081".
+func BackendID(pool, addr string, tls bool) string {
+	var sb strings.Builder
+	sb.WriteString(pool)
+	sb.WriteByte('-')
+	for i := 0; i < len(addr); i++ {
+		c := addr[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '-':
+			sb.WriteByte(c)
+		default:
+			sb.WriteByte('_')
+		}
+	}
+	if tls {
+		sb.WriteString("-tls")
+	}
+	return sb.String()
+}

@@ -1,0 +1,139 @@
+// Package state holds the load balancer's routing state: an immutable Table of pools and
+// backends behind one atomic pointer (Store), and the per-backend runtime counters that
+// survive table swaps (Stats).
+//
+// Every change — a config reload, a health change, a discovery update, an admin action —
+// builds a whole new Table with a Builder and swaps it in with Store.Swap. The request path
+// only ever does Store.Load and reads; it never takes a lock. A Table and everything it
+// points to, except the atomics in Stats, must not be modified after it is published.
+//
+// state imports no HTTP code: the per-backend upstream client is attached by the builder's
+// caller as an opaque value (Backend.Upstream).
+package state
+
+import (
+	"sync/atomic"
+	"time"
+
+	"go-loadbalancer/config"
+	"go-loadbalancer/picker"
+)
+
+// Backend is one upstream server as of one Table. Its fields are read-only; the counters
+// that must outlive the table are in Stats.
+type Backend struct {
+	ID     string // stable for the same pool and URL across reloads; safe in a URL path
+	URL    string // as configured
+	Addr   string // host:port dialled
+	TLS    bool   // https backend
+	Pool   string
+	Region string
+	Weight int // effective weight (config, or admin override)
+	Index  int // position in Pool.Backends
+
+	Drained bool // taken out by an operator: no new requests
+	Healthy bool // as of this table (health changes build a new table)
+
+	// Stats are the backend's runtime counters, shared by every table that has this ID.
+	Stats *Stats
+
+	// Upstream is the caller's per-backend client (the proxy's *fasthttp.HostClient
+	// wrapper). state never looks inside it.
+	Upstream any
+}
+
+// Usable reports whether the backend may take a new request: healthy and not drained.
+func (b *Backend) Usable() bool { return b.Healthy && !b.Drained }
+
+// Pool is a named group of backends with one balancing algorithm.
+type Pool struct {
+	Name     string
+	Backends []*Backend
+	Settings *config.Pool // the pool's configuration; read-only
+
+	leastInflight bool
+	smooth        *picker.Smooth
+	load          func(i int) int64 // in-flight of backend i, built once per table
+}
+
+// Tried is the set of backends of one pool a request has already tried (bit i = Backends[i]).
+// Backends past the 64th are not tracked: a retry may land on one of them twice.
+type Tried uint64
+
+// Has reports whether backend index i was tried.
+func (t Tried) Has(i int) bool { return i < 64 && t&(1<<uint(i)) != 0 }
+
+// With returns t with backend index i added.
+func (t Tried) With(i int) Tried {
+	if i >= 64 {
+		return t
+	}
+	return t | 1<<uint(i)
+}
+
+// Pick returns the next backend for a new request, skipping unusable backends and those in
+// tried, or nil when none can take it. Safe for concurrent use; allocation-free.
+func (p *Pool) Pick(tried Tried) *Backend {
+	bs := p.Backends
+	avail := func(i int) bool { return bs[i].Usable() && !tried.Has(i) }
+	var i int
+	if p.leastInflight {
+		i = picker.LeastInflight(len(bs), p.load, avail)
+	} else {
+		i = p.smooth.Pick(avail)
+	}
+	if i < 0 {
+		return nil
+	}
+	return bs[i]
+}
+
+// Table is one immutable snapshot of the routing state.
+type Table struct {
+	Pools   []*Pool
+	Config  *config.Config
+	Version uint64    // increases by one with each table a Builder builds
+	Built   time.Time // when the table was built
+
+	// Ext is the caller's per-table data (the proxy's prebuilt header values and limits),
+	// built by Hooks.Table; state never looks inside it.
+	Ext any
+
+	pools    map[string]*Pool
+	backends map[string]*Backend
+}
+
+// DefaultPool is the pool requests go to when no route matches: the first one.
+func (t *Table) DefaultPool() *Pool {
+	if len(t.Pools) == 0 {
+		return nil
+	}
+	return t.Pools[0]
+}
+
+// Pool returns the pool with the given name, or nil.
+func (t *Table) Pool(name string) *Pool { return t.pools[name] }
+
+// Backend returns the backend with the given ID, or nil.
+func (t *Table) Backend(id string) *Backend { return t.backends[id] }
+
+// Backends returns every backend of every pool, in pool order.
+func (t *Table) Backends() []*Backend {
+	var all []*Backend
+	for _, p := range t.Pools {
+		all = append(all, p.Backends...)
+	}
+	return all
+}
+
+// Store holds the current Table. The zero value holds no table (Load returns nil).
+// Safe for concurrent use.
+type Store struct {
+	cur atomic.Pointer[Table]
+}
+
+// Load returns the current table, or nil before the first Swap.
+func (s *Store) Load() *Table { return s.cur.Load() }
+
+// Swap publishes t and returns the table it replaced (nil at first).
+func (s *Store) Swap(t *Table) *Table { return s.cur.Swap(t) }
