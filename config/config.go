@@ -1,0 +1,267 @@
+// Package config loads and validates the load balancer's YAML configuration (SPEC §4).
+//
+// Decoding is strict: an unknown key is an error. Every error names the file and the line
+// of the offending key ("lb.yaml:12: pools[0].backends[1].weight: weight must be between 1
+// and 10000"), and all problems are reported at once, as Errors. A missing key is reported
+// on the line of the mapping that should hold it.
+//
+// Parse (and Load) decode, fill in defaults (SPEC §4; a key the file leaves out gets its
+// default, a key the file sets to zero keeps it and is validated) and Validate. Relative
+// file paths in the file (tls.*_file, pools[].upstream_tls.*_file, admin.token_file,
+// geo.mmdb_file, auth.jwt.jwks_file, auth.jwt.hmac_secret_file) are resolved against the
+// directory of the config file at parse time, so they do not depend on the working
+// directory; paths from environment variables are used as given.
+//
+// Environment overrides (SPEC §3: flag > env > file > default) are applied by ApplyEnv;
+// the caller then runs Validate again, whose errors for values that came from the
+// environment name the variable ("environment: LOG_LEVEL: ...").
+//
+// Features that are not built yet are rejected by Validate when switched on; the list is in
+// unavailable.go. A Config is immutable once loaded (and ApplyEnv applied): callers must
+// not modify it.
+package config
+
+import "time"
+
+// Config is the whole file. The zero value is not valid; use Load or Default.
+type Config struct {
+	Listen    string      `yaml:"listen"`
+	Admin     Admin       `yaml:"admin"`
+	TLS       TLS         `yaml:"tls"`
+	Server    Server      `yaml:"server"`
+	Pools     []Pool      `yaml:"pools"`
+	Routes    []Route     `yaml:"routes"`
+	Geo       Geo         `yaml:"geo"`
+	Sticky    Sticky      `yaml:"sticky"`
+	Redis     Redis       `yaml:"redis"`
+	RateLimit RateLimit   `yaml:"rate_limit"`
+	Auth      Auth        `yaml:"auth"`
+	Tracing   Tracing     `yaml:"tracing"`
+	Log       Log         `yaml:"log"`
+	Env       EnvSettings `yaml:"-"` // feature switches from the environment (SPEC §3)
+
+	// File is the path the config was loaded from ("" for a built-in config).
+	File string `yaml:"-"`
+
+	src     *source           // where each key was in File; nil for a config built in code
+	envFrom map[string]string // key path -> environment variable that set it (ApplyEnv)
+}
+
+// EnvSettings holds the founding document's switches that exist only as environment
+// variables (REDIS_ENABLED, TRAFFIC_POLICIES_ENABLED, MTLS_*, CONSUL_*).
+type EnvSettings struct {
+	RedisEnabled           bool
+	TrafficPoliciesEnabled bool // routes are applied only when true or when routes are configured
+	MTLSEnabled            bool
+	ConsulEnabled          bool
+	ConsulAddr             string
+}
+
+// Admin configures the admin, dashboard and metrics listener (SPEC §6).
+type Admin struct {
+	Listen    string `yaml:"listen"`
+	TokenFile string `yaml:"token_file"`
+	Token     string `yaml:"-"` // from ADMIN_TOKEN or token_file
+	Pprof     bool   `yaml:"pprof"`
+}
+
+// TLS configures TLS on the front listener; ClientCAFile turns on client certificate
+// verification (mTLS).
+type TLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// Enabled reports whether the front listener serves TLS.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
+
+// Server holds the front listener's limits and timeouts.
+type Server struct {
+	ReadTimeout     time.Duration `yaml:"read_timeout"`
+	WriteTimeout    time.Duration `yaml:"write_timeout"`
+	IdleTimeout     time.Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes  int           `yaml:"max_header_bytes"`
+	MaxBodyBytes    int64         `yaml:"max_body_bytes"`
+	TrustedProxies  []string      `yaml:"trusted_proxies"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Balance names a pool's picking algorithm.
+const (
+	BalanceSmoothWeighted = "smooth_weighted"
+	BalanceLeastInflight  = "least_inflight"
+)
+
+// Pool is a named group of backends with its balancing, health checking, breaker and
+// retry settings.
+type Pool struct {
+	Name               string         `yaml:"name"`
+	Balance            string         `yaml:"balance"`
+	Backends           []Backend      `yaml:"backends"`
+	Standby            []Backend      `yaml:"standby"`
+	Discovery          Discovery      `yaml:"discovery"`
+	HealthCheck        HealthCheck    `yaml:"health_check"`
+	CircuitBreaker     CircuitBreaker `yaml:"circuit_breaker"`
+	Retry              Retry          `yaml:"retry"`
+	Timeouts           Timeouts       `yaml:"timeouts"`
+	MaxConnsPerBackend int            `yaml:"max_conns_per_backend"`
+	UpstreamTLS        UpstreamTLS    `yaml:"upstream_tls"`
+	Autoscale          Autoscale      `yaml:"autoscale"`
+}
+
+// Backend is one upstream server. URL is "http://host[:port]" or "https://host[:port]".
+type Backend struct {
+	URL    string `yaml:"url"`
+	Weight int    `yaml:"weight"`
+	Region string `yaml:"region"`
+}
+
+// Discovery configures sources of backends other than the file.
+type Discovery struct {
+	Consul ConsulDiscovery `yaml:"consul"`
+}
+
+// ConsulDiscovery takes a pool's backends from a Consul service.
+type ConsulDiscovery struct {
+	Service     string `yaml:"service"`
+	Tag         string `yaml:"tag"`
+	PassingOnly *bool  `yaml:"passing_only"`
+}
+
+// HealthCheck configures active health checks of a pool's backends.
+type HealthCheck struct {
+	Path         string        `yaml:"path"`
+	Interval     time.Duration `yaml:"interval"`
+	Timeout      time.Duration `yaml:"timeout"`
+	Rise         int           `yaml:"rise"`
+	Fall         int           `yaml:"fall"`
+	ExpectStatus string        `yaml:"expect_status"`
+}
+
+// CircuitBreaker configures the per-backend circuit breaker.
+type CircuitBreaker struct {
+	ConsecutiveFailures int           `yaml:"consecutive_failures"`
+	FailureRatio        float64       `yaml:"failure_ratio"`
+	MinRequests         int           `yaml:"min_requests"`
+	Window              time.Duration `yaml:"window"`
+	OpenFor             time.Duration `yaml:"open_for"`
+	HalfOpenProbes      int           `yaml:"half_open_probes"`
+}
+
+// Retry configures retries on another backend; Attempts counts retries after the first
+// try.
+type Retry struct {
+	Attempts    int      `yaml:"attempts"`
+	On          []string `yaml:"on"`
+	BudgetRatio float64  `yaml:"budget_ratio"`
+}
+
+// Timeouts bounds connecting to a backend and waiting for its response.
+type Timeouts struct {
+	Connect  time.Duration `yaml:"connect"`
+	Response time.Duration `yaml:"response"`
+}
+
+// UpstreamTLS configures TLS (and client certificates, mTLS) towards https backends.
+type UpstreamTLS struct {
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+// Autoscale configures bringing standby backends in and out.
+type Autoscale struct {
+	TargetInflightPerBackend int           `yaml:"target_inflight_per_backend"`
+	MinActive                int           `yaml:"min_active"`
+	Cooldown                 time.Duration `yaml:"cooldown"`
+}
+
+// Route is one traffic policy: requests that Match go to Pool or are Split between pools.
+type Route struct {
+	Match Match        `yaml:"match"`
+	Pool  string       `yaml:"pool"`
+	Split []SplitEntry `yaml:"split"`
+}
+
+// Match selects requests for a Route; empty fields match everything.
+type Match struct {
+	PathPrefix string            `yaml:"path_prefix"`
+	Host       string            `yaml:"host"`
+	Method     string            `yaml:"method"`
+	Headers    map[string]string `yaml:"headers"`
+	Regions    []string          `yaml:"regions"`
+}
+
+// SplitEntry is one pool of a weighted traffic split.
+type SplitEntry struct {
+	Pool   string `yaml:"pool"`
+	Weight int    `yaml:"weight"`
+}
+
+// Geo configures how a client's region is found.
+type Geo struct {
+	Header      string              `yaml:"header"`
+	CIDRs       map[string][]string `yaml:"cidrs"`
+	MMDBFile    string              `yaml:"mmdb_file"`
+	PreferLocal *bool               `yaml:"prefer_local"`
+}
+
+// Sticky configures sticky sessions.
+type Sticky struct {
+	Enabled bool          `yaml:"enabled"`
+	Cookie  string        `yaml:"cookie"`
+	Header  string        `yaml:"header"`
+	TTL     time.Duration `yaml:"ttl"`
+}
+
+// Redis configures the Redis connection used when REDIS_ENABLED is set.
+type Redis struct {
+	URL            string        `yaml:"url"`
+	ClientCacheTTL time.Duration `yaml:"client_cache_ttl"`
+}
+
+// RateLimit configures request rate limiting (token bucket).
+type RateLimit struct {
+	Enabled bool    `yaml:"enabled"`
+	Key     string  `yaml:"key"`
+	Rate    float64 `yaml:"rate"`
+	Burst   int     `yaml:"burst"`
+	Scope   string  `yaml:"scope"`
+}
+
+// Auth configures request authentication.
+type Auth struct {
+	JWT JWT `yaml:"jwt"`
+}
+
+// JWT configures JWT bearer token verification.
+type JWT struct {
+	Enabled        bool              `yaml:"enabled"`
+	Algorithms     []string          `yaml:"algorithms"`
+	JWKSFile       string            `yaml:"jwks_file"`
+	JWKSURL        string            `yaml:"jwks_url"`
+	HMACSecretFile string            `yaml:"hmac_secret_file"`
+	Issuer         string            `yaml:"issuer"`
+	Audience       string            `yaml:"audience"`
+	SkipPaths      []string          `yaml:"skip_paths"`
+	ForwardClaims  map[string]string `yaml:"forward_claims"`
+}
+
+// Tracing configures OpenTelemetry tracing.
+type Tracing struct {
+	Enabled      bool    `yaml:"enabled"`
+	OTLPEndpoint string  `yaml:"otlp_endpoint"`
+	SampleRatio  float64 `yaml:"sample_ratio"`
+	ServiceName  string  `yaml:"service_name"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level     string `yaml:"level"`
+	AccessLog *bool  `yaml:"access_log"`
+}
+
+// AccessLogOn reports whether access logging is enabled (default true).
+func (l Log) AccessLogOn() bool { return l.AccessLog == nil || *l.AccessLog }

@@ -1,0 +1,216 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// envMap returns a getenv function that reads from kv ("NAME", "value", ...).
+func envMap(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(name string) string { return m[name] }
+}
+
+const envTestDoc = `redis: { url: "redis://file:6379/1" }
+log: { level: debug }
+pools:
+  - name: a
+    backends: [{url: "https://a"}]
+    upstream_tls: { ca_file: /file/ca.pem, server_name: a.internal }
+  - name: b
+    backends: [{url: "https://b"}]
+`
+
+func TestApplyEnv(t *testing.T) {
+	c := mustParse(t, envTestDoc)
+	errs := c.ApplyEnv(envMap(
+		"REDIS_URL", "rediss://env:6380/0",
+		"LOG_LEVEL", "WARN",
+		"TRAFFIC_POLICIES_ENABLED", "1",
+		"MTLS_ENABLED", "TRUE",
+		"MTLS_CERT_FILE", "certs/client.pem",
+		"MTLS_KEY_FILE", "/abs/client.key",
+		"CONSUL_ADDR", "127.0.0.1:8500",
+		"ADMIN_TOKEN", "s3cret",
+		"REDIS_ENABLED", "false",
+		"CONSUL_ENABLED", "0",
+	))
+	if errs != nil {
+		t.Fatalf("ApplyEnv: %v", errs)
+	}
+	if errs := c.Validate(); errs != nil {
+		t.Fatalf("Validate after ApplyEnv: %v", errs)
+	}
+	wantEnv := EnvSettings{TrafficPoliciesEnabled: true, MTLSEnabled: true, ConsulAddr: "127.0.0.1:8500"}
+	if c.Env != wantEnv {
+		t.Fatalf("got Env %+v; want %+v", c.Env, wantEnv)
+	}
+	// Environment over file.
+	if c.Redis.URL != "rediss://env:6380/0" || c.Log.Level != "warn" || c.Admin.Token != "s3cret" {
+		t.Fatalf("got redis %q, log level %q, token %q; want the environment's", c.Redis.URL, c.Log.Level, c.Admin.Token)
+	}
+	// MTLS fills every pool; MTLS_CA_FILE is unset, so the file's ca_file stays.
+	want := []UpstreamTLS{
+		{CAFile: "/file/ca.pem", CertFile: "certs/client.pem", KeyFile: "/abs/client.key", ServerName: "a.internal"},
+		{CertFile: "certs/client.pem", KeyFile: "/abs/client.key"},
+	}
+	for i, p := range c.Pools {
+		if p.UpstreamTLS != want[i] {
+			t.Fatalf("pool %s: got upstream_tls %+v; want %+v", p.Name, p.UpstreamTLS, want[i])
+		}
+	}
+
+	c = mustParse(t, envTestDoc)
+	if errs := c.ApplyEnv(envMap("MTLS_ENABLED", "1", "MTLS_CERT_FILE", "c", "MTLS_KEY_FILE", "k", "MTLS_CA_FILE", "ca")); errs != nil {
+		t.Fatalf("ApplyEnv: %v", errs)
+	}
+	for _, p := range c.Pools {
+		if p.UpstreamTLS.CAFile != "ca" {
+			t.Fatalf("pool %s: got ca_file %q; want ca from MTLS_CA_FILE", p.Name, p.UpstreamTLS.CAFile)
+		}
+	}
+}
+
+func TestApplyEnvUnsetChangesNothing(t *testing.T) {
+	for _, getenv := range []func(string) string{envMap(), envMap("REDIS_URL", "", "LOG_LEVEL", "", "REDIS_ENABLED", "")} {
+		c := mustParse(t, envTestDoc)
+		if errs := c.ApplyEnv(getenv); errs != nil {
+			t.Fatalf("ApplyEnv: %v", errs)
+		}
+		checkSameConfig(t, c, mustParse(t, envTestDoc))
+	}
+	// MTLS files without MTLS_ENABLED are ignored.
+	c := mustParse(t, envTestDoc)
+	if errs := c.ApplyEnv(envMap("MTLS_ENABLED", "false", "MTLS_CERT_FILE", "c", "MTLS_KEY_FILE", "k")); errs != nil {
+		t.Fatalf("ApplyEnv: %v", errs)
+	}
+	checkSameConfig(t, c, mustParse(t, envTestDoc))
+}
+
+func TestApplyEnvOSGetenv(t *testing.T) {
+	t.Setenv("LOG_LEVEL", "error")
+	c := mustParse(t, envTestDoc)
+	if errs := c.ApplyEnv(nil); errs != nil {
+		t.Fatalf("ApplyEnv: %v", errs)
+	}
+	if c.Log.Level != "error" {
+		t.Fatalf("got log level %q; want error from LOG_LEVEL", c.Log.Level)
+	}
+}
+
+func TestApplyEnvBadValues(t *testing.T) {
+	f := func(getenv func(string) string, want ...string) {
+		t.Helper()
+		c := mustParse(t, envTestDoc)
+		got := errorLines(c.ApplyEnv(getenv))
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("got errors\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	f(envMap("REDIS_ENABLED", "yes", "TRAFFIC_POLICIES_ENABLED", "on", "MTLS_ENABLED", "maybe", "CONSUL_ENABLED", "2"),
+		`environment: REDIS_ENABLED: invalid boolean "yes" (use true or false)`,
+		`environment: TRAFFIC_POLICIES_ENABLED: invalid boolean "on" (use true or false)`,
+		`environment: MTLS_ENABLED: invalid boolean "maybe" (use true or false)`,
+		`environment: CONSUL_ENABLED: invalid boolean "2" (use true or false)`)
+	f(envMap("MTLS_ENABLED", "true", "MTLS_CERT_FILE", "c.pem"),
+		`environment: MTLS_ENABLED: MTLS_ENABLED is true but MTLS_CERT_FILE and MTLS_KEY_FILE are not both set`)
+	f(envMap("MTLS_ENABLED", "true", "MTLS_KEY_FILE", "c.key", "MTLS_CA_FILE", "ca.pem"),
+		`environment: MTLS_ENABLED: MTLS_ENABLED is true but MTLS_CERT_FILE and MTLS_KEY_FILE are not both set`)
+}
+
+// TestEnvValidate checks that Validate names the variable when a bad value came from the
+// environment, and that the env-only switches of features not built yet are rejected.
+func TestEnvValidate(t *testing.T) {
+	f := func(getenv func(string) string, want ...string) {
+		t.Helper()
+		c := mustParse(t, envTestDoc)
+		if errs := c.ApplyEnv(getenv); errs != nil {
+			t.Fatalf("ApplyEnv: %v", errs)
+		}
+		for range 2 { // Validate may be called again with the same result
+			got := errorLines(c.Validate())
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("got errors\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		}
+	}
+	f(envMap("LOG_LEVEL", "verbose"),
+		`environment: LOG_LEVEL: log level must be one of trace, debug, info, warn, error (got "verbose")`)
+	f(envMap("REDIS_URL", "http://redis:6379"),
+		`environment: REDIS_URL: url "http://redis:6379": scheme must be redis or rediss`)
+	f(envMap("REDIS_ENABLED", "true"),
+		`environment: REDIS_ENABLED: Redis support is not available in this build yet (unset REDIS_ENABLED or set it to false)`)
+	f(envMap("CONSUL_ENABLED", "1", "CONSUL_ADDR", "consul:8500"),
+		`environment: CONSUL_ENABLED: Consul support is not available in this build yet (unset CONSUL_ENABLED or set it to false)`)
+
+	// Without the environment, the file's bad value is reported on its line.
+	c, err := Parse("lb.yaml", []byte(strings.Replace(envTestDoc, "level: debug", "level: verbose", 1)))
+	if err == nil || err.Error() != `lb.yaml:2: log.level: log level must be one of trace, debug, info, warn, error (got "verbose")` {
+		t.Fatalf("got %v, %v; want a log.level error on line 2", c, err)
+	}
+}
+
+func TestAdminToken(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "lb.yaml")
+	doc := "pools:\n  - backends: [{url: \"http://a\"}]\nadmin:\n  token_file: token\n"
+	parse := func() *Config {
+		t.Helper()
+		c, err := Parse(file, []byte(doc))
+		if err != nil {
+			t.Fatalf("Parse: %v", err)
+		}
+		return c
+	}
+	tokenFile := filepath.Join(dir, "token")
+
+	// Unreadable: the error names the file, on the line of token_file.
+	c := parse()
+	errs := c.ApplyEnv(envMap())
+	want := file + `:4: admin.token_file: cannot read token file "` + tokenFile + `": no such file or directory`
+	if errs.Error() != want {
+		t.Fatalf("got %q; want %q", errs, want)
+	}
+
+	if err := os.WriteFile(tokenFile, []byte("  \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c = parse()
+	errs = c.ApplyEnv(envMap())
+	want = file + `:4: admin.token_file: token file "` + tokenFile + `" is empty`
+	if errs.Error() != want {
+		t.Fatalf("got %q; want %q", errs, want)
+	}
+
+	if err := os.WriteFile(tokenFile, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c = parse()
+	if errs := c.ApplyEnv(envMap()); errs != nil {
+		t.Fatalf("ApplyEnv: %v", errs)
+	}
+	if c.Admin.Token != "from-file" {
+		t.Fatalf("got token %q; want from-file", c.Admin.Token)
+	}
+
+	// ADMIN_TOKEN wins over the file.
+	c = parse()
+	if errs := c.ApplyEnv(envMap("ADMIN_TOKEN", "from-env")); errs != nil {
+		t.Fatalf("ApplyEnv: %v", errs)
+	}
+	if c.Admin.Token != "from-env" {
+		t.Fatalf("got token %q; want from-env", c.Admin.Token)
+	}
+
+	// No token anywhere: no token, no error.
+	c = mustParse(t, basePool)
+	if errs := c.ApplyEnv(envMap()); errs != nil || c.Admin.Token != "" {
+		t.Fatalf("got token %q, errors %v; want none", c.Admin.Token, errs)
+	}
+}

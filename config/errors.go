@@ -1,0 +1,73 @@
+package config
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Error is one problem found in a configuration. It prints as "FILE:LINE: PATH: MSG", for
+// example "lb.yaml:12: pools[0].backends[1].weight: weight must be between 1 and 10000".
+// Line is 0 when unknown (then ":LINE" is left out), and Path is empty for problems that
+// belong to no single key (then "PATH: " is left out). Problems that come from environment
+// variables have File "environment" and the variable's name as Path.
+type Error struct {
+	File string // config file name, or "environment"
+	Line int    // 1-based line in File, 0 if unknown
+	Path string // key path such as "pools[0].backends[1].weight"
+	Msg  string
+}
+
+// Error formats e as "FILE:LINE: PATH: MSG".
+func (e Error) Error() string {
+	var b strings.Builder
+	switch {
+	case e.File != "":
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			b.WriteByte(':')
+			b.WriteString(strconv.Itoa(e.Line))
+		}
+		b.WriteString(": ")
+	case e.Line > 0:
+		b.WriteString("line ")
+		b.WriteString(strconv.Itoa(e.Line))
+		b.WriteString(": ")
+	}
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in a configuration, in the order found. Parse, Validate and
+// ApplyEnv report all problems at once rather than stopping at the first.
+//
+// A nil Errors stored in an error variable is a non-nil error; use Err to convert.
+type Errors []Error
+
+// Error prints one problem per line.
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Err returns es as an error, or nil when es is empty.
+func (es Errors) Err() error {
+	if len(es) == 0 {
+		return nil
+	}
+	return es
+}
+
+// envFile is the File of errors caused by environment variables.
+const envFile = "environment"
+
+// envError reports a problem with the environment variable name.
+func envError(name, msg string) Error {
+	return Error{File: envFile, Path: name, Msg: msg}
+}

@@ -1,0 +1,125 @@
+package config
+
+import "fmt"
+
+// unavailableFeatures lists the features that the config can switch on but that this build
+// does not implement yet. Validate rejects a config that switches one on, saying so, rather
+// than silently ignoring the setting. When a feature lands, delete its entry.
+var unavailableFeatures = []unavailableFeature{
+	{
+		what: "traffic policies (routes) are",
+		on: func(c *Config) []switchedOn {
+			return onIf(len(c.Routes) > 0, "routes", "remove routes; all traffic goes to the first pool")
+		},
+	},
+	{
+		what: "geo routing is",
+		on: func(c *Config) []switchedOn {
+			var on []switchedOn
+			on = append(on, onIf(c.Geo.Header != "", "geo.header", `set header: ""`)...)
+			on = append(on, onIf(len(c.Geo.CIDRs) > 0, "geo.cidrs", "remove cidrs")...)
+			on = append(on, onIf(c.Geo.MMDBFile != "", "geo.mmdb_file", `set mmdb_file: ""`)...)
+			return on
+		},
+	},
+	{
+		what: "sticky sessions are",
+		on: func(c *Config) []switchedOn {
+			return onIf(c.Sticky.Enabled, "sticky.enabled", "set enabled: false")
+		},
+	},
+	{
+		what: "rate limiting is",
+		on: func(c *Config) []switchedOn {
+			return onIf(c.RateLimit.Enabled, "rate_limit.enabled", "set enabled: false")
+		},
+	},
+	{
+		what: "JWT authentication is",
+		on: func(c *Config) []switchedOn {
+			return onIf(c.Auth.JWT.Enabled, "auth.jwt.enabled", "set enabled: false")
+		},
+	},
+	{
+		what: "tracing is",
+		on: func(c *Config) []switchedOn {
+			return onIf(c.Tracing.Enabled, "tracing.enabled", "set enabled: false")
+		},
+	},
+	{
+		what: "Consul discovery is",
+		on: func(c *Config) []switchedOn {
+			var on []switchedOn
+			for i, p := range c.Pools {
+				path := indexPath("pools", i) + ".discovery.consul.service"
+				on = append(on, onIf(p.Discovery.Consul.Service != "", path, `set service: ""`)...)
+			}
+			return on
+		},
+	},
+	{
+		what: "standby backends and autoscaling are",
+		on: func(c *Config) []switchedOn {
+			var on []switchedOn
+			for i, p := range c.Pools {
+				path := indexPath("pools", i)
+				on = append(on, onIf(len(p.Standby) > 0, path+".standby", "remove standby")...)
+				on = append(on, onIf(p.Autoscale.TargetInflightPerBackend > 0,
+					path+".autoscale.target_inflight_per_backend", "set target_inflight_per_backend: 0")...)
+			}
+			return on
+		},
+	},
+	{
+		what: "Redis support is",
+		on: func(c *Config) []switchedOn {
+			return envOnIf(c.Env.RedisEnabled, "REDIS_ENABLED")
+		},
+	},
+	{
+		what: "Consul support is",
+		on: func(c *Config) []switchedOn {
+			return envOnIf(c.Env.ConsulEnabled, "CONSUL_ENABLED")
+		},
+	},
+}
+
+type unavailableFeature struct {
+	what string                       // subject and verb, e.g. "sticky sessions are"
+	on   func(c *Config) []switchedOn // where c switches the feature on; none if off
+}
+
+// switchedOn is one place that switches a feature on: a config key or an environment
+// variable.
+type switchedOn struct {
+	path string // config key path, e.g. "sticky.enabled"
+	env  string // or environment variable name, e.g. "REDIS_ENABLED"
+	fix  string // how to switch it off
+}
+
+func onIf(cond bool, path, fix string) []switchedOn {
+	if !cond {
+		return nil
+	}
+	return []switchedOn{{path: path, fix: fix}}
+}
+
+func envOnIf(cond bool, name string) []switchedOn {
+	if !cond {
+		return nil
+	}
+	return []switchedOn{{env: name, fix: fmt.Sprintf("unset %s or set it to false", name)}}
+}
+
+func (v *validator) unavailable() {
+	for _, f := range unavailableFeatures {
+		for _, on := range f.on(v.c) {
+			msg := fmt.Sprintf("%s not available in this build yet (%s)", f.what, on.fix)
+			if on.env != "" {
+				v.errs = append(v.errs, envError(on.env, msg))
+			} else {
+				v.errorf(on.path, "%s", msg)
+			}
+		}
+	}
+}
