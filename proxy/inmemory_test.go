@@ -1,0 +1,53 @@
+package proxy
+
+import (
+	"net"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+
+	"go-loadbalancer/state"
+)
+
+// inmemorySetup is a backend and, in front of it, the proxy, each on an in-memory listener,
+// plus a client for each: the proxy path and its no-proxy twin (the same request straight to
+// the backend) for benchmarks and allocation checks.
+type inmemorySetup struct {
+	direct, proxied *fasthttp.HostClient
+}
+
+func newInmemorySetup(tb testing.TB, backendBody string) *inmemorySetup {
+	tb.Helper()
+	beLn := fasthttputil.NewInmemoryListener()
+	body := []byte(backendBody)
+	be := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.Response.SetBodyRaw(body) }}
+	go func() { _ = be.Serve(beLn) }()
+
+	cfg := poolConfig(tb, "", "http://backend.invalid:80")
+	b := state.NewBuilder(Hooks(func(string) (net.Conn, error) { return beLn.Dial() }))
+	if _, err := b.Apply(cfg); err != nil {
+		tb.Fatal(err)
+	}
+	pxLn := fasthttputil.NewInmemoryListener()
+	px := New(Options{Store: &b.Store, Log: zerolog.Nop()})
+	srv := NewServer(px.ServeHTTP, cfg.Server, zerolog.Nop())
+	go func() { _ = srv.Serve(pxLn) }()
+	tb.Cleanup(func() {
+		_ = srv.Shutdown()
+		_ = be.Shutdown()
+	})
+	client := func(ln *fasthttputil.InmemoryListener) *fasthttp.HostClient {
+		return &fasthttp.HostClient{Addr: "lb.test", Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxConns: 1024}
+	}
+	return &inmemorySetup{direct: client(beLn), proxied: client(pxLn)}
+}
+
+// get sends one GET with c, reusing req and resp, and fails on anything but 200.
+func get(tb testing.TB, c *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) {
+	req.SetRequestURI("http://lb.test/api/items?id=42")
+	if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+		tb.Fatalf("GET: status %d, err %v", resp.StatusCode(), err)
+	}
+}

@@ -1,0 +1,215 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/sha1"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+const streamSize = 1 << 30 // 1 GiB each way
+
+// zeros is an io.Reader of n zero bytes.
+type zeros struct{ n int64 }
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if z.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > z.n {
+		p = p[:z.n]
+	}
+	clear(p)
+	z.n -= int64(len(p))
+	return len(p), nil
+}
+
+// heapWatch samples the heap in use until stopped and reports the peak above the start.
+func heapWatch() (stop func() uint64) {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				var m runtime.MemStats
+				runtime.ReadMemStats(&m)
+				if m.HeapInuse > base && m.HeapInuse-base > peak.Load() {
+					peak.Store(m.HeapInuse - base)
+				}
+			}
+		}
+	}()
+	return func() uint64 {
+		close(done)
+		<-finished
+		return peak.Load()
+	}
+}
+
+// TestStreamingBodiesUseBoundedMemory sends 1 GiB up and 1 GiB down through the proxy
+// (client, proxy and backend all in this process) and checks the heap never grows by
+// 64 MiB: bodies stream, they are never buffered whole.
+func TestStreamingBodiesUseBoundedMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 2 GiB")
+	}
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		switch string(ctx.Path()) {
+		case "/download":
+			ctx.SetBodyStream(&zeros{n: streamSize}, streamSize)
+		case "/download-chunked":
+			ctx.SetBodyStream(&zeros{n: streamSize}, -1)
+		case "/upload":
+			n, err := io.Copy(io.Discard, ctx.RequestBodyStream())
+			if err != nil {
+				ctx.SetStatusCode(500)
+				return
+			}
+			ctx.SetBodyString(strconv.FormatInt(n, 10))
+		}
+	})
+	px := startProxy(t, poolConfig(t, "server: { max_body_bytes: 2147483648 }\n", be.url))
+	client := &http.Client{Timeout: 5 * time.Minute}
+
+	stop := heapWatch()
+	for _, path := range []string{"/download", "/download-chunked"} {
+		resp, err := client.Get("http://" + px.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || n != streamSize {
+			t.Fatalf("GET %s: got %d bytes, err %v; want %d", path, n, err, streamSize)
+		}
+	}
+	req, _ := http.NewRequest("POST", "http://"+px.addr+"/upload", &zeros{n: streamSize})
+	req.ContentLength = streamSize
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != strconv.Itoa(streamSize) {
+		t.Fatalf("upload: backend got %q bytes; want %d", body, streamSize)
+	}
+	peak := stop()
+	t.Logf("peak heap growth while streaming 3 GiB: %.1f MiB", float64(peak)/(1<<20))
+	if peak > 64<<20 {
+		t.Fatalf("heap grew by %d MiB; want under 64 MiB", peak>>20)
+	}
+}
+
+// TestStreamedResponseKeepsConnections checks that a streamed (large) response returns its
+// backend connection to the pool: many sequential large responses use one connection.
+func TestStreamedResponseKeepsConnections(t *testing.T) {
+	var conns atomic.Int64
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		if ctx.ConnRequestNum() == 1 {
+			conns.Add(1)
+		}
+		if string(ctx.Path()) == "/chunked" {
+			ctx.SetBodyStream(strings.NewReader(strings.Repeat("y", 200<<10)), -1)
+			return
+		}
+		ctx.SetBodyString(strings.Repeat("x", 200<<10))
+	})
+	px := startProxy(t, poolConfig(t, "", be.url))
+	for _, path := range []string{"/", "/chunked"} {
+		for i := 0; i < 20; i++ {
+			resp := px.get(t, path)
+			if resp.StatusCode() != 200 || len(resp.Body()) != 200<<10 {
+				t.Fatalf("GET %s: got %d with %d bytes; want 200 with %d", path, resp.StatusCode(), len(resp.Body()), 200<<10)
+			}
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("backend saw %d connections for 40 sequential requests; want 1 (kept alive)", n)
+	}
+}
+
+// wsEcho is a minimal RFC 6455 server: it completes the handshake, then echoes raw bytes.
+func wsEcho(ctx *fasthttp.RequestCtx) {
+	key := ctx.Request.Header.Peek("Sec-WebSocket-Key")
+	if !strings.EqualFold(string(ctx.Request.Header.Peek("Upgrade")), "websocket") || len(key) == 0 {
+		ctx.SetStatusCode(400)
+		return
+	}
+	h := sha1.Sum([]byte(string(key) + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	ctx.SetStatusCode(fasthttp.StatusSwitchingProtocols)
+	ctx.Response.Header.Set("Upgrade", "websocket")
+	ctx.Response.Header.Set("Connection", "Upgrade")
+	ctx.Response.Header.Set("Sec-WebSocket-Accept", base64.StdEncoding.EncodeToString(h[:]))
+	ctx.Hijack(func(c net.Conn) { _, _ = io.Copy(c, c) })
+}
+
+func TestWebSocketTunnel(t *testing.T) {
+	be := startBackend(t, wsEcho)
+	px := startProxy(t, poolConfig(t, "", be.url))
+	c, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	r := bufio.NewReader(c)
+	status, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 101") {
+		t.Fatalf("got status line %q (%v); want 101", status, err)
+	}
+	accept := ""
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == "\r\n" {
+			break
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Accept") {
+			accept = strings.TrimSpace(v)
+		}
+	}
+	if accept != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" { // RFC 6455 §1.3's example
+		t.Fatalf("got Sec-WebSocket-Accept %q; want the RFC's s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", accept)
+	}
+	// A masked text frame "hello" (RFC 6455 §5.7), echoed back byte for byte.
+	frame := []byte{0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58}
+	for i := 0; i < 3; i++ {
+		if _, err := c.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(frame))
+		if _, err := io.ReadFull(r, got); err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(frame) {
+			t.Fatalf("got echo %x; want %x", got, frame)
+		}
+	}
+}

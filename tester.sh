@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# End-to-end suite (the founding document's ./tester.sh): builds go-loadbalancer, runs it
+# as a real process in -demo mode and with a config file, and checks it with curl.
+# Traffic goes only to 127.0.0.1; every process started here is stopped by its PID.
+# Ends with "N passed, N failed" and exits non-zero on any failure.
+set -u
+cd "$(dirname "$0")"
+
+PASS=0
+FAIL=0
+PIDS=()
+WORK=$(mktemp -d)
+BIN="$WORK/go-loadbalancer"
+LB=http://127.0.0.1:8080
+ADMIN=http://127.0.0.1:9901
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ok()   { PASS=$((PASS + 1)); echo "PASS: $1"; }
+fail() { FAIL=$((FAIL + 1)); echo "FAIL: $1"; [ $# -gt 1 ] && echo "      $2"; }
+check() { # check NAME COMMAND...: passes when the command succeeds
+  local name=$1; shift
+  if out=$("$@" 2>&1); then ok "$name"; else fail "$name" "$out"; fi
+}
+
+# wait_http URL [SECONDS]: poll until URL answers 200.
+wait_http() {
+  local deadline=$(( $(date +%s) + ${2:-20} ))
+  until curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null; do
+    [ "$(date +%s)" -ge "$deadline" ] && return 1
+    sleep 0.1
+  done
+}
+
+# stop_gracefully NAME PID SECONDS: SIGTERM, then the process must exit 0 in time.
+stop_gracefully() {
+  local deadline=$(( $(date +%s) + $3 ))
+  kill -TERM "$2"
+  while kill -0 "$2" 2>/dev/null; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then fail "$1" "still running after $3 s"; return; fi
+    sleep 0.1
+  done
+  wait "$2"
+  local rc=$?
+  if [ "$rc" = 0 ]; then ok "$1"; else fail "$1" "exit code $rc"; fi
+}
+
+# wait_grep PATTERN FILE [SECONDS]: poll until the file has a line matching PATTERN.
+wait_grep() {
+  local deadline=$(( $(date +%s) + ${3:-10} ))
+  until grep -q "$1" "$2"; do
+    [ "$(date +%s)" -ge "$deadline" ] && return 1
+    sleep 0.1
+  done
+}
+
+echo "== build"
+if go build -o "$BIN" . ; then ok "go build"; else fail "go build"; echo "0 passed, 1 failed"; exit 1; fi
+
+echo "== demo mode"
+"$BIN" -demo >"$WORK/demo.log" 2>&1 &
+DEMO=$!
+PIDS+=("$DEMO")
+if wait_http "$LB/lb" 20; then ok "demo serves /lb on :8080"; else fail "demo serves /lb on :8080" "$(tail -5 "$WORK/demo.log")"; fi
+
+body=$(curl -fsS --max-time 5 "$LB/lb")
+check "/lb answers from a demo backend" grep -q '"backend":"backend-' <<<"$body"
+
+# 3:2:1 over 600 requests: smooth weighted round-robin is exact over whole cycles of 6.
+declare -A count=()
+for i in $(seq 600); do
+  b=$(curl -fsS --max-time 5 "$LB/lb" | grep -o '"backend":"backend-[0-9]"' | grep -o 'backend-[0-9]')
+  count[${b:-none}]=$(( ${count[${b:-none}]:-0} + 1 ))
+done
+dist="backend-1=${count[backend-1]:-0} backend-2=${count[backend-2]:-0} backend-3=${count[backend-3]:-0} none=${count[none]:-0}"
+if [ "${count[backend-1]:-0}" = 300 ] && [ "${count[backend-2]:-0}" = 200 ] && [ "${count[backend-3]:-0}" = 100 ]; then
+  ok "3:2:1 distribution over 600 requests ($dist)"
+else
+  fail "3:2:1 distribution over 600 requests" "$dist"
+fi
+
+# Interleaved, never bursts: six requests give a b a c b a in some rotation.
+seq6=""
+for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
+  seq6+=$(curl -fsS --max-time 5 "$LB/lb" | grep -o 'backend-[0-9]' | head -1 | tr -d 'backend-')
+done
+case "$seq6" in
+  *121321121321*|*213211213211*|*132112132112*|*321121321121*|*211213211213*|*112132112132*) ok "smooth order (got $seq6)";;
+  *) fail "smooth order" "got $seq6; want a rotation of 121321";;
+esac
+
+echo "== header forwarding"
+hdrs=$(curl -fsS --max-time 5 -H 'X-Forwarded-For: 6.6.6.6' -H 'X-Request-Id: tester-42' \
+  -H 'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' -H 'Proxy-Authorization: secret' "$LB/lb")
+check "X-Forwarded-For replaced for an untrusted peer" grep -q '"X-Forwarded-For":"127.0.0.1"' <<<"$hdrs"
+check "X-Forwarded-Proto set" grep -q '"X-Forwarded-Proto":"http"' <<<"$hdrs"
+check "X-Forwarded-Host set" grep -q '"X-Forwarded-Host":"127.0.0.1:8080"' <<<"$hdrs"
+check "X-Request-Id kept" grep -q '"X-Request-Id":"tester-42"' <<<"$hdrs"
+check "traceparent propagated" grep -q '"Traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"' <<<"$hdrs"
+check "X-Request-Id generated when absent" grep -Eq '"X-Request-Id":"[0-9a-f]{32}"' <<<"$(curl -fsS --max-time 5 "$LB/lb")"
+
+echo "== errors"
+code=$(curl -s -o "$WORK/err.json" -w '%{http_code}' --max-time 5 -H "X-Big: $(head -c 20000 /dev/zero | tr '\0' a)" "$LB/lb")
+check "oversized header gets 431" test "$code" = 431
+code=$(printf 'POST /lb HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n' |
+  curl -s --max-time 3 telnet://127.0.0.1:8080 2>/dev/null | head -1 | tr -d '\r')
+check "CL+TE request smuggling gets 400" grep -q '^HTTP/1.1 400' <<<"$code"
+
+echo "== admin port"
+check "admin /health" grep -q '"status":"ok"' <<<"$(curl -fsS --max-time 5 "$ADMIN/health")"
+check "admin /ready" grep -q '"status":"ready"' <<<"$(curl -fsS --max-time 5 "$ADMIN/ready")"
+
+echo "== reload (SIGHUP) with a config file"
+cat >"$WORK/lb.yaml" <<EOF
+listen: "127.0.0.1:18080"
+admin: { listen: "127.0.0.1:19901" }
+pools:
+  - name: web
+    backends:
+      - { url: "http://127.0.0.1:8081" }
+EOF
+"$BIN" -config "$WORK/lb.yaml" >"$WORK/cfg.log" 2>&1 &
+CFG=$!
+PIDS+=("$CFG")
+wait_http http://127.0.0.1:18080/ 20
+check "config file instance serves backend-1" grep -q 'backend-1' <<<"$(curl -fsS --max-time 5 http://127.0.0.1:18080/)"
+sed -i 's/8081/8083/' "$WORK/lb.yaml"
+kill -HUP "$CFG"
+reloaded=no
+for i in $(seq 100); do
+  if curl -fsS --max-time 2 http://127.0.0.1:18080/ | grep -q backend-3; then reloaded=yes; break; fi
+  sleep 0.1
+done
+check "after SIGHUP traffic goes to the new backend" test "$reloaded" = yes
+echo 'pools: [ { backends: [ { url: "ftp://nope" } ] } ]' >"$WORK/lb.yaml"
+kill -HUP "$CFG"
+check "an invalid reload is rejected and logged" wait_grep 'reload rejected' "$WORK/cfg.log"
+check "the old config keeps serving after a bad reload" grep -q 'backend-3' <<<"$(curl -fsS --max-time 5 http://127.0.0.1:18080/)"
+check "-check-config rejects the bad file with its line" grep -q "$WORK/lb.yaml:1:" <<<"$("$BIN" -check-config -config "$WORK/lb.yaml" 2>&1)"
+
+echo "== graceful stop (SIGTERM)"
+stop_gracefully "config instance exits 0 on SIGTERM" "$CFG" 20
+stop_gracefully "demo exits 0 on SIGTERM" "$DEMO" 20
+check "data plane port is closed after stop" bash -c "! curl -s --max-time 1 $LB/lb >/dev/null"
+
+echo
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" = 0 ]
