@@ -185,6 +185,12 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, log zerolog
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 
+	// Signals are caught before anything is announced, so a SIGHUP sent as soon as the
+	// process says it serves reloads it instead of killing it.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
 	errc := make(chan error, 2)
 	go func() {
 		if tlsConf != nil {
@@ -203,9 +209,6 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, log zerolog
 		Int("pools", len(t.Pools)).Int("backends", len(t.Backends())).Str("version", version).
 		Msg("go-loadbalancer serving")
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
 	var reloadMu sync.Mutex
 	reload := func() {
 		reloadMu.Lock()
