@@ -26,6 +26,7 @@ import (
 	"go-loadbalancer/admin"
 	"go-loadbalancer/config"
 	"go-loadbalancer/demo"
+	"go-loadbalancer/discovery"
 	"go-loadbalancer/proxy"
 	"go-loadbalancer/state"
 )
@@ -158,11 +159,21 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, log zerolog
 		log.Info().Msg("demo backends listening on 127.0.0.1:8081, :8082, :8083 (weights 3:2:1)")
 	}
 
-	builder := state.NewBuilder(proxy.Hooks(nil))
+	hooks := proxy.Hooks(nil)
+	hooks.BreakerChange = func(b *state.Backend, from, to state.BreakerState, reason string) {
+		ev := log.Warn()
+		if to == state.BreakerClosed {
+			ev = log.Info()
+		}
+		ev.Str("backend", b.ID).Str("from", from.String()).Str("to", to.String()).Str("reason", reason).Msg("circuit breaker changed")
+	}
+	builder := state.NewBuilder(hooks)
 	t, err := builder.Apply(cfg)
 	if err != nil {
 		return err
 	}
+	health := discovery.NewHealthChecker(builder, log)
+	defer health.Stop()
 	px := proxy.New(proxy.Options{Store: &builder.Store, Log: log})
 	srv := proxy.NewServer(px.ServeHTTP, cfg.Server, log)
 	tlsConf, err := proxy.ServerTLS(cfg.TLS)

@@ -147,6 +147,9 @@ type CircuitBreaker struct {
 	Window              time.Duration `yaml:"window"`
 	OpenFor             time.Duration `yaml:"open_for"`
 	HalfOpenProbes      int           `yaml:"half_open_probes"`
+	// MaxEjectionPercent caps the share of a pool's backends whose breakers may be open at
+	// once (Envoy's max_ejection_percent); one backend may always be ejected.
+	MaxEjectionPercent int `yaml:"max_ejection_percent"`
 }
 
 // Retry configures retries on another backend; Attempts counts retries after the first

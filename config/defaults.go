@@ -105,6 +105,7 @@ func (p *Pool) applyDefaults(s *source, path string, index int) {
 	setDefault(s, &cb.Window, at("circuit_breaker.window"), 10*time.Second)
 	setDefault(s, &cb.OpenFor, at("circuit_breaker.open_for"), 5*time.Second)
 	setDefault(s, &cb.HalfOpenProbes, at("circuit_breaker.half_open_probes"), 3)
+	setDefault(s, &cb.MaxEjectionPercent, at("circuit_breaker.max_ejection_percent"), 50)
 
 	setDefault(s, &p.Retry.Attempts, at("retry.attempts"), 2)
 	setDefaultList(s, &p.Retry.On, at("retry.on"), "connect", "502", "503", "504")

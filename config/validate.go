@@ -217,6 +217,9 @@ func (v *validator) pool(path string, p Pool) {
 	v.positive(at("circuit_breaker.window"), cb.Window)
 	v.positive(at("circuit_breaker.open_for"), cb.OpenFor)
 	v.atLeast(at("circuit_breaker.half_open_probes"), cb.HalfOpenProbes, 1)
+	if e := cb.MaxEjectionPercent; e < 0 || e > 100 {
+		v.errorf(at("circuit_breaker.max_ejection_percent"), "max_ejection_percent must be between 0 and 100 (got %d)", e)
+	}
 
 	r := p.Retry
 	if r.Attempts < 0 || r.Attempts > 10 {

@@ -46,7 +46,7 @@ func scanRequestHeaders(raw []byte) int {
 		if colon <= 0 {
 			continue
 		}
-		flags |= classify(line[:colon])
+		flags |= classifyHeader(line[:colon])
 	}
 	if flags&hdrContentLength != 0 && flags&hdrTransferEncoding != 0 {
 		flags |= hdrBad
@@ -54,7 +54,7 @@ func scanRequestHeaders(raw []byte) int {
 	return flags
 }
 
-func classify(k []byte) int {
+func classifyHeader(k []byte) int {
 	switch k[0] | 0x20 {
 	case 'c':
 		if eqFold(k, "connection") {
@@ -240,7 +240,7 @@ func cleanResponse(resp *fasthttp.Response) {
 	h.ResetConnectionClose()
 	found := false
 	h.VisitAll(func(k, _ []byte) {
-		if classify(k)&(hdrConnection|hdrHopByHop) != 0 {
+		if classifyHeader(k)&(hdrConnection|hdrHopByHop) != 0 {
 			found = true
 		}
 	})

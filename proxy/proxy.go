@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
@@ -85,35 +86,18 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	upgrade := flags&hdrUpgrade != 0 && isWebSocket(req)
 	prepareRequest(ctx, flags, ext, upgrade)
 
-	b := pool.Pick(0)
-	if b == nil {
-		writeError(ctx, errNoBackend)
-		return
-	}
-	u := b.Upstream.(*upstream)
+	now := time.Now().UnixNano()
 	if upgrade {
-		p.tunnel(ctx, b, u)
-		return
-	}
-	req.URI().SetSchemeBytes(u.scheme)
-	st := b.Stats
-	st.Inflight.Add(1)
-	st.Requests.Add(1)
-	err := u.hc.Do(req, &ctx.Response)
-	st.Inflight.Add(-1)
-	if err != nil {
-		st.Failures.Add(1)
-		p.logUpstreamError(b, err)
-		writeError(ctx, err)
-		if err == errBodyLimit {
-			ctx.SetConnectionClose()
+		b, ticket := pool.Pick(0, now)
+		if b == nil {
+			writeError(ctx, errNoBackend)
+			return
 		}
+		b.Stats.Breaker.Release(ticket)
+		p.tunnel(ctx, b, b.Upstream.(*upstream))
 		return
 	}
-	if ctx.Response.StatusCode() >= 500 {
-		st.Failures.Add(1)
-	}
-	cleanResponse(&ctx.Response)
+	p.forward(ctx, pool, &ext.pools[pool.Index], now)
 }
 
 // logUpstreamError logs the first error and then one in 100, so an outage does not flood

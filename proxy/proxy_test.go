@@ -184,7 +184,7 @@ func TestErrorMapping(t *testing.T) {
 	}
 	get := "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
-	f("dead backend", startProxy(t, poolConfig(t, "", dead)), get, "502", `{"error":"bad gateway"}`, "")
+	f("dead backend", startProxy(t, poolConfig(t, "", dead)), get, "503", `{"error":"no backend available"}`, "Retry-After: 1")
 
 	cfg := parseConfig(t, "pools:\n  - name: web\n    timeouts: { connect: 500ms, response: 300ms }\n    backends: [ { url: \""+hang.url+"\" } ]\n")
 	f("hanging backend", startProxy(t, cfg), get, "504", `{"error":"gateway timeout"}`, "")

@@ -24,6 +24,8 @@ type upstream struct {
 	scheme []byte
 	key    string // connection settings; a different key needs a new client
 	dial   Dialer
+	check  *fasthttp.HostClient // health checks
+	host   string
 	tls    *tls.Config
 }
 
@@ -42,8 +44,8 @@ func Hooks(dial Dialer) state.Hooks {
 		Upstream: func(b *state.Backend, p *config.Pool, prev any) (any, error) {
 			return newUpstream(b, p, prev, dial)
 		},
-		Release:  func(u any) { u.(*upstream).hc.CloseIdleConnections() },
-		Table:    newTableData,
+		Release: func(u any) { u.(*upstream).hc.CloseIdleConnections() },
+		Table:   newTableData,
 	}
 }
 
@@ -87,7 +89,30 @@ func newUpstream(b *state.Backend, p *config.Pool, prev any, dial Dialer) (any, 
 	u.dial = dial
 	u.hc.Dial = fasthttp.DialFunc(dial)
 	u.tr.bind(u.hc)
+	// Health checks get their own small client: a pool saturated by traffic must not make
+	// its backend look down.
+	u.check = &fasthttp.HostClient{
+		Addr: b.Addr, IsTLS: b.TLS, TLSConfig: u.tls, MaxConns: 2, Dial: fasthttp.DialFunc(dial),
+		NoDefaultUserAgentHeader: true, MaxIdemponentCallAttempts: 1, DisablePathNormalizing: true,
+	}
+	u.host = b.Addr
 	return u, nil
+}
+
+// Check sends one health-check GET for path and returns the status code. It implements the
+// prober interface of package discovery. Safe for concurrent use.
+func (u *upstream) Check(path string, timeout time.Duration) (int, error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(path)
+	req.URI().SetSchemeBytes(u.scheme)
+	req.Header.SetHost(u.host)
+	req.Header.Set("User-Agent", "go-loadbalancer-health-check")
+	if err := u.check.DoTimeout(req, resp, timeout); err != nil {
+		return 0, err
+	}
+	return resp.StatusCode(), nil
 }
 
 func upstreamTLS(c config.UpstreamTLS) (*tls.Config, error) {
@@ -117,13 +142,18 @@ func upstreamTLS(c config.UpstreamTLS) (*tls.Config, error) {
 type tableData struct {
 	nets    []netip.Prefix
 	maxBody int64
+	pools   []retryPolicy // by state.Pool.Index
 }
 
 func newTableData(t *state.Table) (any, error) {
-	return &tableData{
+	d := &tableData{
 		nets:    t.Config.Server.TrustedNets(),
 		maxBody: t.Config.Server.MaxBodyBytes,
-	}, nil
+	}
+	for _, p := range t.Pools {
+		d.pools = append(d.pools, newRetryPolicy(p.Settings.Retry))
+	}
+	return d, nil
 }
 
 func tableExt(t *state.Table) *tableData { return t.Ext.(*tableData) }

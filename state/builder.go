@@ -19,6 +19,41 @@ type Stats struct {
 	Inflight atomic.Int64  // requests being served now
 	Requests atomic.Uint64 // requests sent, retries included
 	Failures atomic.Uint64 // connection errors, timeouts and 5xx responses
+	Breaker  Breaker
+}
+
+// PoolStats are a pool's runtime counters, shared by every table with a pool of that name.
+type PoolStats struct {
+	Requests atomic.Uint64 // requests routed to the pool (not retries)
+	Retries  atomic.Uint64 // retries sent
+	Budget   Window        // requests (a) and retries (b) over the last 10 s
+	Ejection EjectionGuard
+}
+
+// RetryBudgetWindow is the window of the retry budget (SPEC §4).
+const RetryBudgetWindow = 10 * time.Second
+
+// AllowRetry reports whether the pool's retry budget allows one more retry at now and, if
+// so, counts it: retries may be up to ratio × requests over the last 10 s, and never fewer
+// than 3 per second (Envoy's retry budget with its minimum).
+func (ps *PoolStats) AllowRetry(now int64, ratio float64) bool {
+	reqs, retries := ps.Budget.Sum(now)
+	limit := uint64(ratio * float64(reqs))
+	if floor := uint64(3 * RetryBudgetWindow / time.Second); limit < floor {
+		limit = floor
+	}
+	if retries >= limit {
+		return false
+	}
+	ps.Budget.Add(now, 0, 1)
+	ps.Retries.Add(1)
+	return true
+}
+
+// CountRequest counts a request routed to the pool at now, for the retry budget.
+func (ps *PoolStats) CountRequest(now int64) {
+	ps.Requests.Add(1)
+	ps.Budget.Add(now, 1, 0)
 }
 
 // Hooks connect a Builder to the code that owns the upstream clients.
@@ -30,6 +65,8 @@ type Hooks struct {
 	// Table returns the caller's per-table data (Table.Ext) for a fully built table, just
 	// before it is published. An error keeps the running table.
 	Table func(t *Table) (any, error)
+	// BreakerChange, if set, is called once for each breaker transition.
+	BreakerChange func(b *Backend, from, to BreakerState, reason string)
 	// Release is called, after the swap, with each upstream no table refers to any more.
 	// In-flight requests of the old table may still be using it.
 	Release func(u any)
@@ -49,6 +86,8 @@ type Builder struct {
 	cfg       *config.Config
 	version   uint64
 	stats     map[string]*Stats
+	poolStats map[string]*PoolStats
+	watchers  []func(*Table)
 	upstreams map[string]any
 	drained   map[string]bool
 	weights   map[string]int
@@ -61,11 +100,24 @@ func NewBuilder(h Hooks) *Builder {
 	return &Builder{
 		hooks:     h,
 		stats:     map[string]*Stats{},
+		poolStats: map[string]*PoolStats{},
 		upstreams: map[string]any{},
 		drained:   map[string]bool{},
 		weights:   map[string]int{},
 		down:      map[string]bool{},
 		now:       time.Now,
+	}
+}
+
+// OnSwap registers f to be called with every table the builder publishes from now on, and
+// at once with the current one if there is one. f runs with the builder's lock held: it
+// must be quick and must not call back into the Builder (start a goroutine for that).
+func (b *Builder) OnSwap(f func(*Table)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.watchers = append(b.watchers, f)
+	if t := b.Store.Load(); t != nil {
+		f(t)
 	}
 }
 
@@ -129,7 +181,12 @@ func (b *Builder) rebuild(cfg *config.Config) (*Table, error) {
 	ups := make(map[string]any, len(b.upstreams))
 	for pi := range cfg.Pools {
 		pc := &cfg.Pools[pi]
-		p := &Pool{Name: pc.Name, Settings: pc, leastInflight: pc.Balance == config.BalanceLeastInflight}
+		p := &Pool{Index: pi, Name: pc.Name, Settings: pc, leastInflight: pc.Balance == config.BalanceLeastInflight}
+		p.Stats = b.poolStats[pc.Name]
+		if p.Stats == nil {
+			p.Stats = &PoolStats{}
+			p.Stats.Budget.Init(RetryBudgetWindow)
+		}
 		weights := make([]int, 0, len(pc.Backends))
 		for i, bc := range pc.Backends {
 			addr, tls := bc.Addr()
@@ -173,6 +230,9 @@ func (b *Builder) rebuild(cfg *config.Config) (*Table, error) {
 		}
 		bs := p.Backends
 		p.smooth = picker.NewSmooth(weights)
+		for _, be := range bs {
+			be.Stats.Breaker.configure(&pc.CircuitBreaker, &p.Stats.Ejection, b.breakerChange(be))
+		}
 		p.load = func(i int) int64 { return bs[i].Stats.Inflight.Load() }
 		t.Pools = append(t.Pools, p)
 		t.pools[p.Name] = p
@@ -195,6 +255,24 @@ func (b *Builder) rebuild(cfg *config.Config) (*Table, error) {
 		stats[id] = be.Stats
 	}
 	b.stats = stats
+	poolStats := make(map[string]*PoolStats, len(t.Pools))
+	for _, p := range t.Pools {
+		poolStats[p.Name] = p.Stats
+		// Recount the ejected backends: a reload may have added or removed some.
+		var ejected int32
+		for _, be := range p.Backends {
+			if be.Stats.Breaker.State() != BreakerClosed {
+				ejected++
+			}
+		}
+		p.Stats.Ejection.size.Store(int32(len(p.Backends)))
+		p.Stats.Ejection.percent.Store(int32(p.Settings.CircuitBreaker.MaxEjectionPercent))
+		p.Stats.Ejection.ejected.Store(ejected)
+	}
+	b.poolStats = poolStats
+	for _, f := range b.watchers {
+		f(t)
+	}
 	for id, u := range b.upstreams {
 		if nu, ok := ups[id]; (!ok || nu != u) && b.hooks.Release != nil {
 			b.hooks.Release(u)
@@ -237,4 +315,13 @@ func BackendID(pool, addr string, tls bool) string {
 		sb.WriteString("-tls")
 	}
 	return sb.String()
+}
+
+// breakerChange returns the transition callback of backend be's breaker, or nil.
+func (b *Builder) breakerChange(be *Backend) func(from, to BreakerState, reason string) {
+	if b.hooks.BreakerChange == nil {
+		return nil
+	}
+	id := *be
+	return func(from, to BreakerState, reason string) { b.hooks.BreakerChange(&id, from, to, reason) }
 }

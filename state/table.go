@@ -42,14 +42,13 @@ type Backend struct {
 	Upstream any
 }
 
-// Usable reports whether the backend may take a new request: healthy and not drained.
-func (b *Backend) Usable() bool { return b.Healthy && !b.Drained }
-
 // Pool is a named group of backends with one balancing algorithm.
 type Pool struct {
+	Index    int // position in Table.Pools
 	Name     string
 	Backends []*Backend
 	Settings *config.Pool // the pool's configuration; read-only
+	Stats    *PoolStats   // shared with every table that has a pool of this name
 
 	leastInflight bool
 	smooth        *picker.Smooth
@@ -71,21 +70,51 @@ func (t Tried) With(i int) Tried {
 	return t | 1<<uint(i)
 }
 
-// Pick returns the next backend for a new request, skipping unusable backends and those in
-// tried, or nil when none can take it. Safe for concurrent use; allocation-free.
-func (p *Pool) Pick(tried Tried) *Backend {
+// Pick returns the backend for a new request at now (UnixNano), with the breaker ticket
+// the request must later pass to Breaker.Record, or nil when none can take it.
+//
+// Backends that are drained or in tried are never picked. Among the rest it prefers the
+// usable ones (healthy, breaker ready). When none is usable the pool is in panic (Envoy's
+// panic threshold): traffic spreads over every remaining backend regardless of health and
+// breaker state, rather than failing everything. Safe for concurrent use; allocation-free.
+func (p *Pool) Pick(tried Tried, now int64) (*Backend, Ticket) {
 	bs := p.Backends
-	avail := func(i int) bool { return bs[i].Usable() && !tried.Has(i) }
-	var i int
-	if p.leastInflight {
-		i = picker.LeastInflight(len(bs), p.load, avail)
-	} else {
-		i = p.smooth.Pick(avail)
+	for range 3 {
+		i := p.pick(func(i int) bool {
+			b := bs[i]
+			return b.Healthy && !b.Drained && !tried.Has(i) && b.Stats.Breaker.Ready(now)
+		})
+		if i < 0 {
+			break
+		}
+		if t := bs[i].Stats.Breaker.Acquire(now); t != TicketRejected {
+			return bs[i], t
+		}
+		tried = tried.With(i) // lost a race for the last half-open probe slot
 	}
+	// Slow path: panic mode.
+	i := p.pick(func(i int) bool { return !bs[i].Drained && !tried.Has(i) })
 	if i < 0 {
-		return nil
+		return nil, TicketRejected
 	}
-	return bs[i]
+	return bs[i], TicketPanic
+}
+
+func (p *Pool) pick(avail func(i int) bool) int {
+	if p.leastInflight {
+		return picker.LeastInflight(len(p.Backends), p.load, avail)
+	}
+	return p.smooth.Pick(avail)
+}
+
+// Panic reports whether no backend of the pool is usable (all unhealthy, open or drained).
+func (p *Pool) Panic(now int64) bool {
+	for _, b := range p.Backends {
+		if b.Healthy && !b.Drained && b.Stats.Breaker.Ready(now) {
+			return false
+		}
+	}
+	return true
 }
 
 // Table is one immutable snapshot of the routing state.

@@ -1,0 +1,181 @@
+// Package discovery keeps the backend table in step with the world outside: active health
+// checks mark backends up and down by building and swapping a new table (never by work on
+// the request path).
+package discovery
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"go-loadbalancer/config"
+	"go-loadbalancer/state"
+)
+
+// Prober is what a backend's upstream must provide to be health-checked: one GET of path
+// within timeout, returning the status code. The proxy's upstream implements it with the
+// backend's own TLS settings.
+type Prober interface {
+	Check(path string, timeout time.Duration) (status int, err error)
+}
+
+// HealthChecker runs one prober goroutine per backend of the current table (HAProxy's
+// `check inter rise fall`): a backend starts healthy, is marked down after `fall`
+// consecutive failed checks and up again after `rise` passing ones. Each change of verdict
+// is logged once and applied with Builder.SetHealthy, which swaps a new table.
+// Safe for concurrent use.
+type HealthChecker struct {
+	builder *state.Builder
+	log     zerolog.Logger
+
+	mu      sync.Mutex
+	probers map[string]*prober // by backend ID
+	stopped bool
+}
+
+// NewHealthChecker starts checking the backends of b's tables, now and after every swap.
+func NewHealthChecker(b *state.Builder, log zerolog.Logger) *HealthChecker {
+	h := &HealthChecker{builder: b, log: log, probers: map[string]*prober{}}
+	b.OnSwap(h.sync)
+	return h
+}
+
+// Stop ends every prober. The checker does nothing after it.
+func (h *HealthChecker) Stop() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stopped = true
+	for id, p := range h.probers {
+		close(p.stop)
+		delete(h.probers, id)
+	}
+}
+
+// sync makes the running probers match t. It runs under the builder's lock, so it only
+// starts and stops goroutines.
+func (h *HealthChecker) sync(t *state.Table) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return
+	}
+	seen := make(map[string]bool, len(h.probers))
+	for _, pool := range t.Pools {
+		hc := pool.Settings.HealthCheck
+		for _, be := range pool.Backends {
+			target, ok := be.Upstream.(Prober)
+			if !ok {
+				continue
+			}
+			seen[be.ID] = true
+			if p := h.probers[be.ID]; p != nil {
+				if p.settings == hc && p.target == target {
+					continue
+				}
+				close(p.stop)
+			}
+			ranges, err := config.ParseStatusRanges(hc.ExpectStatus)
+			if err != nil {
+				// Validate rejected this already; never probe with a broken rule.
+				panic(fmt.Sprintf("BUG: invalid expect_status %q reached the health checker", hc.ExpectStatus))
+			}
+			p := &prober{
+				h: h, id: be.ID, target: target, settings: hc, ranges: ranges,
+				healthy: be.Healthy, stop: make(chan struct{}),
+			}
+			h.probers[be.ID] = p
+			go p.run()
+		}
+	}
+	for id, p := range h.probers {
+		if !seen[id] {
+			close(p.stop)
+			delete(h.probers, id)
+		}
+	}
+}
+
+type prober struct {
+	h        *HealthChecker
+	id       string
+	target   Prober
+	settings config.HealthCheck
+	ranges   [][2]int
+	stop     chan struct{}
+
+	healthy bool // the verdict in force; only run's goroutine touches the fields below
+	passes  int
+	fails   int
+}
+
+// run checks every interval, ±10 % jitter, starting at a random point in the first
+// interval so that many backends are not checked in lockstep.
+func (p *prober) run() {
+	interval := p.settings.Interval
+	timer := time.NewTimer(time.Duration(rand.Int64N(int64(interval) + 1)))
+	defer timer.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-timer.C:
+		}
+		p.check()
+		jitter := time.Duration(rand.Int64N(int64(interval)/5+1)) - interval/10
+		timer.Reset(interval + jitter)
+	}
+}
+
+func (p *prober) check() {
+	status, err := p.target.Check(p.settings.Path, p.settings.Timeout)
+	ok := err == nil && p.expected(status)
+	if ok {
+		p.fails = 0
+		p.passes++
+		if !p.healthy && p.passes >= p.settings.Rise {
+			p.set(true, fmt.Sprintf("%d checks passed", p.passes))
+		}
+		return
+	}
+	p.passes = 0
+	p.fails++
+	if p.healthy && p.fails >= p.settings.Fall {
+		reason := fmt.Sprintf("status %d", status)
+		if err != nil {
+			reason = err.Error()
+		}
+		p.set(false, fmt.Sprintf("%d checks failed, last: %s", p.fails, reason))
+	}
+}
+
+func (p *prober) expected(status int) bool {
+	for _, r := range p.ranges {
+		if status >= r[0] && status <= r[1] {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *prober) set(healthy bool, reason string) {
+	select {
+	case <-p.stop:
+		return // replaced or stopped meanwhile: its successor decides
+	default:
+	}
+	if _, err := p.h.builder.SetHealthy(p.id, healthy); err != nil {
+		p.h.log.Debug().Str("backend", p.id).Err(err).Msg("health change not applied")
+		return
+	}
+	p.healthy = healthy
+	ev := p.h.log.Warn()
+	state := "down"
+	if healthy {
+		ev = p.h.log.Info()
+		state = "up"
+	}
+	ev.Str("backend", p.id).Str("health", state).Str("reason", reason).Msg("backend health changed")
+}

@@ -1,0 +1,203 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"go-loadbalancer/config"
+	"go-loadbalancer/state"
+)
+
+// retryPolicy is a pool's retry settings, decoded once per table.
+type retryPolicy struct {
+	attempts    int
+	budgetRatio float64
+	onConnect   bool      // connection refused, reset or closed before a response
+	onTimeout   bool      // response timeout
+	onStatus    [6]uint64 // bit (code-500) of onStatus[0..]: 5xx codes that are retried
+}
+
+func newRetryPolicy(r config.Retry) retryPolicy {
+	p := retryPolicy{attempts: r.Attempts, budgetRatio: r.BudgetRatio}
+	for _, on := range r.On {
+		switch on {
+		case "connect", "reset":
+			p.onConnect = true
+		case "timeout":
+			p.onTimeout = true
+		case "5xx":
+			p.onStatus[0] = ^uint64(0)
+			p.onStatus[1] = ^uint64(0)
+		default:
+			if len(on) == 3 && on[0] == '5' {
+				code := int(on[1]-'0')*10 + int(on[2]-'0')
+				p.onStatus[code/64] |= 1 << (code % 64)
+			}
+		}
+	}
+	return p
+}
+
+func (p *retryPolicy) retriesStatus(code int) bool {
+	c := code - 500
+	return c >= 0 && c < 100 && p.onStatus[c/64]&(1<<(c%64)) != 0
+}
+
+// outcome classifies one attempt.
+type outcome uint8
+
+const (
+	outcomeOK          outcome = iota // a response to pass on (2xx-4xx, or a 5xx not retried)
+	outcomeUnsent                     // failed before the request was sent: safe to retry
+	outcomeSentFailure                // failed after (part of) the request was sent
+	outcomeTimeout                    // the response did not come in time
+	outcomeStatus                     // the backend answered a 5xx the policy retries
+	outcomeBusy                       // the backend's connection limit was reached
+)
+
+func classify(err error, resp *fasthttp.Response, pol *retryPolicy) outcome {
+	switch err {
+	case nil:
+		if pol.retriesStatus(resp.StatusCode()) {
+			return outcomeStatus
+		}
+		return outcomeOK
+	case errConnect, errDialTimeout:
+		return outcomeUnsent
+	case errNoConns:
+		return outcomeBusy
+	case errRespTimeout:
+		return outcomeTimeout
+	}
+	return outcomeSentFailure
+}
+
+// forward sends the request to a backend of pool, retrying on a different backend when
+// the policy, the request and the pool's retry budget all allow it:
+//   - a failure before the request was sent (connect error, connection limit) is retried
+//     for any method;
+//   - a failure after it was sent, a timeout, or a retried 5xx status only for idempotent
+//     methods (RFC 9110 §9.2.2) whose body can be sent again — a POST is never replayed.
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, pool *state.Pool, pol *retryPolicy, now int64) {
+	req, resp := &ctx.Request, &ctx.Response
+	pool.Stats.CountRequest(now)
+	replayable := isIdempotent(req) && bufferBody(req)
+	var tried state.Tried
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		b, ticket := pool.Pick(tried, now)
+		if b == nil {
+			if lastErr == nil || lastErr == errConnect || lastErr == errDialTimeout || lastErr == errNoConns {
+				// No backend could take it: the client may try again shortly.
+				lastErr = errNoBackend
+			}
+			writeError(ctx, lastErr)
+			return
+		}
+		u := b.Upstream.(*upstream)
+		req.URI().SetSchemeBytes(u.scheme)
+		st := b.Stats
+		st.Inflight.Add(1)
+		st.Requests.Add(1)
+		err := u.hc.Do(req, resp)
+		st.Inflight.Add(-1)
+		now = time.Now().UnixNano()
+
+		oc := classify(err, resp, pol)
+		failed := err != nil && oc != outcomeBusy || err == nil && resp.StatusCode() >= 500
+		if oc == outcomeBusy {
+			st.Breaker.Release(ticket) // a full pool is not the backend failing
+		} else {
+			st.Breaker.Record(now, ticket, failed)
+		}
+		if failed {
+			st.Failures.Add(1)
+		}
+		if err != nil && err != errBodyLimit {
+			p.logUpstreamError(b, err)
+		}
+
+		retry := false
+		switch oc {
+		case outcomeUnsent:
+			retry = pol.onConnect
+		case outcomeBusy:
+			retry = true
+		case outcomeSentFailure:
+			retry = pol.onConnect && replayable
+		case outcomeTimeout:
+			retry = pol.onTimeout && replayable
+		case outcomeStatus:
+			retry = replayable
+		}
+		if !retry || attempt >= pol.attempts || !pool.Stats.AllowRetry(now, pol.budgetRatio) {
+			if err != nil {
+				if err == errConnect || err == errDialTimeout {
+					err = errNoBackend // every backend tried was unreachable
+				}
+				writeError(ctx, err)
+				if err == errBodyLimit {
+					ctx.SetConnectionClose()
+				}
+				return
+			}
+			cleanResponse(resp)
+			return
+		}
+		// Retry: drop this answer (closing a streamed body's connection) and try another.
+		if err == nil {
+			_ = resp.CloseBodyStream()
+			resp.Reset()
+		}
+		tried = tried.With(b.Index)
+		lastErr = err
+	}
+}
+
+// isIdempotent reports whether the method is idempotent (RFC 9110 §9.2.2).
+func isIdempotent(req *fasthttp.Request) bool {
+	h := &req.Header
+	return h.IsGet() || h.IsHead() || h.IsPut() || h.IsDelete() || h.IsOptions() || h.IsTrace()
+}
+
+// bufferBody makes a body that fasthttp already read whole (Content-Length up to
+// bufferLimit) a plain in-memory body, so that a retry can send it again; it reports
+// whether the body is replayable. A larger or chunked body stays a stream: not replayable.
+func bufferBody(req *fasthttp.Request) bool {
+	if !req.IsBodyStream() {
+		return true
+	}
+	cl := req.Header.ContentLength()
+	if cl < 0 || cl > bufferLimit {
+		return false
+	}
+	sc := getScratch()
+	var err error
+	sc.b, err = readAll(sc.b[:0], req.BodyStream(), cl)
+	if err == nil {
+		req.SetBody(sc.b)
+	}
+	putScratch(sc)
+	return err == nil
+}
+
+// readAll appends exactly n bytes from r to dst.
+func readAll(dst []byte, r interface{ Read([]byte) (int, error) }, n int) ([]byte, error) {
+	start := len(dst)
+	if cap(dst)-start < n {
+		grown := make([]byte, start, start+n)
+		copy(grown, dst)
+		dst = grown
+	}
+	dst = dst[:start+n]
+	read := 0
+	for read < n {
+		m, err := r.Read(dst[start+read:])
+		read += m
+		if err != nil && read < n {
+			return dst[:start+read], err
+		}
+	}
+	return dst, nil
+}
