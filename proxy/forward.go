@@ -88,7 +88,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, pool *state.Pool, pol *retryPo
 	for attempt := 0; ; attempt++ {
 		b, ticket := pool.Pick(tried, now)
 		if b == nil {
-			if lastErr == nil || lastErr == errConnect || lastErr == errDialTimeout || lastErr == errNoConns {
+			if lastErr == nil || lastErr == errConnect || lastErr == errDialTimeout {
 				// No backend could take it: the client may try again shortly.
 				lastErr = errNoBackend
 			}
@@ -96,6 +96,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, pool *state.Pool, pol *retryPo
 			return
 		}
 		u := b.Upstream.(*upstream)
+		p.noteBackend(ctx, b)
 		req.URI().SetSchemeBytes(u.scheme)
 		st := b.Stats
 		st.Inflight.Add(1)
