@@ -105,9 +105,10 @@ func (u *upstream) Check(path string, timeout time.Duration) (int, error) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(path)
-	req.URI().SetSchemeBytes(u.scheme)
-	req.Header.SetHost(u.host)
+	req.SetRequestURI(string(u.scheme) + "://" + u.host + path)
+	// A fresh connection each time, as HAProxy checks do: a backend that stopped accepting
+	// must fail its check even while an old keep-alive connection still answers.
+	req.SetConnectionClose()
 	req.Header.Set("User-Agent", "go-loadbalancer-health-check")
 	if err := u.check.DoTimeout(req, resp, timeout); err != nil {
 		return 0, err

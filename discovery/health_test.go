@@ -1,0 +1,189 @@
+package discovery
+
+import (
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"go-loadbalancer/config"
+	"go-loadbalancer/proxy"
+	"go-loadbalancer/state"
+)
+
+// healthBackend is a real backend whose /health answers the status in code.
+type healthBackend struct {
+	url    string
+	code   atomic.Int64
+	checks atomic.Int64
+	ln     net.Listener
+}
+
+func startHealthBackend(t *testing.T) *healthBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb := &healthBackend{url: "http://" + ln.Addr().String(), ln: ln}
+	hb.code.Store(200)
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/health" {
+			hb.checks.Add(1)
+			ctx.SetStatusCode(int(hb.code.Load()))
+		}
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return hb
+}
+
+const (
+	interval = 50 * time.Millisecond
+	fall     = 3
+	rise     = 2
+)
+
+// startChecker builds a table of the backends with fast health checks and starts checking.
+func startChecker(t *testing.T, expect string, urls ...string) *state.Builder {
+	t.Helper()
+	yaml := fmt.Sprintf("pools:\n  - name: web\n    health_check: { interval: %s, timeout: 40ms, fall: %d, rise: %d, expect_status: %q }\n    backends:\n",
+		interval, fall, rise, expect)
+	for _, u := range urls {
+		yaml += fmt.Sprintf("      - url: %q\n", u)
+	}
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := state.NewBuilder(proxy.Hooks(nil))
+	if _, err := b.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	hc := NewHealthChecker(b, zerolog.Nop())
+	t.Cleanup(hc.Stop)
+	return b
+}
+
+func healthy(b *state.Builder, i int) bool { return b.Store.Load().Backends()[i].Healthy }
+
+// waitHealth polls until backend i's health is want, within d.
+func waitHealth(t *testing.T, b *state.Builder, i int, want bool, d time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for healthy(b, i) != want {
+		if time.Since(start) > d {
+			t.Fatalf("backend %d still healthy=%v after %v; want %v", i, !want, d, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// slack covers the first check's random start (up to one interval), jitter and a busy machine.
+const slack = 2 * time.Second
+
+func TestHealthDownAndUp(t *testing.T) {
+	hb := startHealthBackend(t)
+	other := startHealthBackend(t)
+	b := startChecker(t, "200-399", hb.url, other.url)
+	waitFor(t, "first checks", func() bool { return hb.checks.Load() > 0 })
+	if !healthy(b, 0) {
+		t.Fatal("a backend passing its checks is down")
+	}
+	hb.code.Store(503)
+	took := waitHealth(t, b, 0, false, fall*interval+slack)
+	t.Logf("down after %v (fall × interval = %v)", took, fall*interval)
+	if !healthy(b, 1) {
+		t.Fatal("the other backend went down with it")
+	}
+	hb.code.Store(200)
+	took = waitHealth(t, b, 0, true, rise*interval+slack)
+	t.Logf("up after %v (rise × interval = %v)", took, rise*interval)
+}
+
+func TestHealthListenerClosed(t *testing.T) {
+	hb := startHealthBackend(t)
+	b := startChecker(t, "200", hb.url)
+	waitFor(t, "first checks", func() bool { return hb.checks.Load() > 0 })
+	hb.ln.Close()
+	waitHealth(t, b, 0, false, fall*interval+slack)
+}
+
+func TestHealthExpectStatusRanges(t *testing.T) {
+	f := func(expect string, code int, wantHealthy bool) {
+		t.Helper()
+		hb := startHealthBackend(t)
+		hb.code.Store(int64(code))
+		b := startChecker(t, expect, hb.url)
+		// Wait for well over fall checks, then the verdict must be settled.
+		waitFor(t, "checks", func() bool { return hb.checks.Load() >= fall+2 })
+		if got := healthy(b, 0); got != wantHealthy {
+			t.Fatalf("expect_status %q with %d: got healthy=%v; want %v", expect, code, got, wantHealthy)
+		}
+	}
+	f("200-299", 204, true)
+	f("200-299", 302, false)
+	f("200,204,301-302", 302, true)
+	f("200", 404, false)
+}
+
+func TestHealthFlappingDoesNotFlip(t *testing.T) {
+	hb := startHealthBackend(t)
+	srvFlip := atomic.Int64{}
+	b := startChecker(t, "200", hb.url)
+	// Alternate: never `fall` failures in a row, so it must stay up.
+	deadline := time.Now().Add(20 * interval)
+	for time.Now().Before(deadline) {
+		n := hb.checks.Load()
+		if n != srvFlip.Load() {
+			srvFlip.Store(n)
+			if n%2 == 0 {
+				hb.code.Store(500)
+			} else {
+				hb.code.Store(200)
+			}
+		}
+		if !healthy(b, 0) {
+			t.Fatalf("a backend failing every other check was marked down (fall is %d in a row)", fall)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestHealthFollowsReload(t *testing.T) {
+	a, c := startHealthBackend(t), startHealthBackend(t)
+	b := startChecker(t, "200", a.url)
+	waitFor(t, "checks of a", func() bool { return a.checks.Load() > 0 })
+	cfg := *b.Store.Load().Config
+	cfg.Pools = append([]config.Pool(nil), cfg.Pools...)
+	cfg.Pools[0].Backends = []config.Backend{{URL: c.url, Weight: 1}}
+	if _, err := b.Apply(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "checks of the new backend", func() bool { return c.checks.Load() > 0 })
+	// The removed backend's prober stops.
+	n := a.checks.Load()
+	waitFor(t, "no more checks of the removed backend", func() bool {
+		time.Sleep(3 * interval)
+		m := a.checks.Load()
+		stopped := m == n
+		n = m
+		return stopped
+	})
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
