@@ -1,0 +1,314 @@
+package sticky
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestRedisCacheHitNoRoundTrip: after warm-up, 1,000 lookups over a few sessions are
+// served from rueidis's tracked cache — Redis's GET count rises by at most the number of
+// distinct sessions (the warm-up reads), and every lookup after warm-up is a cache hit.
+func TestRedisCacheHitNoRoundTrip(t *testing.T) {
+	s := startRedis(t)
+	r, _ := newRedisStore(t, s.url(), Options{})
+	raw := s.client()
+
+	const sessions = 10
+	keys := make([][]byte, sessions)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprintf("sess-%d", i))
+		r.Pin(keys[i], fmt.Sprintf("web-b%d", i%3), time.Minute)
+	}
+	before := calls(t, raw, "get")
+	for i, k := range keys { // warm-up: one round trip per session
+		id, o := r.Lookup(k, time.Now().UnixNano())
+		if want := fmt.Sprintf("web-b%d", i%3); id != want || o != RedisHit {
+			t.Fatalf("warm-up lookup %d: got %q, %v; want %q, redis", i, id, o, want)
+		}
+	}
+	for i := range 1000 {
+		k := keys[i%sessions]
+		id, o := r.Lookup(k, time.Now().UnixNano())
+		if want := fmt.Sprintf("web-b%d", i%sessions%3); id != want || o != CacheHit {
+			t.Fatalf("lookup %d: got %q, %v; want %q, cache_hit", i, id, o, want)
+		}
+	}
+	if got := calls(t, raw, "get") - before; got > sessions {
+		t.Fatalf("got %d GETs for 1,000 warm lookups of %d sessions; want at most %d", got, sessions, sessions)
+	}
+	st := r.Stats()
+	if st.CacheHits != 1000 || st.RedisHits != sessions || st.Pins != sessions {
+		t.Fatalf("got stats %+v; want 1000 cache hits, %d redis reads, %d pins", st, sessions, sessions)
+	}
+}
+
+// TestRedisTwoInstances: a pin made through A is seen by B, and a re-pin on A reaches B's
+// client cache through Redis's invalidation within 1 s.
+func TestRedisTwoInstances(t *testing.T) {
+	s := startRedis(t)
+	a, _ := newRedisStore(t, s.url(), Options{})
+	b, _ := newRedisStore(t, s.url(), Options{})
+	key := []byte("shared-session")
+
+	a.Pin(key, "web-one", time.Minute)
+	if id, o := b.Lookup(key, time.Now().UnixNano()); id != "web-one" || o != RedisHit {
+		t.Fatalf("B after A's pin: got %q, %v; want web-one, redis", id, o)
+	}
+	if id, o := b.Lookup(key, time.Now().UnixNano()); id != "web-one" || o != CacheHit {
+		t.Fatalf("B again: got %q, %v; want web-one, cache_hit", id, o)
+	}
+
+	a.Repin(key, "web-two", time.Minute)
+	eventually(t, time.Second, "A's re-pin seen by B", func() bool {
+		id, _ := b.Lookup(key, time.Now().UnixNano())
+		return id == "web-two"
+	})
+	// And the new value is cached again on B.
+	if id, o := b.Lookup(key, time.Now().UnixNano()); id != "web-two" || o != CacheHit {
+		t.Fatalf("B after invalidation: got %q, %v; want web-two, cache_hit", id, o)
+	}
+	// A sees its own re-pin too (its cached copy was invalidated as well).
+	eventually(t, time.Second, "A's re-pin seen by A", func() bool {
+		id, _ := a.Lookup(key, time.Now().UnixNano())
+		return id == "web-two"
+	})
+	if got := a.Stats().Repins; got != 1 {
+		t.Fatalf("got %d re-pins on A; want 1", got)
+	}
+}
+
+// TestRedisTTLExpiry: a pin lives for its TTL in Redis and in the client cache, then is a
+// miss on every instance.
+func TestRedisTTLExpiry(t *testing.T) {
+	s := startRedis(t)
+	a, _ := newRedisStore(t, s.url(), Options{})
+	b, _ := newRedisStore(t, s.url(), Options{})
+	key := []byte("short-lived")
+	a.Pin(key, "web-one", 300*time.Millisecond)
+	for _, st := range []*Redis{a, b} {
+		if id, _ := st.Lookup(key, time.Now().UnixNano()); id != "web-one" {
+			t.Fatalf("got %q before expiry; want web-one", id)
+		}
+	}
+	for _, st := range []*Redis{a, b} {
+		eventually(t, 2*time.Second, "pin expiry", func() bool {
+			id, o := st.Lookup(key, time.Now().UnixNano())
+			return id == "" && o == Miss
+		})
+	}
+	if v, err := s.client().Do(context.Background(), s.client().B().Exists().Key(DefaultKeyPrefix+"s:short-lived").Build()).AsInt64(); err != nil || v != 0 {
+		t.Fatalf("got EXISTS %d, %v after expiry; want 0", v, err)
+	}
+}
+
+// TestRedisOutage kills redis-server under concurrent lookups: no panic, lookups fall back
+// and stay fast (the store backs off instead of paying a timeout each), pins are queued;
+// then restarts it on the same port: the queued pins are written and lookups use Redis again.
+func TestRedisOutage(t *testing.T) {
+	s := startRedis(t)
+	r, logs := newRedisStore(t, s.url(), Options{Timeout: 50 * time.Millisecond, Backoff: 100 * time.Millisecond})
+	keys := make([][]byte, 50)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprintf("outage-%d", i))
+		r.Pin(keys[i], "web-before", time.Minute)
+		r.Lookup(keys[i], time.Now().UnixNano())
+	}
+
+	var (
+		stop      atomic.Bool
+		wg        sync.WaitGroup
+		fallbacks atomic.Int64
+		slow      atomic.Int64 // fallback lookups slower than 1 ms
+		bad       atomic.Value
+	)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; !stop.Load(); i++ {
+				start := time.Now()
+				id, o := r.Lookup(keys[i%len(keys)], time.Now().UnixNano())
+				d := time.Since(start)
+				// Leave the CPUs idle between lookups, so that a slow lookup measures waiting on
+				// Redis, not waiting for a CPU.
+				time.Sleep(100 * time.Microsecond)
+				switch o {
+				case Fallback:
+					fallbacks.Add(1)
+					if id != "" {
+						bad.Store(fmt.Sprintf("fallback with id %q", id))
+					}
+					if d > 20*time.Millisecond {
+						slow.Add(1)
+					}
+				case CacheHit, RedisHit:
+					if id != "web-before" && id != "web-during" {
+						bad.Store(fmt.Sprintf("got %q, %v", id, o))
+					}
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	s.kill()
+	eventually(t, 2*time.Second, "store down", func() bool { return !r.Stats().RedisUp })
+	before := fallbacks.Load()
+	time.Sleep(500 * time.Millisecond) // lookups keep running against the dead server
+	during := fallbacks.Load() - before
+
+	// Pins made during the outage are queued, not lost.
+	r.Repin(keys[0], "web-during", time.Minute)
+	r.Pin([]byte("new-during-outage"), "web-new", time.Minute)
+	if q := r.Stats().QueuedPins; q != 2 {
+		t.Fatalf("got %d queued pins; want 2", q)
+	}
+
+	s.start() // same port
+	eventually(t, 3*time.Second, "store up again", func() bool { return r.Stats().RedisUp })
+	stop.Store(true)
+	wg.Wait()
+
+	if v := bad.Load(); v != nil {
+		t.Fatalf("bad lookup during outage: %v", v)
+	}
+	if during < 1000 {
+		t.Fatalf("got %d fallback lookups in 500 ms of outage; want many (lookups must not wait on Redis)", during)
+	}
+	// A lookup that raced the failure may have waited for the connection error (one per
+	// goroutine at most); a backed-off one must not wait at all.
+	if n := slow.Load(); n > 8 {
+		t.Fatalf("got %d fallback lookups slower than 20 ms; want at most 8 (back-off, not a timeout per request)", n)
+	}
+	raw := s.client()
+	for k, want := range map[string]string{"outage-0": "web-during", "new-during-outage": "web-new"} {
+		got, err := raw.Do(context.Background(), raw.B().Get().Key(DefaultKeyPrefix+"s:"+k).Build()).ToString()
+		if err != nil || got != want {
+			t.Fatalf("got %q, %v in redis for %s after recovery; want %q", got, err, k, want)
+		}
+	}
+	// The lookup goroutines may have read it already: redis or cache_hit.
+	if id, o := r.Lookup(keys[0], time.Now().UnixNano()); id != "web-during" || (o != RedisHit && o != CacheHit) {
+		t.Fatalf("after recovery: got %q, %v; want web-during from redis", id, o)
+	}
+	if id, o := r.Lookup(keys[0], time.Now().UnixNano()); id != "web-during" || o != CacheHit {
+		t.Fatalf("after recovery, again: got %q, %v; want web-during, cache_hit", id, o)
+	}
+	st := r.Stats()
+	if st.Outages != 1 || st.FlushedPins != 2 || st.QueuedPins != 0 || st.RedisErrors == 0 {
+		t.Fatalf("got stats %+v; want 1 outage, 2 flushed pins, none queued, some redis errors", st)
+	}
+	if w := logs.count("warn"); w != 1 {
+		t.Fatalf("got %d warnings; want 1\n%s", w, logs.String())
+	}
+	if !strings.Contains(logs.String(), "redis reachable again") {
+		t.Fatalf("no recovery line in the log:\n%s", logs.String())
+	}
+}
+
+// TestRedisStartDown: a store whose Redis is not running works from the start (fallback,
+// queued pins), logs exactly one warning, and catches up when Redis appears.
+func TestRedisStartDown(t *testing.T) {
+	s := newRedisServer(t) // not started
+	start := time.Now()
+	r, logs := newRedisStore(t, s.url(), Options{Backoff: 50 * time.Millisecond})
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("NewRedis took %v with Redis down; want it not to wait", d)
+	}
+	if id, o := r.Lookup([]byte("k"), time.Now().UnixNano()); id != "" || o != Fallback {
+		t.Fatalf("got %q, %v with Redis down; want fallback", id, o)
+	}
+	r.Pin([]byte("k"), "web-one", time.Minute)
+	if sig := r.Signer(); sig == nil {
+		t.Fatal("got nil Signer with Redis down")
+	}
+	time.Sleep(200 * time.Millisecond) // several failed probes: still one warning
+	if w := logs.count("warn"); w != 1 {
+		t.Fatalf("got %d warnings; want 1\n%s", w, logs.String())
+	}
+	if !strings.Contains(logs.String(), "redis unreachable at startup") {
+		t.Fatalf("warning does not say Redis is unreachable:\n%s", logs.String())
+	}
+
+	s.start()
+	eventually(t, 3*time.Second, "store up", func() bool { return r.Stats().RedisUp })
+	if id, o := r.Lookup([]byte("k"), time.Now().UnixNano()); id != "web-one" || o != RedisHit {
+		t.Fatalf("got %q, %v after Redis came up; want web-one, redis (the queued pin)", id, o)
+	}
+}
+
+// TestRedisSharedHintKey: instances without a configured key agree on one through Redis, so
+// a hint signed by one verifies on the other; a store created while Redis was down adopts it
+// once Redis is back, and keeps accepting what it signed before.
+func TestRedisSharedHintKey(t *testing.T) {
+	s := startRedis(t)
+	a, _ := newRedisStore(t, s.url(), Options{})
+	b, _ := newRedisStore(t, s.url(), Options{})
+	sid := AppendSessionID(nil)
+	v := a.Signer().AppendCookieValue(nil, sid, "web-127.0.0.1_8081")
+	c, ok := ParseCookie(v)
+	if !ok || !b.Signer().Verify(c) {
+		t.Fatalf("B does not verify A's hint %q (parsed %v)", v, ok)
+	}
+
+	down := newRedisServer(t)
+	late, _ := newRedisStore(t, down.url(), Options{Backoff: 50 * time.Millisecond})
+	early := late.Signer().AppendCookieValue(nil, sid, "web-x")
+	down.start()
+	eventually(t, 3*time.Second, "late store up", func() bool { return late.Stats().RedisUp })
+	// down is a different server: late's key is what it stored there; a fresh instance on
+	// the same server must agree with it.
+	peer, _ := newRedisStore(t, down.url(), Options{})
+	v2 := peer.Signer().AppendCookieValue(nil, sid, "web-y")
+	if c, _ := ParseCookie(v2); !late.Signer().Verify(c) {
+		t.Fatal("late store does not verify its peer's hint")
+	}
+	if c, _ := ParseCookie(early); !late.Signer().Verify(c) {
+		t.Fatal("late store no longer verifies a hint it signed before it reached Redis")
+	}
+}
+
+// TestRedisConfiguredHintKey: with Options.HintKey, Redis is not consulted for the key.
+func TestRedisConfiguredHintKey(t *testing.T) {
+	s := startRedis(t)
+	key := []byte("0123456789abcdef0123456789abcdef")
+	r, _ := newRedisStore(t, s.url(), Options{HintKey: key})
+	v := r.Signer().AppendCookieValue(nil, AppendSessionID(nil), "web-a")
+	c, _ := ParseCookie(v)
+	if !NewSigner(key).Verify(c) {
+		t.Fatal("hint not signed with the configured key")
+	}
+	raw := s.client()
+	if n, _ := raw.Do(context.Background(), raw.B().Exists().Key(DefaultKeyPrefix+"hint-key").Build()).AsInt64(); n != 0 {
+		t.Fatal("configured hint key was written to Redis")
+	}
+}
+
+// TestRedisInvalidKeys: empty and over-long keys are not sessions.
+func TestRedisInvalidKeys(t *testing.T) {
+	s := startRedis(t)
+	r, _ := newRedisStore(t, s.url(), Options{})
+	long := []byte(strings.Repeat("x", MaxKeyLen+1))
+	r.Pin(long, "web-a", time.Minute)
+	for _, k := range [][]byte{nil, long} {
+		if id, o := r.Lookup(k, time.Now().UnixNano()); id != "" || o != Miss {
+			t.Fatalf("got %q, %v for a %d-byte key; want miss", id, o, len(k))
+		}
+	}
+}
+
+// TestRedisClose: Close is idempotent and stops the recovery loop; the store falls back.
+func TestRedisClose(t *testing.T) {
+	s := newRedisServer(t)
+	r, _ := newRedisStore(t, s.url(), Options{Backoff: 10 * time.Millisecond})
+	r.Close()
+	r.Close()
+	if _, o := r.Lookup([]byte("k"), time.Now().UnixNano()); o != Fallback {
+		t.Fatalf("got %v after Close; want fallback", o)
+	}
+	r.Pin([]byte("k"), "web-a", time.Minute) // no panic
+}
