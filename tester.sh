@@ -143,6 +143,81 @@ check "an invalid reload is rejected and logged" wait_grep 'reload rejected' "$W
 check "the old config keeps serving after a bad reload" grep -q 'backend-3' <<<"$(curl -fsS --max-time 5 http://127.0.0.1:18080/)"
 check "-check-config rejects the bad file with its line" grep -q "$WORK/lb.yaml:1:" <<<"$("$BIN" -check-config -config "$WORK/lb.yaml" 2>&1)"
 
+# ---------------------------------------------------------------------------------------
+# Admin port, metrics and dashboard (issue 4). Runs against the demo instance above, which
+# also answers the founding document's /, /metrics, /health and /prometheus on :8080.
+echo "== metrics, prometheus, dashboard (demo :8080 and admin :9901)"
+check "demo :8080/health" grep -q '"status":"ok"' <<<"$(curl -fsS --max-time 5 "$LB/health")"
+m=$(curl -fsS --max-time 5 "$LB/metrics")
+check "demo :8080/metrics has uptime_s" grep -q '"uptime_s":' <<<"$m"
+check "demo :8080/metrics lists the 3 demo backends" test "$(grep -o '"id":"demo-127.0.0.1_808[123]"' <<<"$m" | sort -u | wc -l)" = 3
+check "demo :8080/metrics has per-backend latency and breaker" grep -q '"latency_ms":{"p50":.*"breaker":"closed"' <<<"$m"
+check "demo :8080/metrics has pools" grep -q '"pools":\[{"name":"demo"' <<<"$m"
+p=$(curl -fsS --max-time 5 "$LB/prometheus")
+check "demo :8080/prometheus counts /lb requests" grep -Eq '^lb_requests_total\{pool="demo",backend="demo-127.0.0.1_8081",code="200"\} [1-9]' <<<"$p"
+check "demo :8080/prometheus has the duration histogram" grep -q '^lb_request_duration_seconds_bucket{.*le="+Inf"}' <<<"$p"
+if command -v promtool >/dev/null 2>&1; then
+  check "promtool check metrics passes on /prometheus" bash -c "out=\$(promtool check metrics 2>&1 <<<\"\$1\") && [ -z \"\$out\" ] || { echo \"\$out\"; false; }" _ "$p"
+fi
+d=$(curl -fsS --max-time 5 "$LB/")
+check "demo :8080/ serves the dashboard" grep -q '<table id="backends">' <<<"$d"
+check "demo :8080/lb is still load-balanced" grep -q '"backend":"backend-' <<<"$(curl -fsS --max-time 5 "$LB/lb")"
+check "admin /metrics JSON" grep -q '"controls":true' <<<"$(curl -fsS --max-time 5 "$ADMIN/metrics")"
+check "admin /prometheus" grep -q '^# TYPE lb_backend_up gauge' <<<"$(curl -fsS --max-time 5 "$ADMIN/prometheus")"
+check "admin / dashboard" grep -q '<table id="backends">' <<<"$(curl -fsS --max-time 5 "$ADMIN/")"
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X POST "$ADMIN/api/backends/demo-127.0.0.1_8081/drain")
+check "runtime API without ADMIN_TOKEN answers 403" test "$code" = 403
+check "access log lines on stdout" wait_grep '"message":"access","method":"GET","path":"/lb"' "$WORK/demo.log" 5
+# ---------------------------------------------------------------------------------------
+
+echo "== chaos: a backend killed and restarted under load"
+declare -A BE=()
+start_backend() { "$BIN" -demo-backend "127.0.0.1:$1" >>"$WORK/be-$1.log" 2>&1 & BE[$1]=$!; PIDS+=("${BE[$1]}"); }
+for port in 28081 28082 28083; do start_backend $port; done
+for port in 28081 28082 28083; do wait_http "http://127.0.0.1:$port/health" 10; done
+cat >"$WORK/chaos.yaml" <<EOF
+listen: "127.0.0.1:28080"
+admin: { listen: "127.0.0.1:28901" }
+pools:
+  - name: web
+    health_check: { interval: 200ms, timeout: 150ms, fall: 2, rise: 2 }
+    circuit_breaker: { consecutive_failures: 3, open_for: 1s }
+    retry: { attempts: 2, budget_ratio: 0.5 }
+    backends:
+      - { url: "http://127.0.0.1:28081", weight: 3 }
+      - { url: "http://127.0.0.1:28082", weight: 2 }
+      - { url: "http://127.0.0.1:28083", weight: 1 }
+EOF
+"$BIN" -config "$WORK/chaos.yaml" >"$WORK/chaos.log" 2>&1 &
+CHAOS=$!
+PIDS+=("$CHAOS")
+wait_http http://127.0.0.1:28080/ 20
+urls=$(for i in $(seq 100); do printf -- '-o /dev/null http://127.0.0.1:28080/chaos?%d ' "$i"; done)
+: >"$WORK/codes"
+for batch in $(seq 20); do
+  # 100 keep-alive GETs per curl; 20 batches = 2,000 requests.
+  curl -s --max-time 20 -w '%{http_code}\n' $urls >>"$WORK/codes"
+  [ "$batch" = 5 ] && { kill -KILL "${BE[28082]}"; wait "${BE[28082]}" 2>/dev/null; }
+  [ "$batch" = 15 ] && start_backend 28082
+done
+total=$(wc -l <"$WORK/codes")
+bad=$(grep -vc '^200$' "$WORK/codes")
+if [ "$total" = 2000 ] && [ "$bad" = 0 ]; then
+  ok "2,000 GETs with a backend killed mid-run: 0 errors"
+else
+  fail "2,000 GETs with a backend killed mid-run" "$total requests, $bad not 200: $(sort "$WORK/codes" | uniq -c | tr '\n' ' ')"
+fi
+check "the kill was noticed (breaker or health check)" wait_grep 'circuit breaker changed\|backend health changed' "$WORK/chaos.log" 5
+back=no
+for i in $(seq 100); do
+  if curl -fsS --max-time 2 "http://127.0.0.1:28080/chaos?[1-6]" 2>/dev/null | grep -q 'backend-28082'; then back=yes; break; fi
+  sleep 0.1
+done
+check "traffic returns to the restarted backend" test "$back" = yes
+check "its health recovered (logged up)" wait_grep '"health":"up"' "$WORK/chaos.log" 10
+stop_gracefully "chaos instance exits 0 on SIGTERM" "$CHAOS" 20
+for port in 28081 28082 28083; do kill "${BE[$port]}" 2>/dev/null; done
+
 echo "== graceful stop (SIGTERM)"
 stop_gracefully "config instance exits 0 on SIGTERM" "$CFG" 20
 stop_gracefully "demo exits 0 on SIGTERM" "$DEMO" 20

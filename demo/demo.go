@@ -24,17 +24,26 @@ type Backend struct {
 func Start(addrs []string) ([]*Backend, error) {
 	var started []*Backend
 	for i, addr := range addrs {
-		ln, err := net.Listen("tcp", addr)
+		b, err := StartOne(fmt.Sprintf("backend-%d", i+1), addr)
 		if err != nil {
 			Stop(started)
-			return nil, fmt.Errorf("cannot start demo backend on %s: %w", addr, err)
+			return nil, err
 		}
-		b := &Backend{Name: fmt.Sprintf("backend-%d", i+1), Addr: ln.Addr().String(), ln: ln}
-		b.srv = &fasthttp.Server{Handler: b.handle, Name: "demo-backend", NoDefaultServerHeader: true}
-		go func() { _ = b.srv.Serve(ln) }()
 		started = append(started, b)
 	}
 	return started, nil
+}
+
+// StartOne serves one demo backend called name on addr.
+func StartOne(name, addr string) (*Backend, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot start demo backend on %s: %w", addr, err)
+	}
+	b := &Backend{Name: name, Addr: ln.Addr().String(), ln: ln}
+	b.srv = &fasthttp.Server{Handler: b.handle, Name: "demo-backend", NoDefaultServerHeader: true}
+	go func() { _ = b.srv.Serve(ln) }()
+	return b, nil
 }
 
 // Stop shuts the backends down.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"io"
 	"net"
 	"testing"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
+	"go-loadbalancer/metrics"
 	"go-loadbalancer/state"
 )
 
@@ -20,18 +22,37 @@ type inmemorySetup struct {
 
 func newInmemorySetup(tb testing.TB, backendBody string) *inmemorySetup {
 	tb.Helper()
+	return newInmemorySetupObserved(tb, backendBody, true)
+}
+
+// newInmemorySetupObserved is newInmemorySetup with the production defaults (metrics and
+// the access log, to io.Discard) on or off.
+func newInmemorySetupObserved(tb testing.TB, backendBody string, observed bool) *inmemorySetup {
+	tb.Helper()
 	beLn := fasthttputil.NewInmemoryListener()
 	body := []byte(backendBody)
 	be := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.Response.SetBodyRaw(body) }}
 	go func() { _ = be.Serve(beLn) }()
 
 	cfg := poolConfig(tb, "", "http://backend.invalid:80")
-	b := state.NewBuilder(Hooks(func(string) (net.Conn, error) { return beLn.Dial() }))
+	dial := func(string) (net.Conn, error) { return beLn.Dial() }
+	var b *state.Builder
+	opts := Options{Log: zerolog.Nop()}
+	if observed {
+		reg := metrics.New(metrics.Options{Current: func() *state.Table { return b.Store.Load() }})
+		b = state.NewBuilder(HooksWithMetrics(dial, reg))
+		al := NewAccessLog(io.Discard, AccessLogOptions{})
+		tb.Cleanup(func() { _ = al.Close() })
+		opts.AccessLog = al
+	} else {
+		b = state.NewBuilder(Hooks(dial))
+	}
 	if _, err := b.Apply(cfg); err != nil {
 		tb.Fatal(err)
 	}
 	pxLn := fasthttputil.NewInmemoryListener()
-	px := New(Options{Store: &b.Store, Log: zerolog.Nop()})
+	opts.Store = &b.Store
+	px := New(opts)
 	srv := NewServer(px.ServeHTTP, cfg.Server, zerolog.Nop())
 	go func() { _ = srv.Serve(pxLn) }()
 	tb.Cleanup(func() {

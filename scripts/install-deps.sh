@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite and benchmarks use, when they are missing.
 # Debian packages; needs root (CI runs as root). Idempotent: does nothing when all are present.
-#   scripts/install-deps.sh          # test dependencies
-#   scripts/install-deps.sh bench    # plus wrk, haproxy, nginx for bench/
+#   scripts/install-deps.sh          # test dependencies (wrk: bench's harness test needs it under CI=true)
+#   scripts/install-deps.sh bench    # plus haproxy, nginx (and perf, for syscall counts) for bench/
 set -euo pipefail
 
 need=()
 want() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
 want curl curl
+want redis-server redis-server
+want wrk wrk
+want promtool prometheus   # admin/metrics: promtool check metrics, a real Prometheus scrape
+want chromium chromium     # admin: the dashboard in headless Chromium
 if [ "${1:-}" = bench ]; then
-  want wrk wrk
   want haproxy haproxy
   want nginx nginx
+  want perf linux-perf
 fi
 
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -1,0 +1,77 @@
+package metrics
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"go-loadbalancer/config"
+	"go-loadbalancer/state"
+)
+
+// newTestRegistry returns a Builder whose backends hold handles from a new Registry the
+// way the proxy's upstreams do (Backend.Upstream is the handle), with yaml applied.
+func newTestRegistry(t testing.TB, yaml string) (*state.Builder, *Registry) {
+	t.Helper()
+	var b *state.Builder
+	reg := New(Options{Current: func() *state.Table { return b.Store.Load() }})
+	b = state.NewBuilder(state.Hooks{
+		Upstream: func(be *state.Backend, _ *config.Pool, prev any) (any, error) {
+			if prev != nil {
+				return prev, nil
+			}
+			return reg.Acquire(be.ID, be.Pool), nil
+		},
+		Release: func(u any) { reg.Release(u.(*Backend)) },
+	})
+	apply(t, b, yaml)
+	return b, reg
+}
+
+// handle returns the handle of backend i of the first pool of the current table.
+func handle(b *state.Builder, i int) *Backend {
+	return b.Store.Load().Pools[0].Backends[i].Upstream.(*Backend)
+}
+
+func apply(t testing.TB, b *state.Builder, yaml string) *state.Table {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatalf("cannot parse test config: %v", err)
+	}
+	if errs := cfg.Validate(); len(errs) > 0 {
+		t.Fatalf("invalid test config: %v", errs)
+	}
+	tb, err := b.Apply(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tb
+}
+
+// poolYAML is a config with pool "web" of the given backend addresses.
+func poolYAML(addrs ...string) string {
+	var sb strings.Builder
+	sb.WriteString("pools:\n  - name: web\n    backends:\n")
+	for _, a := range addrs {
+		fmt.Fprintf(&sb, "      - url: \"http://%s\"\n", a)
+	}
+	return sb.String()
+}
+
+// needTool returns the path of a command the test needs: it skips the test when the
+// command is missing, or fails it under CI (CI=true), where scripts/install-deps.sh must
+// have installed it.
+func needTool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not found; CI must install it (scripts/install-deps.sh: Debian package %s)", name, pkg)
+		}
+		t.Skipf("%s not found (Debian package %s; scripts/install-deps.sh installs it)", name, pkg)
+	}
+	return p
+}
