@@ -27,8 +27,10 @@ import (
 	"go-loadbalancer/config"
 	"go-loadbalancer/demo"
 	"go-loadbalancer/discovery"
+	"go-loadbalancer/metrics"
 	"go-loadbalancer/proxy"
 	"go-loadbalancer/state"
+	"go-loadbalancer/sticky"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -42,6 +44,7 @@ type flags struct {
 	demo        bool
 	checkConfig bool
 	version     bool
+	demoBackend string
 	set         map[string]bool // flags given explicitly: they beat env and file
 }
 
@@ -55,6 +58,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.BoolVar(&f.demo, "demo", false, "start three demo backends on 127.0.0.1:8081-8083 (weights 3:2:1) and balance them")
 	fs.BoolVar(&f.checkConfig, "check-config", false, "validate -config and exit: 0 valid, 1 invalid")
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
+	fs.StringVar(&f.demoBackend, "demo-backend", "", "run only one demo backend on `address` (no balancer); for tests and benchmarks")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -83,6 +87,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stdout, "go-loadbalancer", version)
 		return 0
 	}
+	if f.demoBackend != "" {
+		return runDemoBackend(f.demoBackend, stderr)
+	}
 	if f.checkConfig {
 		if f.config == "" {
 			fmt.Fprintln(stderr, "-check-config needs -config FILE")
@@ -105,10 +112,25 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 1
 	}
 	log := newLogger(stderr, cfg.Log.Level)
-	if err := serve(f, cfg, getenv, log); err != nil {
+	if err := serve(f, cfg, getenv, stdout, log); err != nil {
 		log.Error().Err(err).Msg("go-loadbalancer stopped")
 		return 1
 	}
+	return 0
+}
+
+// runDemoBackend serves one demo backend, named after its port, until SIGTERM/SIGINT.
+func runDemoBackend(addr string, stderr io.Writer) int {
+	_, port, _ := net.SplitHostPort(addr)
+	b, err := demo.StartOne("backend-"+port, addr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	<-sigs
+	demo.Stop([]*demo.Backend{b})
 	return 0
 }
 
@@ -149,7 +171,8 @@ func newLogger(w io.Writer, level string) zerolog.Logger {
 }
 
 // serve runs the load balancer until SIGTERM/SIGINT.
-func serve(f *flags, cfg *config.Config, getenv func(string) string, log zerolog.Logger) error {
+func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.Writer, log zerolog.Logger) error {
+	start := time.Now()
 	if f.demo {
 		bs, err := demo.Start([]string{"127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083"})
 		if err != nil {
@@ -159,7 +182,9 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, log zerolog
 		log.Info().Msg("demo backends listening on 127.0.0.1:8081, :8082, :8083 (weights 3:2:1)")
 	}
 
-	hooks := proxy.Hooks(nil)
+	var builder *state.Builder
+	reg := metrics.New(metrics.Options{Start: start, Current: func() *state.Table { return builder.Store.Load() }})
+	hooks := proxy.HooksWithMetrics(nil, reg)
 	hooks.BreakerChange = func(b *state.Backend, from, to state.BreakerState, reason string) {
 		ev := log.Warn()
 		if to == state.BreakerClosed {
@@ -167,14 +192,44 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, log zerolog
 		}
 		ev.Str("backend", b.ID).Str("from", from.String()).Str("to", to.String()).Str("reason", reason).Msg("circuit breaker changed")
 	}
-	builder := state.NewBuilder(hooks)
+	builder = state.NewBuilder(hooks)
 	t, err := builder.Apply(cfg)
 	if err != nil {
 		return err
 	}
 	health := discovery.NewHealthChecker(builder, log)
 	defer health.Stop()
-	px := proxy.New(proxy.Options{Store: &builder.Store, Log: log})
+	sampleCtx, stopSampler := context.WithCancel(context.Background())
+	defer stopSampler()
+	go reg.Run(sampleCtx)
+	var alog *proxy.AccessLog
+	if cfg.Log.AccessLogOn() {
+		alog = proxy.NewAccessLog(stdout, proxy.AccessLogOptions{})
+		defer alog.Close()
+		reg.CounterFunc("lb_access_log_dropped_total", "Access log lines dropped because the log writer fell behind.", alog.Dropped)
+	}
+	var draining atomic.Bool
+	var reload func() error
+	adm := admin.New(admin.Options{Builder: builder, Metrics: reg, Ready: func() bool { return !draining.Load() },
+		Reload: func() error { return reload() }, Pprof: cfg.Admin.Pprof, Log: log})
+	store, err := newStickyStore(cfg, log)
+	if err != nil {
+		return err
+	}
+	if store != nil {
+		defer store.Close()
+		reg.SetSticky(func() metrics.StickyCounts {
+			st := store.Stats()
+			return metrics.StickyCounts{CacheHit: st.CacheHits, Redis: st.RedisHits, Miss: st.Misses, Fallback: st.Fallbacks}
+		})
+		reg.CounterFunc("lb_sticky_repins_total", "Sticky sessions moved to another backend.", func() uint64 { return store.Stats().Repins })
+		reg.CounterFunc("lb_sticky_redis_errors_total", "Failed Redis calls of the sticky-session store.", func() uint64 { return store.Stats().RedisErrors })
+	}
+	popts := proxy.Options{Store: &builder.Store, Log: log, AccessLog: alog, Sticky: store}
+	if f.demo {
+		popts.Local = adm.Local() // the founding document's /, /metrics, /health, /prometheus on :8080
+	}
+	px := proxy.New(popts)
 	srv := proxy.NewServer(px.ServeHTTP, cfg.Server, log)
 	tlsConf, err := proxy.ServerTLS(cfg.TLS)
 	if err != nil {
@@ -185,14 +240,13 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, log zerolog
 		return fmt.Errorf("cannot listen on %q: %w", cfg.Listen, err)
 	}
 
-	var draining atomic.Bool
 	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("cannot listen on admin address %q: %w", cfg.Admin.Listen, err)
 	}
 	adminSrv := &http.Server{
-		Handler:           admin.New(admin.Options{Builder: builder, Ready: func() bool { return !draining.Load() }, Log: log}),
+		Handler:           adm,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 
@@ -221,17 +275,17 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, log zerolog
 		Msg("go-loadbalancer serving")
 
 	var reloadMu sync.Mutex
-	reload := func() {
+	reload = func() error {
 		reloadMu.Lock()
 		defer reloadMu.Unlock()
 		if f.config == "" {
 			log.Info().Msg("reload: demo mode has no config file; nothing to do")
-			return
+			return errors.New("demo mode has no config file to reload")
 		}
 		next, err := loadConfig(f, getenv)
 		if err != nil {
 			log.Error().Str("file", f.config).Str("errors", err.Error()).Msg("reload rejected; the running configuration keeps serving")
-			return
+			return err
 		}
 		old := builder.Store.Load().Config
 		if restartNeeded(old, next) {
@@ -240,9 +294,10 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, log zerolog
 		nt, err := builder.Apply(next)
 		if err != nil {
 			log.Error().Err(err).Msg("reload rejected; the running configuration keeps serving")
-			return
+			return err
 		}
 		log.Info().Uint64("table", nt.Version).Int("backends", len(nt.Backends())).Msg("configuration reloaded")
+		return nil
 	}
 
 	for {
@@ -251,12 +306,28 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, log zerolog
 			return err
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
-				reload()
+				_ = reload()
 				continue
 			}
 			return shutdown(srv, adminSrv, &draining, cfg.Server.ShutdownTimeout, log)
 		}
 	}
+}
+
+// newStickyStore returns the session store for sticky sessions: Redis (shared by every
+// instance) with REDIS_ENABLED, else memory; nil when sticky sessions are off. A Redis
+// that is down is not an error: the store degrades and recovers by itself.
+func newStickyStore(cfg *config.Config, log zerolog.Logger) (sticky.Store, error) {
+	if !cfg.Sticky.Enabled {
+		return nil, nil
+	}
+	o := sticky.Options{Log: log, TTL: cfg.Sticky.TTL}
+	if cfg.Env.RedisEnabled {
+		o.RedisURL = cfg.Redis.URL
+		o.ClientCacheTTL = cfg.Redis.ClientCacheTTL
+		return sticky.NewRedis(o)
+	}
+	return sticky.NewMemory(o)
 }
 
 // shutdown turns readiness off, closes the listeners and waits up to timeout for in-flight

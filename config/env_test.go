@@ -144,8 +144,6 @@ func TestEnvValidate(t *testing.T) {
 		`environment: LOG_LEVEL: log level must be one of trace, debug, info, warn, error (got "verbose")`)
 	f(envMap("REDIS_URL", "http://redis:6379"),
 		`environment: REDIS_URL: url "http://redis:6379": scheme must be redis or rediss`)
-	f(envMap("REDIS_ENABLED", "true"),
-		`environment: REDIS_ENABLED: Redis support is not available in this build yet (unset REDIS_ENABLED or set it to false)`)
 	f(envMap("CONSUL_ENABLED", "1", "CONSUL_ADDR", "consul:8500"),
 		`environment: CONSUL_ENABLED: Consul support is not available in this build yet (unset CONSUL_ENABLED or set it to false)`)
 

@@ -23,12 +23,6 @@ var unavailableFeatures = []unavailableFeature{
 		},
 	},
 	{
-		what: "sticky sessions are",
-		on: func(c *Config) []switchedOn {
-			return onIf(c.Sticky.Enabled, "sticky.enabled", "set enabled: false")
-		},
-	},
-	{
 		what: "rate limiting is",
 		on: func(c *Config) []switchedOn {
 			return onIf(c.RateLimit.Enabled, "rate_limit.enabled", "set enabled: false")
@@ -68,12 +62,6 @@ var unavailableFeatures = []unavailableFeature{
 					path+".autoscale.target_inflight_per_backend", "set target_inflight_per_backend: 0")...)
 			}
 			return on
-		},
-	},
-	{
-		what: "Redis support is",
-		on: func(c *Config) []switchedOn {
-			return envOnIf(c.Env.RedisEnabled, "REDIS_ENABLED")
 		},
 	},
 	{

@@ -186,7 +186,6 @@ func TestValidateUnavailable(t *testing.T) {
 		}
 		checkErrors(t, doc, fmt.Sprintf("lb.yaml:%d: %s", markedLine(t, doc), want))
 	}
-	f("sticky:\n  enabled: true #<", "sticky.enabled: sticky sessions are not available in this build yet (set enabled: false)")
 	f("rate_limit: { enabled: true } #<", "rate_limit.enabled: rate limiting is not available in this build yet (set enabled: false)")
 	f("auth:\n  jwt:\n    enabled: true #<", "auth.jwt.enabled: JWT authentication is not available in this build yet (set enabled: false)")
 	f("tracing:\n  enabled: true #<", "tracing.enabled: tracing is not available in this build yet (set enabled: false)")

@@ -79,14 +79,33 @@ func classify(err error, resp *fasthttp.Response, pol *retryPolicy) outcome {
 //     for any method;
 //   - a failure after it was sent, a timeout, or a retried 5xx status only for idempotent
 //     methods (RFC 9110 §9.2.2) whose body can be sent again — a POST is never replayed.
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, pool *state.Pool, pol *retryPolicy, now int64) {
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Pool, ext *tableData, now int64) {
 	req, resp := &ctx.Request, &ctx.Response
+	pol := &ext.pools[pool.Index]
 	pool.Stats.CountRequest(now)
 	replayable := isIdempotent(req) && bufferBody(req)
+	var sess *session // nil: no sticky session
+	if ext.sticky.on && p.sticky != nil {
+		// Slow path: the session's key escapes into the store's interface, so its
+		// buffers come from a pool rather than this stack.
+		sess = getSession()
+		defer putSession(sess)
+		p.stickyBegin(ctx, t, pool, &ext.sticky, now, sess)
+	}
 	var tried state.Tried
 	var lastErr error
 	for attempt := 0; ; attempt++ {
-		b, ticket := pool.Pick(tried, now)
+		var b *state.Backend
+		var ticket state.Ticket
+		if attempt == 0 && sess != nil && sess.preferred != nil {
+			// The session's backend, if its breaker still admits the request.
+			if ticket = sess.preferred.Stats.Breaker.Acquire(now); ticket != state.TicketRejected {
+				b = sess.preferred
+			}
+		}
+		if b == nil {
+			b, ticket = pool.Pick(tried, now)
+		}
 		if b == nil {
 			if lastErr == nil || lastErr == errConnect || lastErr == errDialTimeout {
 				// No backend could take it: the client may try again shortly.
@@ -144,6 +163,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, pool *state.Pool, pol *retryPo
 				return
 			}
 			cleanResponse(resp)
+			if sess != nil && sess.active {
+				p.stickyEnd(ctx, &ext.sticky, sess, b)
+			}
 			return
 		}
 		// Retry: drop this answer (closing a streamed body's connection) and try another.

@@ -17,3 +17,12 @@ func putScratch(s *scratch) {
 	s.b = s.b[:0]
 	scratchPool.Put(s)
 }
+
+var sessionPool = sync.Pool{New: func() any { return new(session) }}
+
+func getSession() *session { return sessionPool.Get().(*session) }
+
+func putSession(s *session) {
+	*s = session{}
+	sessionPool.Put(s)
+}

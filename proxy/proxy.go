@@ -19,6 +19,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/state"
+	"go-loadbalancer/sticky"
 )
 
 // Options configure a Proxy.
@@ -30,6 +31,10 @@ type Options struct {
 	// Local, if set, answers requests whose path it claims (Claims returns true) instead of
 	// proxying them — the founding document's demo-mode paths on the data-plane port.
 	Local func(path []byte) fasthttp.RequestHandler
+	// Sticky, if set, is the session store used when the table's sticky.enabled is true.
+	Sticky sticky.Store
+	// AccessLog, if set, gets one line per request (log.access_log).
+	AccessLog *AccessLog
 }
 
 // Proxy is the data-plane handler. Safe for concurrent use.
@@ -37,6 +42,9 @@ type Proxy struct {
 	store *state.Store
 	log   zerolog.Logger
 	local func(path []byte) fasthttp.RequestHandler
+	alog  *AccessLog
+
+	sticky sticky.Store
 
 	errLogs atomic.Uint64 // sampled error logging
 }
@@ -46,11 +54,14 @@ func New(o Options) *Proxy {
 	if o.Store == nil {
 		panic("BUG: proxy.Options.Store is nil")
 	}
-	return &Proxy{store: o.Store, log: o.Log, local: o.Local}
+	return &Proxy{store: o.Store, log: o.Log, local: o.Local, alog: o.AccessLog, sticky: o.Sticky}
 }
 
 // ServeHTTP proxies one request. It is a fasthttp.RequestHandler.
 func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
+	if p.alog != nil {
+		defer p.alog.log(ctx, time.Now())
+	}
 	t := p.store.Load()
 	if t == nil {
 		writeError(ctx, errNoConfig)
@@ -94,10 +105,11 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		b.Stats.Breaker.Release(ticket)
+		p.noteBackend(ctx, b)
 		p.tunnel(ctx, b, b.Upstream.(*upstream))
 		return
 	}
-	p.forward(ctx, pool, &ext.pools[pool.Index], now)
+	p.forward(ctx, t, pool, ext, now)
 }
 
 // logUpstreamError logs the first error and then one in 100, so an outage does not flood

@@ -144,12 +144,14 @@ type tableData struct {
 	nets    []netip.Prefix
 	maxBody int64
 	pools   []retryPolicy // by state.Pool.Index
+	sticky  stickyConf
 }
 
 func newTableData(t *state.Table) (any, error) {
 	d := &tableData{
 		nets:    t.Config.Server.TrustedNets(),
 		maxBody: t.Config.Server.MaxBodyBytes,
+		sticky:  newStickyConf(t.Config),
 	}
 	for _, p := range t.Pools {
 		d.pools = append(d.pools, newRetryPolicy(p.Settings.Retry))

@@ -1,0 +1,141 @@
+package proxy
+
+import (
+	"github.com/valyala/fasthttp"
+
+	"go-loadbalancer/config"
+	"go-loadbalancer/state"
+	"go-loadbalancer/sticky"
+)
+
+// stickyConf is a table's sticky-session settings, built once with the table.
+type stickyConf struct {
+	on     bool
+	header []byte            // session key header; nil: cookie sessions
+	spec   sticky.CookieSpec // cookie sessions
+}
+
+func newStickyConf(c *config.Config) stickyConf {
+	s := stickyConf{on: c.Sticky.Enabled}
+	if c.Sticky.Header != "" {
+		s.header = []byte(c.Sticky.Header)
+	}
+	s.spec = sticky.CookieSpec{Name: c.Sticky.Cookie, MaxAge: c.Sticky.TTL, Secure: c.TLS.Enabled()}
+	return s
+}
+
+// pinAction is what the session store must learn once a backend has answered.
+type pinAction uint8
+
+const (
+	pinNone  pinAction = iota
+	pinNew             // first placement of the session
+	pinMove            // the session moves to another backend
+	pinCheck           // pinned: re-pin only if a retry ended elsewhere
+)
+
+// session is one request's sticky-session state. It lives on forward's stack; the key
+// and cookie are copied out of the request header, which the client may rewrite.
+type session struct {
+	active     bool
+	key        []byte
+	keyBuf     [sticky.MaxKeyLen]byte
+	cookie     sticky.Cookie
+	cookieBuf  [sticky.SessionIDLen + sticky.MaxBackendIDLen + 64]byte
+	hasCookie  bool // cookie mode with a cookie that parsed
+	cookieMode bool
+	pinned     string // backend ID the store had, "" if none
+	action     pinAction
+	preferred  *state.Backend
+}
+
+// stickyBegin finds the request's session and the backend it should go to (s.preferred,
+// nil to pick normally), following the sequence in package sticky's doc.
+func (p *Proxy) stickyBegin(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Pool, sc *stickyConf, now int64, s *session) {
+	req := &ctx.Request
+	if sc.header != nil {
+		k := req.Header.PeekBytes(sc.header)
+		if len(k) == 0 || len(k) > sticky.MaxKeyLen {
+			return
+		}
+		s.key = append(s.keyBuf[:0], k...)
+	} else {
+		s.cookieMode = true
+		raw := req.Header.Cookie(sc.spec.Name)
+		c, ok := sticky.ParseCookie(raw)
+		if !ok || len(raw) > len(s.cookieBuf) {
+			// A new session: its id is made now, its backend by the picker.
+			s.active = true
+			s.key = sticky.AppendSessionID(s.keyBuf[:0])
+			s.action = pinNew
+			return
+		}
+		raw = append(s.cookieBuf[:0], raw...)
+		s.cookie, _ = sticky.ParseCookie(raw)
+		s.hasCookie = true
+		s.key = s.cookie.SID
+		_ = c
+	}
+	s.active = true
+	usable := func(b *state.Backend) bool {
+		return b != nil && b.Pool == pool.Name && b.Healthy && !b.Drained && b.Stats.Breaker.Ready(now)
+	}
+	hinted := func() *state.Backend {
+		if s.hasCookie && p.sticky.Signer().Verify(s.cookie) {
+			if b := t.BackendByID(s.cookie.Backend); usable(b) {
+				return b
+			}
+		}
+		return nil
+	}
+	id, o := p.sticky.Lookup(s.key, now)
+	switch o {
+	case sticky.CacheHit, sticky.RedisHit:
+		s.pinned = id
+		if b := t.Backend(id); usable(b) {
+			s.preferred = b
+			s.action = pinCheck
+		} else {
+			s.action = pinMove // unhealthy, open, drained or gone: the session moves
+		}
+	case sticky.Miss:
+		s.preferred = hinted()
+		s.action = pinNew
+	case sticky.Fallback:
+		if s.cookieMode {
+			if s.preferred = hinted(); s.preferred == nil {
+				s.action = pinMove // queued by the store until Redis returns
+			}
+			return
+		}
+		bs := pool.Backends
+		if i := sticky.Rendezvous(s.key, bs, backendID, func(i int) bool { return usable(bs[i]) }); i >= 0 {
+			s.preferred = bs[i]
+		}
+		// No pin: the session goes back to its Redis pin when Redis does.
+	}
+}
+
+func backendID(b *state.Backend) string { return b.ID }
+
+// stickyEnd records where the session landed (b answered) and refreshes the cookie.
+func (p *Proxy) stickyEnd(ctx *fasthttp.RequestCtx, sc *stickyConf, s *session, b *state.Backend) {
+	switch {
+	case s.action == pinNew:
+		p.sticky.Pin(s.key, b.ID, 0)
+	case s.action == pinMove, s.action == pinCheck && s.pinned != b.ID:
+		p.sticky.Repin(s.key, b.ID, 0)
+	}
+	if s.cookieMode && (!s.hasCookie || string(s.cookie.Backend) != b.ID) {
+		var sid []byte
+		if s.hasCookie {
+			sid = s.cookie.SID
+		} else {
+			sid = s.key
+		}
+		sc2 := getScratch()
+		sc2.b = sc.spec.AppendSetCookie(sc2.b[:0], p.sticky.Signer(), sid, b.ID)
+		ctx.Response.Header.AddBytesV("Set-Cookie", sc2.b)
+		putScratch(sc2)
+	}
+}
