@@ -70,7 +70,10 @@ func roundTrip[C connHandle](t *transport, hc *fasthttp.HostClient, cc C, req *f
 	release, closeConn := t.release.(func(C)), t.close.(func(C))
 	conn := cc.Conn()
 	now := time.Now()
-	streamingUpload := req.IsBodyStream()
+	// A body fasthttp read ahead whole (Content-Length up to bufferLimit) is written at
+	// once like any other request; only a larger or chunked upload streams.
+	cl := req.Header.ContentLength()
+	streamingUpload := req.IsBodyStream() && (cl < 0 || cl > t.bufferLimit)
 	if streamingUpload {
 		// An upload streams at the client's pace; the front server's read timeout bounds it.
 		_ = conn.SetWriteDeadline(time.Time{})
@@ -104,7 +107,7 @@ func roundTrip[C connHandle](t *transport, hc *fasthttp.HostClient, cc C, req *f
 	if req.Header.IsHead() {
 		resp.SkipBody = true
 	}
-	cl := resp.Header.ContentLength()
+	cl = resp.Header.ContentLength()
 	keep := !resp.Header.ConnectionClose() && !req.Header.ConnectionClose()
 	if resp.SkipBody || noBody(resp.Header.StatusCode()) || (cl >= 0 && cl <= t.bufferLimit) {
 		if !resp.SkipBody && !noBody(resp.Header.StatusCode()) {
