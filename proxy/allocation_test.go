@@ -6,6 +6,9 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"go-loadbalancer/internal/testredis"
+	"go-loadbalancer/sticky"
 )
 
 // TestProxiedGETAllocatesNothing checks the hot-path discipline: once warm, a plain GET
@@ -27,4 +30,42 @@ func TestProxiedGETAllocatesNothing(t *testing.T) {
 	if proxied != 0 {
 		t.Fatalf("got %.2f allocs per proxied GET; want 0", proxied)
 	}
+}
+
+// TestStickyHitAllocatesNothing: a GET that carries the cookie of a pinned session — cookie
+// parsed, session looked up (the memory table, or rueidis's client cache for Redis), no
+// Set-Cookie — allocates no more than a plain one: nothing, process-wide. (AllocsPerRun
+// rounds the average down: the Redis store's shared deadline context, renewed every
+// Timeout/4, is a few allocations per 12.5 ms, far below one per request.)
+func TestStickyHitAllocatesNothing(t *testing.T) {
+	f := func(name string, st sticky.Store) {
+		t.Run(name, func(t *testing.T) {
+			s := newStickySetup(t, st)
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			startBenchSession(t, s, req, resp)
+			for i := 0; i < 100; i++ { // warm pools and buffers
+				get(t, s.proxied, req, resp)
+			}
+			if n := testing.AllocsPerRun(1000, func() { get(t, s.proxied, req, resp) }); n != 0 {
+				t.Fatalf("got %.2f allocs per sticky-hit GET; want 0", n)
+			}
+			if st.Stats().CacheHits < 1000 {
+				t.Fatalf("got %d cache hits; want every measured lookup to be one", st.Stats().CacheHits)
+			}
+		})
+	}
+	mem, err := sticky.NewMemory(sticky.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f("memory", mem)
+	rs := testredis.Start(t)
+	red, err := sticky.NewRedis(sticky.Options{RedisURL: rs.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(red.Close)
+	f("redis", red)
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 
 	"go-loadbalancer/config"
 	"go-loadbalancer/state"
+	"go-loadbalancer/sticky"
 )
 
 // testBackend is a real fasthttp server on a loopback port.
@@ -96,17 +98,36 @@ type testProxy struct {
 	srv     *fasthttp.Server
 }
 
-func startProxy(t testing.TB, cfg *config.Config) *testProxy {
+// proxyOption changes the Options startProxy builds the proxy with.
+type proxyOption func(*Options)
+
+// withSticky makes st the proxy's session store (Options.Sticky).
+func withSticky(st sticky.Store) proxyOption { return func(o *Options) { o.Sticky = st } }
+
+// startProxy runs a proxy for cfg on a loopback port until the test ends; with cfg.TLS set
+// the listener serves TLS, as main's does.
+func startProxy(t testing.TB, cfg *config.Config, opts ...proxyOption) *testProxy {
 	t.Helper()
 	b := state.NewBuilder(Hooks(nil))
 	if _, err := b.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
-	px := New(Options{Store: &b.Store, Log: zerolog.Nop()})
+	o := Options{Store: &b.Store, Log: zerolog.Nop()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	px := New(o)
 	srv := NewServer(px.ServeHTTP, cfg.Server, zerolog.Nop())
+	tc, err := ServerTLS(cfg.TLS)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
 	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Shutdown() })

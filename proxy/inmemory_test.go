@@ -11,6 +11,7 @@ import (
 
 	"go-loadbalancer/metrics"
 	"go-loadbalancer/state"
+	"go-loadbalancer/sticky"
 )
 
 // inmemorySetup is a backend and, in front of it, the proxy, each on an in-memory listener,
@@ -29,15 +30,28 @@ func newInmemorySetup(tb testing.TB, backendBody string) *inmemorySetup {
 // the access log, to io.Discard) on or off.
 func newInmemorySetupObserved(tb testing.TB, backendBody string, observed bool) *inmemorySetup {
 	tb.Helper()
+	return newInmemorySetupWith(tb, backendBody, inmemoryOptions{observed: observed})
+}
+
+// inmemoryOptions vary newInmemorySetupWith's proxy.
+type inmemoryOptions struct {
+	observed bool         // metrics and the access log on
+	extra    string       // more top-level YAML for the config (say a sticky: section)
+	sticky   sticky.Store // Options.Sticky; nil: none
+}
+
+func newInmemorySetupWith(tb testing.TB, backendBody string, opt inmemoryOptions) *inmemorySetup {
+	tb.Helper()
+	observed := opt.observed
 	beLn := fasthttputil.NewInmemoryListener()
 	body := []byte(backendBody)
 	be := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.Response.SetBodyRaw(body) }}
 	go func() { _ = be.Serve(beLn) }()
 
-	cfg := poolConfig(tb, "", "http://backend.invalid:80")
+	cfg := poolConfig(tb, opt.extra, "http://backend.invalid:80")
 	dial := func(string) (net.Conn, error) { return beLn.Dial() }
 	var b *state.Builder
-	opts := Options{Log: zerolog.Nop()}
+	opts := Options{Log: zerolog.Nop(), Sticky: opt.sticky}
 	if observed {
 		reg := metrics.New(metrics.Options{Current: func() *state.Table { return b.Store.Load() }})
 		b = state.NewBuilder(HooksWithMetrics(dial, reg))

@@ -5,6 +5,8 @@ package sticky
 import (
 	"testing"
 	"time"
+
+	"go-loadbalancer/internal/testredis"
 )
 
 func checkNoAllocs(t *testing.T, what string, f func()) {
@@ -59,8 +61,8 @@ func TestRendezvousAllocatesNothing(t *testing.T) {
 // nothing (the Redis key string is interned; the timeout context is shared). A new context
 // is made once per Timeout/4 at most, amortised to 0 per call.
 func TestRedisCacheHitAllocatesNothing(t *testing.T) {
-	s := startRedis(t)
-	r, _ := newRedisStore(t, s.url(), Options{})
+	s := testredis.Start(t)
+	r, _ := newRedisStore(t, s.URL(), Options{})
 	key := []byte("AAAAAAAAAAAAAAAAAAAAAA")
 	r.Pin(key, "web-127.0.0.1_8081", time.Minute)
 	r.Lookup(key, time.Now().UnixNano())
@@ -73,8 +75,8 @@ func TestRedisCacheHitAllocatesNothing(t *testing.T) {
 
 // TestRedisFallbackAllocatesNothing: while Redis is down a Lookup is one atomic load.
 func TestRedisFallbackAllocatesNothing(t *testing.T) {
-	s := newRedisServer(t)
-	r, _ := newRedisStore(t, s.url(), Options{})
+	s := testredis.New(t)
+	r, _ := newRedisStore(t, s.URL(), Options{})
 	checkNoAllocs(t, "Redis Lookup fallback", func() {
 		if _, o := r.Lookup([]byte("k"), time.Now().UnixNano()); o != Fallback {
 			t.Fatalf("got outcome %v; want fallback", o)

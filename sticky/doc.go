@@ -43,8 +43,9 @@
 //
 // # Per request (the proxy's sequence)
 //
-// Once per table: a CookieSpec (Name, MaxAge = sticky.ttl, Secure for a TLS listener).
-// Per request, with now := time.Now().UnixNano() (the value also passed to Pool.Pick):
+// Once per table: a CookieSpec (Name, MaxAge = sticky.ttl, Secure for a TLS listener) and
+// ttl = sticky.ttl, passed to every Pin and Repin (a reload may change it; the store keeps
+// the TTL it was made with). Per request, with now := time.Now().UnixNano() (the value also passed to Pool.Pick):
 //
 //  1. Key. Cookie mode: c, ok := ParseCookie(req.Header.Cookie(spec.Name)); key = c.SID
 //     (no valid cookie: a new session, go to 7). Header mode: key = req.Header.Peek(name);
@@ -52,20 +53,21 @@
 //  2. id, o := store.Lookup(key, now), then choose the backend b by the outcome (3–5).
 //  3. CacheHit or RedisHit: b = the table's backend with that ID. If it is missing, in
 //     another pool, unhealthy, breaker-open or drained, the session moves: b = Pick, and
-//     store.Repin(key, b.ID, 0). Drained backends lose their sessions too, unlike HAProxy
+//     store.Repin(key, b.ID, ttl). Drained backends lose their sessions too, unlike HAProxy
 //     (whose drain keeps persistent sessions): drain here means "empty this backend".
 //  4. Miss: in cookie mode, if store.Signer().Verify(c) and the hinted backend is usable,
 //     b = that backend (the pin was lost — expired, or Redis restarted empty — but the
-//     browser still holds a valid placement); otherwise b = Pick. Then store.Pin(key, b.ID, 0).
+//     browser still holds a valid placement); otherwise b = Pick. Then store.Pin(key, b.ID, ttl).
 //  5. Fallback (Redis down): cookie mode — b = the hinted backend if Verify(c) passes and
-//     it is usable, else b = Pick and store.Repin (queued). Header mode — b = backends[i]
-//     with i := Rendezvous(key, pool.Backends, idOf, usable) (i < 0: Pick); no pin, so the
-//     session returns to its Redis pin when Redis does. Every instance with the same view of
-//     backend health places it alike.
+//     it is usable (a retry that ends elsewhere Repins, queued), else b = Pick and
+//     store.Repin (queued). Header mode — b = backends[i] with i := Rendezvous(key,
+//     pool.Backends, idOf, usable) (i < 0: Pick); no pin, so the session returns to its
+//     Redis pin when Redis does. Every instance with the same view of backend health places
+//     it alike.
 //  6. Cookie mode: when the cookie's hinted backend differs from b (a re-pin, here or by
 //     another instance), re-issue the cookie with the same sid:
 //     resp.Header.Add("Set-Cookie", spec.AppendSetCookie(scratch, store.Signer(), c.SID, b.ID)).
-//  7. New cookie session (from 1): sid := AppendSessionID(scratch); b = Pick; store.Pin(sid, b.ID, 0);
+//  7. New cookie session (from 1): sid := AppendSessionID(scratch); b = Pick; store.Pin(sid, b.ID, ttl);
 //     Set-Cookie as in 6. A retry that ends on another backend Repins to the one that served.
 //  8. Count o for lb_sticky_lookups_total{result=o.String()} — or read Store.Stats().
 //

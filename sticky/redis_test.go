@@ -8,15 +8,16 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go-loadbalancer/internal/testredis"
 )
 
 // TestRedisCacheHitNoRoundTrip: after warm-up, 1,000 lookups over a few sessions are
 // served from rueidis's tracked cache — Redis's GET count rises by at most the number of
 // distinct sessions (the warm-up reads), and every lookup after warm-up is a cache hit.
 func TestRedisCacheHitNoRoundTrip(t *testing.T) {
-	s := startRedis(t)
-	r, _ := newRedisStore(t, s.url(), Options{})
-	raw := s.client()
+	s := testredis.Start(t)
+	r, _ := newRedisStore(t, s.URL(), Options{})
 
 	const sessions = 10
 	keys := make([][]byte, sessions)
@@ -24,7 +25,7 @@ func TestRedisCacheHitNoRoundTrip(t *testing.T) {
 		keys[i] = []byte(fmt.Sprintf("sess-%d", i))
 		r.Pin(keys[i], fmt.Sprintf("web-b%d", i%3), time.Minute)
 	}
-	before := calls(t, raw, "get")
+	before := s.Calls("get")
 	for i, k := range keys { // warm-up: one round trip per session
 		id, o := r.Lookup(k, time.Now().UnixNano())
 		if want := fmt.Sprintf("web-b%d", i%3); id != want || o != RedisHit {
@@ -38,7 +39,7 @@ func TestRedisCacheHitNoRoundTrip(t *testing.T) {
 			t.Fatalf("lookup %d: got %q, %v; want %q, cache_hit", i, id, o, want)
 		}
 	}
-	if got := calls(t, raw, "get") - before; got > sessions {
+	if got := s.Calls("get") - before; got > sessions {
 		t.Fatalf("got %d GETs for 1,000 warm lookups of %d sessions; want at most %d", got, sessions, sessions)
 	}
 	st := r.Stats()
@@ -50,9 +51,9 @@ func TestRedisCacheHitNoRoundTrip(t *testing.T) {
 // TestRedisTwoInstances: a pin made through A is seen by B, and a re-pin on A reaches B's
 // client cache through Redis's invalidation within 1 s.
 func TestRedisTwoInstances(t *testing.T) {
-	s := startRedis(t)
-	a, _ := newRedisStore(t, s.url(), Options{})
-	b, _ := newRedisStore(t, s.url(), Options{})
+	s := testredis.Start(t)
+	a, _ := newRedisStore(t, s.URL(), Options{})
+	b, _ := newRedisStore(t, s.URL(), Options{})
 	key := []byte("shared-session")
 
 	a.Pin(key, "web-one", time.Minute)
@@ -85,9 +86,9 @@ func TestRedisTwoInstances(t *testing.T) {
 // TestRedisTTLExpiry: a pin lives for its TTL in Redis and in the client cache, then is a
 // miss on every instance.
 func TestRedisTTLExpiry(t *testing.T) {
-	s := startRedis(t)
-	a, _ := newRedisStore(t, s.url(), Options{})
-	b, _ := newRedisStore(t, s.url(), Options{})
+	s := testredis.Start(t)
+	a, _ := newRedisStore(t, s.URL(), Options{})
+	b, _ := newRedisStore(t, s.URL(), Options{})
 	key := []byte("short-lived")
 	a.Pin(key, "web-one", 300*time.Millisecond)
 	for _, st := range []*Redis{a, b} {
@@ -101,7 +102,7 @@ func TestRedisTTLExpiry(t *testing.T) {
 			return id == "" && o == Miss
 		})
 	}
-	if v, err := s.client().Do(context.Background(), s.client().B().Exists().Key(DefaultKeyPrefix+"s:short-lived").Build()).AsInt64(); err != nil || v != 0 {
+	if v, err := s.Client().Do(context.Background(), s.Client().B().Exists().Key(DefaultKeyPrefix+"s:short-lived").Build()).AsInt64(); err != nil || v != 0 {
 		t.Fatalf("got EXISTS %d, %v after expiry; want 0", v, err)
 	}
 }
@@ -110,8 +111,8 @@ func TestRedisTTLExpiry(t *testing.T) {
 // and stay fast (the store backs off instead of paying a timeout each), pins are queued;
 // then restarts it on the same port: the queued pins are written and lookups use Redis again.
 func TestRedisOutage(t *testing.T) {
-	s := startRedis(t)
-	r, logs := newRedisStore(t, s.url(), Options{Timeout: 50 * time.Millisecond, Backoff: 100 * time.Millisecond})
+	s := testredis.Start(t)
+	r, logs := newRedisStore(t, s.URL(), Options{Timeout: 50 * time.Millisecond, Backoff: 100 * time.Millisecond})
 	keys := make([][]byte, 50)
 	for i := range keys {
 		keys[i] = []byte(fmt.Sprintf("outage-%d", i))
@@ -155,7 +156,7 @@ func TestRedisOutage(t *testing.T) {
 		}()
 	}
 	time.Sleep(50 * time.Millisecond)
-	s.kill()
+	s.Kill()
 	eventually(t, 2*time.Second, "store down", func() bool { return !r.Stats().RedisUp })
 	before := fallbacks.Load()
 	time.Sleep(500 * time.Millisecond) // lookups keep running against the dead server
@@ -168,7 +169,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("got %d queued pins; want 2", q)
 	}
 
-	s.start() // same port
+	s.Start() // same port
 	eventually(t, 3*time.Second, "store up again", func() bool { return r.Stats().RedisUp })
 	stop.Store(true)
 	wg.Wait()
@@ -184,7 +185,7 @@ func TestRedisOutage(t *testing.T) {
 	if n := slow.Load(); n > 8 {
 		t.Fatalf("got %d fallback lookups slower than 20 ms; want at most 8 (back-off, not a timeout per request)", n)
 	}
-	raw := s.client()
+	raw := s.Client()
 	for k, want := range map[string]string{"outage-0": "web-during", "new-during-outage": "web-new"} {
 		got, err := raw.Do(context.Background(), raw.B().Get().Key(DefaultKeyPrefix+"s:"+k).Build()).ToString()
 		if err != nil || got != want {
@@ -213,9 +214,9 @@ func TestRedisOutage(t *testing.T) {
 // TestRedisStartDown: a store whose Redis is not running works from the start (fallback,
 // queued pins), logs exactly one warning, and catches up when Redis appears.
 func TestRedisStartDown(t *testing.T) {
-	s := newRedisServer(t) // not started
+	s := testredis.New(t) // not started
 	start := time.Now()
-	r, logs := newRedisStore(t, s.url(), Options{Backoff: 50 * time.Millisecond})
+	r, logs := newRedisStore(t, s.URL(), Options{Backoff: 50 * time.Millisecond})
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("NewRedis took %v with Redis down; want it not to wait", d)
 	}
@@ -234,7 +235,7 @@ func TestRedisStartDown(t *testing.T) {
 		t.Fatalf("warning does not say Redis is unreachable:\n%s", logs.String())
 	}
 
-	s.start()
+	s.Start()
 	eventually(t, 3*time.Second, "store up", func() bool { return r.Stats().RedisUp })
 	if id, o := r.Lookup([]byte("k"), time.Now().UnixNano()); id != "web-one" || o != RedisHit {
 		t.Fatalf("got %q, %v after Redis came up; want web-one, redis (the queued pin)", id, o)
@@ -245,9 +246,9 @@ func TestRedisStartDown(t *testing.T) {
 // a hint signed by one verifies on the other; a store created while Redis was down adopts it
 // once Redis is back, and keeps accepting what it signed before.
 func TestRedisSharedHintKey(t *testing.T) {
-	s := startRedis(t)
-	a, _ := newRedisStore(t, s.url(), Options{})
-	b, _ := newRedisStore(t, s.url(), Options{})
+	s := testredis.Start(t)
+	a, _ := newRedisStore(t, s.URL(), Options{})
+	b, _ := newRedisStore(t, s.URL(), Options{})
 	sid := AppendSessionID(nil)
 	v := a.Signer().AppendCookieValue(nil, sid, "web-127.0.0.1_8081")
 	c, ok := ParseCookie(v)
@@ -255,14 +256,14 @@ func TestRedisSharedHintKey(t *testing.T) {
 		t.Fatalf("B does not verify A's hint %q (parsed %v)", v, ok)
 	}
 
-	down := newRedisServer(t)
-	late, _ := newRedisStore(t, down.url(), Options{Backoff: 50 * time.Millisecond})
+	down := testredis.New(t)
+	late, _ := newRedisStore(t, down.URL(), Options{Backoff: 50 * time.Millisecond})
 	early := late.Signer().AppendCookieValue(nil, sid, "web-x")
-	down.start()
+	down.Start()
 	eventually(t, 3*time.Second, "late store up", func() bool { return late.Stats().RedisUp })
 	// down is a different server: late's key is what it stored there; a fresh instance on
 	// the same server must agree with it.
-	peer, _ := newRedisStore(t, down.url(), Options{})
+	peer, _ := newRedisStore(t, down.URL(), Options{})
 	v2 := peer.Signer().AppendCookieValue(nil, sid, "web-y")
 	if c, _ := ParseCookie(v2); !late.Signer().Verify(c) {
 		t.Fatal("late store does not verify its peer's hint")
@@ -274,15 +275,15 @@ func TestRedisSharedHintKey(t *testing.T) {
 
 // TestRedisConfiguredHintKey: with Options.HintKey, Redis is not consulted for the key.
 func TestRedisConfiguredHintKey(t *testing.T) {
-	s := startRedis(t)
+	s := testredis.Start(t)
 	key := []byte("0123456789abcdef0123456789abcdef")
-	r, _ := newRedisStore(t, s.url(), Options{HintKey: key})
+	r, _ := newRedisStore(t, s.URL(), Options{HintKey: key})
 	v := r.Signer().AppendCookieValue(nil, AppendSessionID(nil), "web-a")
 	c, _ := ParseCookie(v)
 	if !NewSigner(key).Verify(c) {
 		t.Fatal("hint not signed with the configured key")
 	}
-	raw := s.client()
+	raw := s.Client()
 	if n, _ := raw.Do(context.Background(), raw.B().Exists().Key(DefaultKeyPrefix+"hint-key").Build()).AsInt64(); n != 0 {
 		t.Fatal("configured hint key was written to Redis")
 	}
@@ -290,8 +291,8 @@ func TestRedisConfiguredHintKey(t *testing.T) {
 
 // TestRedisInvalidKeys: empty and over-long keys are not sessions.
 func TestRedisInvalidKeys(t *testing.T) {
-	s := startRedis(t)
-	r, _ := newRedisStore(t, s.url(), Options{})
+	s := testredis.Start(t)
+	r, _ := newRedisStore(t, s.URL(), Options{})
 	long := []byte(strings.Repeat("x", MaxKeyLen+1))
 	r.Pin(long, "web-a", time.Minute)
 	for _, k := range [][]byte{nil, long} {
@@ -303,8 +304,8 @@ func TestRedisInvalidKeys(t *testing.T) {
 
 // TestRedisClose: Close is idempotent and stops the recovery loop; the store falls back.
 func TestRedisClose(t *testing.T) {
-	s := newRedisServer(t)
-	r, _ := newRedisStore(t, s.url(), Options{Backoff: 10 * time.Millisecond})
+	s := testredis.New(t)
+	r, _ := newRedisStore(t, s.URL(), Options{Backoff: 10 * time.Millisecond})
 	r.Close()
 	r.Close()
 	if _, o := r.Lookup([]byte("k"), time.Now().UnixNano()); o != Fallback {

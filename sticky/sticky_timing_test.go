@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"go-loadbalancer/internal/testredis"
 )
 
 func BenchmarkMemoryLookup(b *testing.B) {
@@ -27,8 +29,8 @@ func BenchmarkMemoryLookup(b *testing.B) {
 }
 
 func BenchmarkRedisLookupCacheHit(b *testing.B) {
-	s := startRedis(b)
-	r, _ := newRedisStore(b, s.url(), Options{})
+	s := testredis.Start(b)
+	r, _ := newRedisStore(b, s.URL(), Options{})
 	keys := make([][]byte, 1024)
 	for i := range keys {
 		keys[i] = AppendSessionID(nil)
@@ -51,8 +53,8 @@ func BenchmarkRedisLookupCacheHit(b *testing.B) {
 // BenchmarkRedisGETRoundTrip is the cost the client-side cache saves: one plain GET round
 // trip to the local redis-server, through the same rueidis client.
 func BenchmarkRedisGETRoundTrip(b *testing.B) {
-	s := startRedis(b)
-	r, _ := newRedisStore(b, s.url(), Options{})
+	s := testredis.Start(b)
+	r, _ := newRedisStore(b, s.URL(), Options{})
 	c := r.client
 	key := r.sessPrefix + "absent"
 	b.ReportAllocs()
