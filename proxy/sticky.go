@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"time"
+
 	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/config"
@@ -13,10 +15,14 @@ type stickyConf struct {
 	on     bool
 	header []byte            // session key header; nil: cookie sessions
 	spec   sticky.CookieSpec // cookie sessions
+	// ttl is this table's sticky.ttl, passed with every pin: the store is made once at
+	// startup, and a reload that changes sticky.ttl must change the pins' TTL as it changes
+	// the cookie's Max-Age.
+	ttl time.Duration
 }
 
 func newStickyConf(c *config.Config) stickyConf {
-	s := stickyConf{on: c.Sticky.Enabled}
+	s := stickyConf{on: c.Sticky.Enabled, ttl: c.Sticky.TTL}
 	if c.Sticky.Header != "" {
 		s.header = []byte(c.Sticky.Header)
 	}
@@ -105,6 +111,11 @@ func (p *Proxy) stickyBegin(ctx *fasthttp.RequestCtx, t *state.Table, pool *stat
 		if s.cookieMode {
 			if s.preferred = hinted(); s.preferred == nil {
 				s.action = pinMove // queued by the store until Redis returns
+			} else {
+				// The hint stands in for the pin: if a retry ends on another backend, that
+				// move is queued too, or Redis would send the session back afterwards.
+				s.pinned = s.preferred.ID
+				s.action = pinCheck
 			}
 			return
 		}
@@ -122,9 +133,9 @@ func backendID(b *state.Backend) string { return b.ID }
 func (p *Proxy) stickyEnd(ctx *fasthttp.RequestCtx, sc *stickyConf, s *session, b *state.Backend) {
 	switch {
 	case s.action == pinNew:
-		p.sticky.Pin(s.key, b.ID, 0)
+		p.sticky.Pin(s.key, b.ID, sc.ttl)
 	case s.action == pinMove, s.action == pinCheck && s.pinned != b.ID:
-		p.sticky.Repin(s.key, b.ID, 0)
+		p.sticky.Repin(s.key, b.ID, sc.ttl)
 	}
 	if s.cookieMode && (!s.hasCookie || string(s.cookie.Backend) != b.ID) {
 		var sid []byte
