@@ -223,6 +223,88 @@ check "its health recovered (logged up)" wait_grep '"health":"up"' "$WORK/chaos.
 stop_gracefully "chaos instance exits 0 on SIGTERM" "$CHAOS" 20
 for port in 28081 28082 28083; do kill "${BE[$port]}" 2>/dev/null; done
 
+# ---------------------------------------------------------------------------------------
+# Sticky sessions (issue 5, SPEC §5). The demo instance above uses the memory store; then,
+# when redis-server is available, an instance with REDIS_ENABLED=true shares its sessions
+# through a redis-server started here on a free loopback port (killed by its PID). Under
+# CI=true a missing redis-server is a failure, not a skip.
+echo "== sticky sessions: memory store (demo :8080)"
+# sticky_backend JAR URL: one request with the cookie jar; prints the backend that answered.
+sticky_backend() { curl -fsS --max-time 5 -b "$1" -c "$1" "$2" | grep -o '"backend":"backend-[0-9]*"' | grep -o 'backend-[0-9]*'; }
+# sticky_sticks NAME JAR URL: 20 requests with the jar all reach one backend.
+sticky_sticks() {
+  local seen
+  seen=$(for i in $(seq 20); do sticky_backend "$2" "$3" || echo error; done | sort | uniq -c)
+  if [ "$(wc -l <<<"$seen")" = 1 ] && ! grep -q error <<<"$seen"; then ok "$1 ($(xargs <<<"$seen"))"; else fail "$1" "$(xargs <<<"$seen")"; fi
+}
+hdr=$(curl -fsS --max-time 5 -D - -o /dev/null -c "$WORK/jar-demo" "$LB/lb" | tr -d '\r')
+sc=$(grep -i '^Set-Cookie: lb_sticky=' <<<"$hdr")
+check "demo: first /lb response sets lb_sticky" test -n "$sc"
+check "demo: the cookie is HttpOnly" grep -q '; HttpOnly' <<<"$sc"
+check "demo: the cookie is SameSite=Lax" grep -q '; SameSite=Lax' <<<"$sc"
+check "demo: the cookie has Path=/ and Max-Age=1800 (sticky.ttl)" grep -q '; Path=/; Max-Age=1800' <<<"$sc"
+check "demo: no Secure without TLS" bash -c '! grep -q "; Secure" <<<"$1"' _ "$sc"
+sticky_sticks "demo: 20 requests with the cookie hit one backend" "$WORK/jar-demo" "$LB/lb"
+sc=$(curl -fsS --max-time 5 -D - -o /dev/null -b "$WORK/jar-demo" "$LB/lb" | tr -d '\r' | grep -i '^Set-Cookie: lb_sticky=')
+check "demo: no new cookie while the session stays" test -z "$sc"
+
+echo "== sticky sessions: Redis store (REDIS_ENABLED=true)"
+if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+  RPORT=""
+  for p in $(seq 36379 36479); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then RPORT=$p; break; fi
+  done
+  redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+  REDIS=$!
+  PIDS+=("$REDIS")
+  up=no
+  for i in $(seq 50); do
+    [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ] && { up=yes; break; }
+    sleep 0.1
+  done
+  check "redis-server up on 127.0.0.1:$RPORT" test "$up" = yes
+  cat >"$WORK/sticky.yaml" <<EOF2
+listen: "127.0.0.1:38080"
+admin: { listen: "127.0.0.1:38901" }
+pools:
+  - name: web
+    backends:
+      - { url: "http://127.0.0.1:8081", weight: 3 }
+      - { url: "http://127.0.0.1:8082", weight: 2 }
+      - { url: "http://127.0.0.1:8083", weight: 1 }
+sticky: { enabled: true, ttl: 10m }
+EOF2
+  REDIS_ENABLED=true REDIS_URL="redis://127.0.0.1:$RPORT/0" "$BIN" -config "$WORK/sticky.yaml" >"$WORK/sticky.log" 2>&1 &
+  STICKY=$!
+  PIDS+=("$STICKY")
+  wait_http http://127.0.0.1:38080/ 20
+  check "redis instance logs that sessions are stored in redis" wait_grep 'sticky sessions stored in redis' "$WORK/sticky.log" 5
+  sc=$(curl -fsS --max-time 5 -D - -o /dev/null -c "$WORK/jar-redis" http://127.0.0.1:38080/r | tr -d '\r' | grep -i '^Set-Cookie: lb_sticky=')
+  check "redis: first response sets lb_sticky (HttpOnly; SameSite=Lax; Max-Age=600)" grep -q '; Max-Age=600; HttpOnly; SameSite=Lax' <<<"$sc"
+  sticky_sticks "redis: 20 requests with the cookie hit one backend" "$WORK/jar-redis" http://127.0.0.1:38080/r
+  keys=$(redis-cli -p "$RPORT" --scan --pattern 'lb:sticky:*')
+  check "redis-cli --scan shows lb:sticky:* keys" grep -q '^lb:sticky:s:' <<<"$keys"
+  # The cookie is <sid>.<backendID>.<sig>; Redis holds lb:sticky:s:<sid> = <backendID>.
+  val=$(awk '$6 == "lb_sticky" { print $7 }' "$WORK/jar-redis")
+  sid=${val%%.*}; rest=${val#*.}; bid=${rest%.*}
+  check "redis holds the session's pin (lb:sticky:s:$sid = $bid)" test "$(redis-cli -p "$RPORT" get "lb:sticky:s:$sid")" = "$bid"
+  ttl=$(redis-cli -p "$RPORT" ttl "lb:sticky:s:$sid")
+  check "the pin expires with sticky.ttl (TTL $ttl s, want 1..600)" test "$ttl" -gt 0 -a "$ttl" -le 600
+  check "hits are served from the client cache (lb_sticky_lookups_total cache_hit > 0)" \
+    grep -Eq '^lb_sticky_lookups_total\{result="cache_hit"\} [1-9]' <<<"$(curl -fsS --max-time 5 http://127.0.0.1:38901/prometheus)"
+  # Redis is an accelerator, not a dependency: kill it; the session stays, nothing fails.
+  kill -KILL "$REDIS"; wait "$REDIS" 2>/dev/null
+  sticky_sticks "redis killed: 20 requests with the cookie still hit one backend, no errors" "$WORK/jar-redis" http://127.0.0.1:38080/r
+  wait_grep 'redis unreachable' "$WORK/sticky.log" 5
+  check "redis killed: the outage is logged as one warning" test "$(grep -c 'redis unreachable' "$WORK/sticky.log")" = 1
+  stop_gracefully "redis instance exits 0 on SIGTERM" "$STICKY" 20
+elif [ "${CI:-}" = true ]; then
+  fail "redis-server and redis-cli are installed (CI=true)" "install them: scripts/install-deps.sh"
+else
+  echo "SKIP: redis-server not installed: Redis sticky checks skipped (apt-get install -y redis-server)"
+fi
+# ---------------------------------------------------------------------------------------
+
 echo "== graceful stop (SIGTERM)"
 stop_gracefully "config instance exits 0 on SIGTERM" "$CFG" 20
 stop_gracefully "demo exits 0 on SIGTERM" "$DEMO" 20
