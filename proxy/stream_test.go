@@ -213,3 +213,62 @@ func TestWebSocketTunnel(t *testing.T) {
 		}
 	}
 }
+
+// slowReader yields n chunks of 1 KiB, pausing before each.
+type slowReader struct {
+	n     int
+	pause time.Duration
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	if s.n == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(s.pause)
+	s.n--
+	return copy(p, strings.Repeat("z", 1024)), nil
+}
+
+// TestSlowStreamsOutliveServerTimeouts: read_timeout and write_timeout bound each read or
+// write of a streamed body, not the whole of it (nginx's client_body_timeout and
+// send_timeout). A download and an upload that take 2.5 s, with data every 100 ms, pass a
+// proxy whose timeouts are 1 s; fasthttp's own timeouts cut both at 1 s.
+func TestSlowStreamsOutliveServerTimeouts(t *testing.T) {
+	const chunks, pause = 25, 100 * time.Millisecond
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/upload" {
+			n, err := io.Copy(io.Discard, ctx.RequestBodyStream())
+			if err != nil {
+				ctx.SetStatusCode(500)
+				return
+			}
+			ctx.SetBodyString(strconv.FormatInt(n, 10))
+			return
+		}
+		ctx.SetBodyStream(&slowReader{n: chunks, pause: pause}, -1)
+	})
+	px := startProxy(t, poolConfig(t, "server: { read_timeout: 1s, write_timeout: 1s }\n", be.url))
+	client := &http.Client{Timeout: time.Minute}
+
+	resp, err := client.Get("http://" + px.addr + "/download")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != chunks*1024 {
+		t.Fatalf("slow download: got %d bytes, err %v; want %d", n, err, chunks*1024)
+	}
+
+	req, _ := http.NewRequest("POST", "http://"+px.addr+"/upload", &slowReader{n: chunks, pause: pause})
+	req.ContentLength = -1            // chunked: streamed through, never read ahead whole
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != strconv.Itoa(chunks*1024) {
+		t.Fatalf("slow upload: got %d %q; want 200 %d", resp.StatusCode, body, chunks*1024)
+	}
+}

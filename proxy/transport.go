@@ -216,6 +216,10 @@ type bodyStream[C connHandle] struct {
 	failed         bool
 	afterChunk     bool // a chunk's data was read; its CRLF is next
 	lastRead       time.Time
+
+	client        net.Conn // the client connection the body is written to, if watched
+	clientTimeout time.Duration
+	lastWrite     time.Time
 }
 
 // Read implements io.Reader.
@@ -226,11 +230,12 @@ func (s *bodyStream[C]) Read(p []byte) (int, error) {
 	if s.failed {
 		return 0, errReset
 	}
-	// Each read must make progress within the response timeout. Refreshing the deadline is
-	// a syscall, so do it at most every few hundred milliseconds.
-	if now := time.Now(); now.Sub(s.lastRead) > 250*time.Millisecond {
-		s.lastRead = now
-		_ = s.conn.SetReadDeadline(now.Add(s.t.responseTimeout))
+	// Each read must make progress within the response timeout, and each write to the
+	// client within write_timeout (nginx's proxy_read_timeout and send_timeout): a long
+	// download is never cut off at a fixed time.
+	refreshDeadline(&s.lastRead, s.t.responseTimeout, s.conn.SetReadDeadline)
+	if s.client != nil {
+		refreshDeadline(&s.lastWrite, s.clientTimeout, s.client.SetWriteDeadline)
 	}
 	var n int
 	var err error
@@ -374,6 +379,17 @@ func skipTrailers(br *bufio.Reader) error {
 		}
 	}
 	return errChunk
+}
+
+// watchClient makes the stream keep c's write deadline timeout ahead while it is read.
+func (s *bodyStream[C]) watchClient(c net.Conn, timeout time.Duration) {
+	s.client, s.clientTimeout = c, timeout
+}
+
+// clientWatcher is a streamed response body that can keep the client's write deadline
+// moving (bodyStream).
+type clientWatcher interface {
+	watchClient(c net.Conn, timeout time.Duration)
 }
 
 // CloseWithError implements fasthttp.ReadCloserWithError; the server calls it once the
