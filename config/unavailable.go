@@ -7,17 +7,9 @@ import "fmt"
 // than silently ignoring the setting. When a feature lands, delete its entry.
 var unavailableFeatures = []unavailableFeature{
 	{
-		what: "traffic policies (routes) are",
-		on: func(c *Config) []switchedOn {
-			return onIf(len(c.Routes) > 0, "routes", "remove routes; all traffic goes to the first pool")
-		},
-	},
-	{
-		what: "geo routing is",
+		what: "GeoIP databases are",
 		on: func(c *Config) []switchedOn {
 			var on []switchedOn
-			on = append(on, onIf(c.Geo.Header != "", "geo.header", `set header: ""`)...)
-			on = append(on, onIf(len(c.Geo.CIDRs) > 0, "geo.cidrs", "remove cidrs")...)
 			on = append(on, onIf(c.Geo.MMDBFile != "", "geo.mmdb_file", `set mmdb_file: ""`)...)
 			return on
 		},

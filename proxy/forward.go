@@ -79,7 +79,8 @@ func classify(err error, resp *fasthttp.Response, pol *retryPolicy) outcome {
 //     for any method;
 //   - a failure after it was sent, a timeout, or a retried 5xx status only for idempotent
 //     methods (RFC 9110 §9.2.2) whose body can be sent again — a POST is never replayed.
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Pool, ext *tableData, now int64) {
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Pool, region []byte, ext *tableData, now int64) {
+	local := len(region) > 0 && t.Geo.PreferLocal()
 	req, resp := &ctx.Request, &ctx.Response
 	pol := &ext.pools[pool.Index]
 	pool.Stats.CountRequest(now)
@@ -104,7 +105,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 			}
 		}
 		if b == nil {
-			b, ticket = pool.Pick(tried, now)
+			if local {
+				b, ticket = pool.PickLocal(region, tried, now)
+			} else {
+				b, ticket = pool.Pick(tried, now)
+			}
 		}
 		if b == nil {
 			if lastErr == nil || lastErr == errConnect || lastErr == errDialTimeout {
@@ -163,6 +168,14 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 				return
 			}
 			cleanResponse(resp)
+			if resp.IsBodyStream() && ext.writeTimeout > 0 {
+				// Slow path: a streamed body. write_timeout bounds each write, not the whole
+				// response; a deadline set here is one fasthttp's server leaves alone.
+				if w, ok := resp.BodyStream().(clientWatcher); ok {
+					_ = ctx.SetWriteDeadline(time.Now().Add(ext.writeTimeout))
+					w.watchClient(ctx.Conn(), ext.writeTimeout)
+				}
+			}
 			if sess != nil && sess.active {
 				p.stickyEnd(ctx, &ext.sticky, sess, b)
 			}

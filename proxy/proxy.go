@@ -88,12 +88,14 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		ctx.SetConnectionClose()
 		return
 	}
-	if cl := req.Header.ContentLength(); cl == -1 && req.IsBodyStream() {
-		// Slow path: a chunked upload of unknown size is cut off at max_body_bytes.
-		req.SetBodyStream(&limitedReader{r: ctx.RequestBodyStream(), n: ext.maxBody}, -1)
+	if cl := req.Header.ContentLength(); req.IsBodyStream() && (cl < 0 || cl > bufferLimit) {
+		// Slow path: a streamed upload. read_timeout bounds each read of it, not the whole
+		// (fasthttp's ReadTimeout would cut any upload longer than 30 s), and a chunked one
+		// of unknown size is cut off at max_body_bytes.
+		req.SetBodyStream(&uploadReader{r: ctx.RequestBodyStream(), n: ext.maxBody, conn: ctx.Conn(), timeout: ext.readTimeout}, cl)
 	}
 
-	pool := t.DefaultPool()
+	pool, region := route(ctx, t, ext)
 	upgrade := flags&hdrUpgrade != 0 && isWebSocket(req)
 	prepareRequest(ctx, flags, ext, upgrade)
 
@@ -109,7 +111,29 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		p.tunnel(ctx, b, b.Upstream.(*upstream))
 		return
 	}
-	p.forward(ctx, t, pool, ext, now)
+	p.forward(ctx, t, pool, region, ext, now)
+}
+
+// route returns the pool for the request (traffic policies, first match wins) and the
+// client's region (geo), nil when geo is off or the region unknown. Before
+// prepareRequest, so policies see the headers the client sent.
+func route(ctx *fasthttp.RequestCtx, t *state.Table, ext *tableData) (*state.Pool, []byte) {
+	var region []byte
+	if t.Geo.Enabled() {
+		h := &ctx.Request.Header
+		peer := clientAddr(ctx)
+		var hv []byte
+		if name := t.Geo.HeaderName(); name != nil && ext.trusted(peer) {
+			hv = h.PeekBytes(name) // set by a trusted edge in front of us
+		}
+		region = t.Geo.Region(peer, hv)
+	}
+	if !t.HasRoutes() {
+		return t.DefaultPool(), region
+	}
+	h := &ctx.Request.Header
+	rr := state.RouteRequest{Path: ctx.Path(), Host: h.Host(), Method: h.Method(), Header: h.PeekBytes, Region: region}
+	return t.Route(&rr), region
 }
 
 // logUpstreamError logs the first error and then one in 100, so an outage does not flood
@@ -130,23 +154,39 @@ func clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	return netip.Addr{}
 }
 
-// limitedReader fails the upload once more than n bytes were read.
-type limitedReader struct {
-	r io.Reader
-	n int64
+// uploadReader streams a request body: it fails the upload once more than n bytes were
+// read, and keeps pushing the client connection's read deadline forward while data flows.
+type uploadReader struct {
+	r       io.Reader
+	n       int64
+	conn    net.Conn
+	timeout time.Duration
+	last    time.Time
 }
 
-func (l *limitedReader) Read(p []byte) (int, error) {
-	if l.n < 0 {
+func (u *uploadReader) Read(p []byte) (int, error) {
+	if u.n < 0 {
 		return 0, errBodyLimit
 	}
-	if int64(len(p)) > l.n+1 {
-		p = p[:l.n+1]
+	if u.timeout > 0 {
+		refreshDeadline(&u.last, u.timeout, u.conn.SetReadDeadline)
 	}
-	n, err := l.r.Read(p)
-	l.n -= int64(n)
-	if l.n < 0 {
+	if int64(len(p)) > u.n+1 {
+		p = p[:u.n+1]
+	}
+	n, err := u.r.Read(p)
+	u.n -= int64(n)
+	if u.n < 0 {
 		return n, errBodyLimit
 	}
 	return n, err
+}
+
+// refreshDeadline moves a connection deadline to now+timeout, at most every 250 ms (each
+// move is a syscall); last is when it last moved.
+func refreshDeadline(last *time.Time, timeout time.Duration, set func(time.Time) error) {
+	if now := time.Now(); now.Sub(*last) > 250*time.Millisecond {
+		*last = now
+		_ = set(now.Add(timeout))
+	}
 }

@@ -145,6 +145,8 @@ type tableData struct {
 	maxBody int64
 	pools   []retryPolicy // by state.Pool.Index
 	sticky  stickyConf
+
+	readTimeout, writeTimeout time.Duration // server.read_timeout / write_timeout
 }
 
 func newTableData(t *state.Table) (any, error) {
@@ -152,6 +154,9 @@ func newTableData(t *state.Table) (any, error) {
 		nets:    t.Config.Server.TrustedNets(),
 		maxBody: t.Config.Server.MaxBodyBytes,
 		sticky:  newStickyConf(t.Config),
+
+		readTimeout:  t.Config.Server.ReadTimeout,
+		writeTimeout: t.Config.Server.WriteTimeout,
 	}
 	for _, p := range t.Pools {
 		d.pools = append(d.pools, newRetryPolicy(p.Settings.Retry))

@@ -234,9 +234,16 @@ func (b *Builder) rebuild(cfg *config.Config) (*Table, error) {
 			be.Stats.Breaker.configure(&pc.CircuitBreaker, &p.Stats.Ejection, b.breakerChange(be))
 		}
 		p.load = func(i int) int64 { return bs[i].Stats.Inflight.Load() }
+		p.regions = buildRegions(p)
 		t.Pools = append(t.Pools, p)
 		t.pools[p.Name] = p
 	}
+	routes, err := buildRoutes(cfg, t.pools)
+	if err != nil {
+		return nil, err
+	}
+	t.routes = routes
+	t.Geo = buildGeo(cfg.Geo)
 
 	if b.hooks.Table != nil {
 		ext, err := b.hooks.Table(t)

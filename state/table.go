@@ -52,6 +52,7 @@ type Pool struct {
 
 	leastInflight bool
 	smooth        *picker.Smooth
+	regions       map[string]*regionSet // backends by region, for geo.prefer_local
 	load          func(i int) int64 // in-flight of backend i, built once per table
 }
 
@@ -128,8 +129,12 @@ type Table struct {
 	// built by Hooks.Table; state never looks inside it.
 	Ext any
 
+	// Geo maps clients to regions (config geo); never nil.
+	Geo *Geo
+
 	pools    map[string]*Pool
 	backends map[string]*Backend
+	routes   []Route
 }
 
 // DefaultPool is the pool requests go to when no route matches: the first one.
