@@ -53,7 +53,7 @@ type Pool struct {
 	leastInflight bool
 	smooth        *picker.Smooth
 	regions       map[string]*regionSet // backends by region, for geo.prefer_local
-	load          func(i int) int64 // in-flight of backend i, built once per table
+	load          func(i int) int64     // in-flight of backend i, built once per table
 }
 
 // Tried is the set of backends of one pool a request has already tried (bit i = Backends[i]).
