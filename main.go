@@ -29,6 +29,7 @@ import (
 	"go-loadbalancer/discovery"
 	"go-loadbalancer/metrics"
 	"go-loadbalancer/proxy"
+	"go-loadbalancer/ratelimit"
 	"go-loadbalancer/state"
 	"go-loadbalancer/sticky"
 )
@@ -225,7 +226,13 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 		reg.CounterFunc("lb_sticky_repins_total", "Sticky sessions moved to another backend.", func() uint64 { return store.Stats().Repins })
 		reg.CounterFunc("lb_sticky_redis_errors_total", "Failed Redis calls of the sticky-session store.", func() uint64 { return store.Stats().RedisErrors })
 	}
-	popts := proxy.Options{Store: &builder.Store, Log: log, AccessLog: alog, Sticky: store}
+	limiter, closeLimiter, err := newRateLimiter(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeLimiter()
+	popts := proxy.Options{Store: &builder.Store, Log: log, AccessLog: alog, Sticky: store,
+		Limiter: limiter, OnRateLimited: reg.RateLimited.Inc}
 	if f.demo {
 		popts.Local = adm.Local() // the founding document's /, /metrics, /health, /prometheus on :8080
 	}
@@ -328,6 +335,20 @@ func newStickyStore(cfg *config.Config, log zerolog.Logger) (sticky.Store, error
 		return sticky.NewRedis(o)
 	}
 	return sticky.NewMemory(o)
+}
+
+// newRateLimiter returns the rate limiter: in this process (rate_limit.scope: local) or
+// shared through Redis at redis.url (scope: redis). It exists even with rate limiting
+// off, so that a reload can turn it on.
+func newRateLimiter(cfg *config.Config, log zerolog.Logger) (proxy.Limiter, func(), error) {
+	if cfg.RateLimit.Scope != "redis" {
+		return ratelimit.NewLocal(0), func() {}, nil
+	}
+	r, err := ratelimit.NewRedis(ratelimit.RedisOptions{URL: cfg.Redis.URL, Log: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, r.Close, nil
 }
 
 // shutdown turns readiness off, closes the listeners and waits up to timeout for in-flight

@@ -1,5 +1,7 @@
 package config
 
+import "strings"
+
 import "fmt"
 
 // unavailableFeatures lists the features that the config can switch on but that this build
@@ -15,9 +17,9 @@ var unavailableFeatures = []unavailableFeature{
 		},
 	},
 	{
-		what: "rate limiting is",
+		what: "rate limiting by JWT claim is",
 		on: func(c *Config) []switchedOn {
-			return onIf(c.RateLimit.Enabled, "rate_limit.enabled", "set enabled: false")
+			return onIf(c.RateLimit.Enabled && strings.HasPrefix(c.RateLimit.Key, "claim:"), "rate_limit.key", "use key: ip or key: header:NAME")
 		},
 	},
 	{

@@ -12,12 +12,14 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"go-loadbalancer/ratelimit"
 	"go-loadbalancer/state"
 	"go-loadbalancer/sticky"
 )
@@ -33,6 +35,10 @@ type Options struct {
 	Local func(path []byte) fasthttp.RequestHandler
 	// Sticky, if set, is the session store used when the table's sticky.enabled is true.
 	Sticky sticky.Store
+	// Limiter, if set, is the rate limiter used when the table's rate_limit.enabled is true
+	// (ratelimit.Local or ratelimit.Redis); OnRateLimited is called for each refusal.
+	Limiter       Limiter
+	OnRateLimited func()
 	// AccessLog, if set, gets one line per request (log.access_log).
 	AccessLog *AccessLog
 }
@@ -46,6 +52,9 @@ type Proxy struct {
 
 	sticky sticky.Store
 
+	limiter       Limiter
+	onRateLimited func()
+
 	errLogs atomic.Uint64 // sampled error logging
 }
 
@@ -54,7 +63,8 @@ func New(o Options) *Proxy {
 	if o.Store == nil {
 		panic("BUG: proxy.Options.Store is nil")
 	}
-	return &Proxy{store: o.Store, log: o.Log, local: o.Local, alog: o.AccessLog, sticky: o.Sticky}
+	return &Proxy{store: o.Store, log: o.Log, local: o.Local, alog: o.AccessLog, sticky: o.Sticky,
+		limiter: o.Limiter, onRateLimited: o.OnRateLimited}
 }
 
 // ServeHTTP proxies one request. It is a fasthttp.RequestHandler.
@@ -95,6 +105,9 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		req.SetBodyStream(&uploadReader{r: ctx.RequestBodyStream(), n: ext.maxBody, conn: ctx.Conn(), timeout: ext.readTimeout}, cl)
 	}
 
+	if ext.rateLimit.on && p.limiter != nil && !p.allow(ctx, ext) {
+		return
+	}
 	pool, region := route(ctx, t, ext)
 	upgrade := flags&hdrUpgrade != 0 && isWebSocket(req)
 	prepareRequest(ctx, flags, ext, upgrade)
@@ -112,6 +125,36 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	p.forward(ctx, t, pool, region, ext, now)
+}
+
+// Limiter is a rate limiter (package ratelimit).
+type Limiter interface {
+	Allow(key []byte, now int64, l ratelimit.Limit) (ok bool, retryAfter time.Duration)
+}
+
+// allow applies rate_limit to the request; a refused one gets 429 with Retry-After (whole
+// seconds, at least 1) and false. A request without the key's header is keyed by client
+// address. Rejections the proxy makes never count against a backend.
+func (p *Proxy) allow(ctx *fasthttp.RequestCtx, ext *tableData) bool {
+	var buf [64]byte
+	var key []byte
+	if ext.rateLimit.header != nil {
+		key = ctx.Request.Header.PeekBytes(ext.rateLimit.header)
+	}
+	if len(key) == 0 {
+		key = clientAddr(ctx).AppendTo(buf[:0])
+	}
+	ok, wait := p.limiter.Allow(key, time.Now().UnixNano(), ext.rateLimit.limit)
+	if ok {
+		return true
+	}
+	writeReply(ctx, &replyRateLimited)
+	secs := int64((wait + time.Second - 1) / time.Second)
+	ctx.Response.Header.SetCanonical(retryAfterName, strconv.AppendInt(buf[:0], max(secs, 1), 10))
+	if p.onRateLimited != nil {
+		p.onRateLimited()
+	}
+	return false
 }
 
 // route returns the pool for the request (traffic policies, first match wins) and the

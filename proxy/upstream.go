@@ -7,11 +7,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/config"
+	"go-loadbalancer/ratelimit"
 	"go-loadbalancer/state"
 )
 
@@ -141,19 +143,21 @@ func upstreamTLS(c config.UpstreamTLS) (*tls.Config, error) {
 
 // tableData is the proxy's per-table data, built once with the table.
 type tableData struct {
-	nets    []netip.Prefix
-	maxBody int64
-	pools   []retryPolicy // by state.Pool.Index
-	sticky  stickyConf
+	nets      []netip.Prefix
+	maxBody   int64
+	pools     []retryPolicy // by state.Pool.Index
+	sticky    stickyConf
+	rateLimit rateLimitConf
 
 	readTimeout, writeTimeout time.Duration // server.read_timeout / write_timeout
 }
 
 func newTableData(t *state.Table) (any, error) {
 	d := &tableData{
-		nets:    t.Config.Server.TrustedNets(),
-		maxBody: t.Config.Server.MaxBodyBytes,
-		sticky:  newStickyConf(t.Config),
+		nets:      t.Config.Server.TrustedNets(),
+		maxBody:   t.Config.Server.MaxBodyBytes,
+		sticky:    newStickyConf(t.Config),
+		rateLimit: newRateLimitConf(t.Config.RateLimit),
 
 		readTimeout:  t.Config.Server.ReadTimeout,
 		writeTimeout: t.Config.Server.WriteTimeout,
@@ -174,4 +178,23 @@ func (d *tableData) trusted(peer netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// rateLimitConf is a table's rate_limit settings, built once with the table.
+type rateLimitConf struct {
+	on     bool
+	limit  ratelimit.Limit
+	header []byte // key: header:NAME; nil: the client address
+}
+
+func newRateLimitConf(c config.RateLimit) rateLimitConf {
+	r := rateLimitConf{on: c.Enabled}
+	if !c.Enabled {
+		return r
+	}
+	r.limit = ratelimit.NewLimit(c.Rate, c.Burst)
+	if name, ok := strings.CutPrefix(c.Key, "header:"); ok {
+		r.header = []byte(name)
+	}
+	return r
 }

@@ -1,0 +1,160 @@
+package ratelimit
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"go-loadbalancer/internal/testredis"
+)
+
+func TestLocalGCRA(t *testing.T) {
+	l := NewLocal(1024)
+	lim := NewLimit(10, 5) // 10/s, bursts of 5
+	now := int64(1_000_000_000)
+	for i := range 5 {
+		if ok, _ := l.Allow([]byte("a"), now, lim); !ok {
+			t.Fatalf("request %d of a burst of 5 refused", i+1)
+		}
+	}
+	ok, wait := l.Allow([]byte("a"), now, lim)
+	if ok || wait != 100*time.Millisecond {
+		t.Fatalf("6th request at once: got ok=%v wait=%v; want refused, retry after 100ms", ok, wait)
+	}
+	if ok, _ := l.Allow([]byte("b"), now, lim); !ok {
+		t.Fatal("another key was limited by a's burst")
+	}
+	// After one interval exactly one more passes.
+	now += int64(100 * time.Millisecond)
+	if ok, _ := l.Allow([]byte("a"), now, lim); !ok {
+		t.Fatal("refused after one interval")
+	}
+	if ok, _ := l.Allow([]byte("a"), now, lim); ok {
+		t.Fatal("two passed after one interval")
+	}
+	// Over a long run the rate is exactly 10/s: 100 more over 10 s of steady arrivals.
+	passed := 0
+	for i := range 1000 {
+		if ok, _ := l.Allow([]byte("a"), now+int64(i)*int64(10*time.Millisecond), lim); ok {
+			passed++
+		}
+	}
+	if passed < 99 || passed > 101 { // ±1 at the edges of the 10 s span
+		t.Fatalf("got %d passed over 10 s at 100 req/s; want 100 (10/s)", passed)
+	}
+}
+
+func TestLocalConcurrentBurstIsExact(t *testing.T) {
+	l := NewLocal(0)
+	lim := NewLimit(1, 50)
+	now := time.Now().UnixNano()
+	var passed atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				if ok, _ := l.Allow([]byte("10.0.0.1"), now, lim); ok {
+					passed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := passed.Load(); n != 50 {
+		t.Fatalf("got %d of 800 concurrent requests through a burst of 50; want exactly 50", n)
+	}
+}
+
+func TestLocalAllocatesNothing(t *testing.T) {
+	l := NewLocal(0)
+	lim := NewLimit(1e6, 1000)
+	key := []byte("192.0.2.1")
+	if n := testing.AllocsPerRun(1000, func() { l.Allow(key, time.Now().UnixNano(), lim) }); n != 0 {
+		t.Fatalf("got %.1f allocs per Allow; want 0", n)
+	}
+}
+
+func TestRedisSharedAcrossInstances(t *testing.T) {
+	rs := testredis.Start(t)
+	a := newRedis(t, rs.URL())
+	b := newRedis(t, rs.URL())
+	lim := NewLimit(1, 4)
+	now := time.Now().UnixNano()
+	passed := 0
+	for i := range 10 {
+		l := a
+		if i%2 == 1 {
+			l = b
+		}
+		if ok, _ := l.Allow([]byte("client"), now, lim); ok {
+			passed++
+		}
+	}
+	if passed != 4 {
+		t.Fatalf("got %d of 10 requests through two instances with a shared burst of 4; want 4", passed)
+	}
+	if ok, wait := a.Allow([]byte("client"), now, lim); ok || wait <= 0 || wait > time.Second {
+		t.Fatalf("got ok=%v wait=%v; want refused with a wait up to 1 s", ok, wait)
+	}
+	if a.Errors() != 0 || b.Errors() != 0 {
+		t.Fatalf("got %d and %d Redis errors; want none", a.Errors(), b.Errors())
+	}
+}
+
+func TestRedisOutageFallsBackToLocal(t *testing.T) {
+	rs := testredis.Start(t)
+	r := newRedis(t, rs.URL())
+	lim := NewLimit(1000, 10)
+	if ok, _ := r.Allow([]byte("k"), time.Now().UnixNano(), lim); !ok {
+		t.Fatal("first request refused")
+	}
+	rs.Kill()
+	// Every call during the outage answers at once from the local limiter: the first one
+	// pays at most the timeout, later ones none until the back-off ends.
+	start := time.Now()
+	for range 200 {
+		r.Allow([]byte("k"), time.Now().UnixNano(), lim)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("200 calls during the outage took %v; want them answered locally", took)
+	}
+	if r.Errors() == 0 {
+		t.Fatal("the outage was not noticed")
+	}
+	// The local fallback still limits.
+	passed := 0
+	now := time.Now().UnixNano()
+	for range 50 {
+		if ok, _ := r.Allow([]byte("fresh"), now, lim); ok {
+			passed++
+		}
+	}
+	if passed != 10 {
+		t.Fatalf("got %d of 50 through the local fallback with a burst of 10; want 10", passed)
+	}
+	// Redis returns: after the back-off, calls go to Redis again.
+	rs.Start()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.downAt.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the limiter never went back to Redis")
+		}
+		r.Allow([]byte("k2"), time.Now().UnixNano(), lim)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func newRedis(t *testing.T, url string) *Redis {
+	t.Helper()
+	r, err := NewRedis(RedisOptions{URL: url, Timeout: time.Second, Backoff: 200 * time.Millisecond, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
