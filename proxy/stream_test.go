@@ -261,7 +261,7 @@ func TestSlowStreamsOutliveServerTimeouts(t *testing.T) {
 	}
 
 	req, _ := http.NewRequest("POST", "http://"+px.addr+"/upload", &slowReader{n: chunks, pause: pause})
-	req.ContentLength = -1            // chunked: streamed through, never read ahead whole
+	req.ContentLength = -1 // chunked: streamed through, never read ahead whole
 	resp, err = client.Do(req)
 	if err != nil {
 		t.Fatal(err)
