@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"go-loadbalancer/admin"
+	"go-loadbalancer/auth"
 	"go-loadbalancer/config"
 	"go-loadbalancer/demo"
 	"go-loadbalancer/discovery"
@@ -233,6 +234,14 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 	defer closeLimiter()
 	popts := proxy.Options{Store: &builder.Store, Log: log, AccessLog: alog, Sticky: store,
 		Limiter: limiter, OnRateLimited: reg.RateLimited.Inc}
+	if cfg.Auth.JWT.Enabled {
+		v, err := auth.New(auth.Options{Config: cfg.Auth.JWT, Log: log})
+		if err != nil {
+			return err
+		}
+		defer v.Close()
+		popts.Auth = v
+	}
 	if f.demo {
 		popts.Local = adm.Local() // the founding document's /, /metrics, /health, /prometheus on :8080
 	}
@@ -296,7 +305,7 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 		}
 		old := builder.Store.Load().Config
 		if restartNeeded(old, next) {
-			log.Warn().Msg("reload: listen, admin, server and tls settings take effect after a restart")
+			log.Warn().Msg("reload: listen, admin, server, tls, auth, sticky.enabled and rate_limit.scope changes take effect after a restart")
 		}
 		nt, err := builder.Apply(next)
 		if err != nil {
@@ -370,13 +379,16 @@ func shutdown(srv interface {
 	return nil
 }
 
-// restartNeeded reports whether next changes settings that are fixed while the listeners
-// run (everything else, trusted_proxies included, is swapped in with the table).
+// restartNeeded reports whether next changes settings that are fixed while the process
+// runs — listeners, server limits, TLS, auth.jwt, whether sticky sessions exist and the
+// rate limiter's scope; everything else (trusted_proxies, routes, rates, ...) is swapped
+// in with the table.
 func restartNeeded(old, next *config.Config) bool {
 	a, b := old.Server, next.Server
 	a.TrustedProxies, b.TrustedProxies = nil, nil
 	return next.Listen != old.Listen || next.Admin.Listen != old.Admin.Listen || next.TLS != old.TLS ||
-		!reflect.DeepEqual(a, b)
+		!reflect.DeepEqual(a, b) || !reflect.DeepEqual(old.Auth, next.Auth) ||
+		old.Sticky.Enabled != next.Sticky.Enabled || old.RateLimit.Scope != next.RateLimit.Scope
 }
 
 func tlsListener(ln net.Listener, c *tls.Config) net.Listener { return tls.NewListener(ln, c) }

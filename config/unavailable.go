@@ -1,7 +1,5 @@
 package config
 
-import "strings"
-
 import "fmt"
 
 // unavailableFeatures lists the features that the config can switch on but that this build
@@ -14,18 +12,6 @@ var unavailableFeatures = []unavailableFeature{
 			var on []switchedOn
 			on = append(on, onIf(c.Geo.MMDBFile != "", "geo.mmdb_file", `set mmdb_file: ""`)...)
 			return on
-		},
-	},
-	{
-		what: "rate limiting by JWT claim is",
-		on: func(c *Config) []switchedOn {
-			return onIf(c.RateLimit.Enabled && strings.HasPrefix(c.RateLimit.Key, "claim:"), "rate_limit.key", "use key: ip or key: header:NAME")
-		},
-	},
-	{
-		what: "JWT authentication is",
-		on: func(c *Config) []switchedOn {
-			return onIf(c.Auth.JWT.Enabled, "auth.jwt.enabled", "set enabled: false")
 		},
 	},
 	{

@@ -469,9 +469,27 @@ func (v *validator) jwt() {
 	if j.Enabled && len(j.Algorithms) == 0 {
 		v.errorf("auth.jwt.algorithms", "list at least one algorithm (allowed: %s)", strings.Join(jwtAlgorithms, ", "))
 	}
+	hmac, public := false, false
 	for i, alg := range j.Algorithms {
 		if !slices.Contains(jwtAlgorithms, alg) {
 			v.errorf(indexPath("auth.jwt.algorithms", i), "algorithm %q is not allowed (allowed: %s)", alg, strings.Join(jwtAlgorithms, ", "))
 		}
+		if strings.HasPrefix(alg, "HS") {
+			hmac = true
+		} else {
+			public = true
+		}
+	}
+	if !j.Enabled {
+		return
+	}
+	if hmac && j.HMACSecretFile == "" {
+		v.errorf("auth.jwt.algorithms", "HMAC algorithms need auth.jwt.hmac_secret_file")
+	}
+	if public && j.JWKSFile == "" && j.JWKSURL == "" {
+		v.errorf("auth.jwt.algorithms", "%s need auth.jwt.jwks_file or jwks_url", "public-key algorithms")
+	}
+	if u := j.JWKSURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+		v.errorf("auth.jwt.jwks_url", "jwks_url must be an http(s) URL (got %q)", u)
 	}
 }

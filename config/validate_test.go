@@ -187,8 +187,10 @@ func TestValidateUnavailable(t *testing.T) {
 		}
 		checkErrors(t, doc, fmt.Sprintf("lb.yaml:%d: %s", markedLine(t, doc), want))
 	}
-	f("rate_limit: { enabled: true } #<", "rate_limit.enabled: rate limiting is not available in this build yet (set enabled: false)")
-	f("auth:\n  jwt:\n    enabled: true #<", "auth.jwt.enabled: JWT authentication is not available in this build yet (set enabled: false)")
+	// JWT on needs a key source for its algorithms.
+	checkErrors(t, basePool+"auth:\n  jwt:\n    enabled: true\n    algorithms: [RS256, HS256]\n",
+		"lb.yaml:6: auth.jwt.algorithms: HMAC algorithms need auth.jwt.hmac_secret_file",
+		"lb.yaml:6: auth.jwt.algorithms: public-key algorithms need auth.jwt.jwks_file or jwks_url")
 	f("tracing:\n  enabled: true #<", "tracing.enabled: tracing is not available in this build yet (set enabled: false)")
 	f("geo:\n  mmdb_file: geo.mmdb #<", `geo.mmdb_file: GeoIP databases are not available in this build yet (set mmdb_file: "")`)
 	f("pools:\n  - discovery:\n      consul: { service: web } #<",

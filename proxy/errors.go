@@ -35,6 +35,7 @@ var (
 	replyHeaderTooLarge = newReply(fasthttp.StatusRequestHeaderFieldsTooLarge, "request header fields too large", false)
 	replyBadRequest     = newReply(fasthttp.StatusBadRequest, "bad request", false)
 	replyReadTimeout    = newReply(fasthttp.StatusRequestTimeout, "request timeout", false)
+	replyUnauthorized   = newReply(fasthttp.StatusUnauthorized, "unauthorized", false)    // WWW-Authenticate set by the caller
 	replyRateLimited    = newReply(fasthttp.StatusTooManyRequests, "rate limited", false) // Retry-After set by the caller
 
 	retryAfterName  = []byte("Retry-After")

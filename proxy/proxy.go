@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"go-loadbalancer/auth"
 	"go-loadbalancer/ratelimit"
 	"go-loadbalancer/state"
 	"go-loadbalancer/sticky"
@@ -35,6 +36,8 @@ type Options struct {
 	Local func(path []byte) fasthttp.RequestHandler
 	// Sticky, if set, is the session store used when the table's sticky.enabled is true.
 	Sticky sticky.Store
+	// Auth, if set, verifies JWT bearer tokens (auth.jwt) before anything else is done.
+	Auth *auth.Verifier
 	// Limiter, if set, is the rate limiter used when the table's rate_limit.enabled is true
 	// (ratelimit.Local or ratelimit.Redis); OnRateLimited is called for each refusal.
 	Limiter       Limiter
@@ -54,6 +57,7 @@ type Proxy struct {
 
 	limiter       Limiter
 	onRateLimited func()
+	auth          *auth.Verifier
 
 	errLogs atomic.Uint64 // sampled error logging
 }
@@ -64,7 +68,7 @@ func New(o Options) *Proxy {
 		panic("BUG: proxy.Options.Store is nil")
 	}
 	return &Proxy{store: o.Store, log: o.Log, local: o.Local, alog: o.AccessLog, sticky: o.Sticky,
-		limiter: o.Limiter, onRateLimited: o.OnRateLimited}
+		limiter: o.Limiter, onRateLimited: o.OnRateLimited, auth: o.Auth}
 }
 
 // ServeHTTP proxies one request. It is a fasthttp.RequestHandler.
@@ -105,7 +109,15 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		req.SetBodyStream(&uploadReader{r: ctx.RequestBodyStream(), n: ext.maxBody, conn: ctx.Conn(), timeout: ext.readTimeout}, cl)
 	}
 
-	if ext.rateLimit.on && p.limiter != nil && !p.allow(ctx, ext) {
+	var claims map[string]any
+	if p.auth != nil {
+		// Slow path: JWT verification allocates (parsing, signature check).
+		var ok bool
+		if claims, ok = p.authenticate(ctx); !ok {
+			return
+		}
+	}
+	if ext.rateLimit.on && p.limiter != nil && !p.allow(ctx, ext, claims) {
 		return
 	}
 	pool, region := route(ctx, t, ext)
@@ -135,11 +147,14 @@ type Limiter interface {
 // allow applies rate_limit to the request; a refused one gets 429 with Retry-After (whole
 // seconds, at least 1) and false. A request without the key's header is keyed by client
 // address. Rejections the proxy makes never count against a backend.
-func (p *Proxy) allow(ctx *fasthttp.RequestCtx, ext *tableData) bool {
+func (p *Proxy) allow(ctx *fasthttp.RequestCtx, ext *tableData, claims map[string]any) bool {
 	var buf [64]byte
 	var key []byte
-	if ext.rateLimit.header != nil {
+	switch {
+	case ext.rateLimit.header != nil:
 		key = ctx.Request.Header.PeekBytes(ext.rateLimit.header)
+	case ext.rateLimit.claim != "" && claims != nil:
+		key = []byte(auth.ClaimString(claims[ext.rateLimit.claim]))
 	}
 	if len(key) == 0 {
 		key = clientAddr(ctx).AppendTo(buf[:0])
@@ -155,6 +170,36 @@ func (p *Proxy) allow(ctx *fasthttp.RequestCtx, ext *tableData) bool {
 		p.onRateLimited()
 	}
 	return false
+}
+
+// authenticate verifies the request's bearer token (auth.jwt) and copies the configured
+// claims into request headers; the client's own values of those headers are always
+// dropped, so they cannot be forged. A bad or missing token gets 401 with an RFC 6750
+// WWW-Authenticate and false. skip_paths need no token.
+func (p *Proxy) authenticate(ctx *fasthttp.RequestCtx) (map[string]any, bool) {
+	h := &ctx.Request.Header
+	for _, f := range p.auth.Forward() {
+		h.Del(f.Header)
+	}
+	if p.auth.Skip(ctx.Path()) {
+		return nil, true
+	}
+	claims, err := p.auth.Verify(h.Peek("Authorization"), time.Now())
+	if err != nil {
+		writeReply(ctx, &replyUnauthorized)
+		challenge := `Bearer realm="go-loadbalancer"`
+		if err != auth.ErrMissing {
+			challenge += `, error="invalid_token", error_description="` + err.Error() + `"`
+		}
+		ctx.Response.Header.Set("WWW-Authenticate", challenge)
+		return nil, false
+	}
+	for _, f := range p.auth.Forward() {
+		if v, ok := claims[f.Claim]; ok {
+			h.Set(f.Header, auth.ClaimString(v))
+		}
+	}
+	return claims, true
 }
 
 // route returns the pool for the request (traffic policies, first match wins) and the

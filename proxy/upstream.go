@@ -184,7 +184,8 @@ func (d *tableData) trusted(peer netip.Addr) bool {
 type rateLimitConf struct {
 	on     bool
 	limit  ratelimit.Limit
-	header []byte // key: header:NAME; nil: the client address
+	header []byte // key: header:NAME
+	claim  string // key: claim:NAME (a verified JWT's claim)
 }
 
 func newRateLimitConf(c config.RateLimit) rateLimitConf {
@@ -196,5 +197,6 @@ func newRateLimitConf(c config.RateLimit) rateLimitConf {
 	if name, ok := strings.CutPrefix(c.Key, "header:"); ok {
 		r.header = []byte(name)
 	}
+	r.claim, _ = strings.CutPrefix(c.Key, "claim:")
 	return r
 }

@@ -1,0 +1,281 @@
+// Package auth verifies JWT bearer tokens at the edge (config auth.jwt): signature against
+// an allow-list of algorithms (never "none", and an HMAC secret is never tried for an
+// asymmetric algorithm or a public key for an HMAC one), issuer, audience and time claims,
+// with keys from a JWKS file, a JWKS URL (refreshed in the background) or an HMAC secret.
+// Built on github.com/go-jose/go-jose/v4, whose parser itself requires the allow-list.
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/rs/zerolog"
+
+	"go-loadbalancer/config"
+)
+
+// Leeway is the clock skew allowed on exp, nbf and iat.
+const Leeway = 30 * time.Second
+
+// Errors Verify returns; their text is safe to show a client (RFC 6750 error_description).
+var (
+	ErrMissing   = errors.New("missing bearer token")
+	ErrMalformed = errors.New("malformed token")
+	ErrAlgorithm = errors.New("token algorithm not allowed")
+	ErrSignature = errors.New("invalid token signature")
+	ErrClaims    = errors.New("token expired, not yet valid, or for another issuer or audience")
+)
+
+// Verifier checks tokens. Safe for concurrent use.
+type Verifier struct {
+	algs      []jose.SignatureAlgorithm
+	hmac      []byte
+	keys      atomic.Pointer[jose.JSONWebKeySet]
+	expected  jwt.Expected
+	skip      []string
+	forward   []ClaimHeader
+	jwksURL   string
+	client    *http.Client
+	log       zerolog.Logger
+	stop      context.CancelFunc
+	refreshed atomic.Int64
+}
+
+// ClaimHeader forwards a claim's value to the backend in a header.
+type ClaimHeader struct {
+	Claim  string
+	Header string
+}
+
+// Options configure New.
+type Options struct {
+	Config  config.JWT
+	Client  *http.Client  // for jwks_url; nil means a client with a 5 s timeout
+	Refresh time.Duration // jwks_url refresh period; 0 means 5 minutes
+	Log     zerolog.Logger
+}
+
+// New loads the keys and returns a Verifier; with jwks_url it fetches the set now (an
+// error if that fails) and then every Refresh in the background until Close.
+func New(o Options) (*Verifier, error) {
+	c := o.Config
+	v := &Verifier{
+		expected: jwt.Expected{Issuer: c.Issuer},
+		skip:     c.SkipPaths,
+		jwksURL:  c.JWKSURL,
+		client:   o.Client,
+		log:      o.Log,
+	}
+	if c.Audience != "" {
+		v.expected.AnyAudience = jwt.Audience{c.Audience}
+	}
+	for _, a := range c.Algorithms {
+		v.algs = append(v.algs, jose.SignatureAlgorithm(a))
+	}
+	for claim, header := range c.ForwardClaims {
+		v.forward = append(v.forward, ClaimHeader{Claim: claim, Header: header})
+	}
+	if c.HMACSecretFile != "" {
+		b, err := os.ReadFile(c.HMACSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read auth.jwt.hmac_secret_file %q: %w", c.HMACSecretFile, err)
+		}
+		v.hmac = []byte(strings.TrimSpace(string(b)))
+		if len(v.hmac) < 32 {
+			return nil, fmt.Errorf("cannot use auth.jwt.hmac_secret_file %q: the secret must be at least 32 bytes", c.HMACSecretFile)
+		}
+	}
+	if c.JWKSFile != "" {
+		b, err := os.ReadFile(c.JWKSFile)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read auth.jwt.jwks_file %q: %w", c.JWKSFile, err)
+		}
+		set, err := parseJWKS(b)
+		if err != nil {
+			return nil, fmt.Errorf("cannot use auth.jwt.jwks_file %q: %w", c.JWKSFile, err)
+		}
+		v.keys.Store(set)
+	}
+	if c.JWKSURL != "" {
+		if v.client == nil {
+			v.client = &http.Client{Timeout: 5 * time.Second}
+		}
+		if err := v.fetch(context.Background()); err != nil {
+			return nil, err
+		}
+		refresh := o.Refresh
+		if refresh <= 0 {
+			refresh = 5 * time.Minute
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		v.stop = cancel
+		go v.refreshLoop(ctx, refresh)
+	}
+	if v.hmac == nil && v.keys.Load() == nil {
+		return nil, errors.New("cannot verify JWTs: set auth.jwt.jwks_file, jwks_url or hmac_secret_file")
+	}
+	return v, nil
+}
+
+// Close stops the background JWKS refresh.
+func (v *Verifier) Close() {
+	if v.stop != nil {
+		v.stop()
+	}
+}
+
+func parseJWKS(b []byte) (*jose.JSONWebKeySet, error) {
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(b, &set); err != nil {
+		return nil, fmt.Errorf("not a JWKS document: %w", err)
+	}
+	if len(set.Keys) == 0 {
+		return nil, errors.New("the key set is empty")
+	}
+	for _, k := range set.Keys {
+		if !k.IsPublic() {
+			return nil, fmt.Errorf("key %q is not a public key", k.KeyID)
+		}
+	}
+	return &set, nil
+}
+
+func (v *Verifier) fetch(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.jwksURL, nil)
+	if err != nil {
+		return fmt.Errorf("cannot fetch auth.jwt.jwks_url %q: %w", v.jwksURL, err)
+	}
+	resp, err := v.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot fetch auth.jwt.jwks_url %q: %w", v.jwksURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("cannot fetch auth.jwt.jwks_url %q: status %d", v.jwksURL, resp.StatusCode)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("cannot fetch auth.jwt.jwks_url %q: %w", v.jwksURL, err)
+	}
+	set, err := parseJWKS(b)
+	if err != nil {
+		return fmt.Errorf("cannot use auth.jwt.jwks_url %q: %w", v.jwksURL, err)
+	}
+	v.keys.Store(set)
+	v.refreshed.Add(1)
+	return nil
+}
+
+// refreshLoop re-fetches the key set; a failure keeps the keys it has (logged).
+func (v *Verifier) refreshLoop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := v.fetch(ctx); err != nil && ctx.Err() == nil {
+				v.log.Warn().Err(err).Msg("jwt: key refresh failed; the previous keys stay in use")
+			}
+		}
+	}
+}
+
+// Skip reports whether path is one of skip_paths (a prefix match) and needs no token.
+func (v *Verifier) Skip(path []byte) bool {
+	for _, p := range v.skip {
+		if len(path) >= len(p) && string(path[:len(p)]) == p {
+			return true
+		}
+	}
+	return false
+}
+
+// Forward lists the claims to copy into request headers.
+func (v *Verifier) Forward() []ClaimHeader { return v.forward }
+
+// Verify checks the value of an Authorization header ("Bearer <token>") at now and returns
+// the token's claims.
+func (v *Verifier) Verify(authorization []byte, now time.Time) (map[string]any, error) {
+	raw, ok := bearer(authorization)
+	if !ok {
+		return nil, ErrMissing
+	}
+	tok, err := jwt.ParseSigned(raw, v.algs)
+	if err != nil {
+		if strings.Contains(err.Error(), "unexpected signature algorithm") {
+			return nil, ErrAlgorithm
+		}
+		return nil, ErrMalformed
+	}
+	if len(tok.Headers) != 1 {
+		return nil, ErrMalformed
+	}
+	h := tok.Headers[0]
+	var std jwt.Claims
+	all := map[string]any{}
+	if err := tok.Claims(v.key(h), &std, &all); err != nil {
+		return nil, ErrSignature
+	}
+	if err := std.ValidateWithLeeway(v.expected.WithTime(now), Leeway); err != nil {
+		return nil, ErrClaims
+	}
+	return all, nil
+}
+
+// key returns the verification key for a token header: the HMAC secret for HS*, else the
+// JWKS key with the token's kid (or the only key when there is no kid). A key of the wrong
+// kind for the algorithm fails verification in go-jose.
+func (v *Verifier) key(h jose.Header) any {
+	if strings.HasPrefix(h.Algorithm, "HS") {
+		if v.hmac == nil {
+			return struct{}{} // no secret configured: verification fails
+		}
+		return v.hmac
+	}
+	set := v.keys.Load()
+	if set == nil {
+		return struct{}{}
+	}
+	if h.KeyID != "" {
+		if ks := set.Key(h.KeyID); len(ks) > 0 {
+			return ks[0]
+		}
+		return struct{}{}
+	}
+	if len(set.Keys) == 1 {
+		return set.Keys[0]
+	}
+	return struct{}{}
+}
+
+func bearer(v []byte) (string, bool) {
+	const prefix = "bearer "
+	if len(v) <= len(prefix) || !strings.EqualFold(string(v[:len(prefix)]), prefix) {
+		return "", false
+	}
+	return strings.TrimSpace(string(v[len(prefix):])), true
+}
+
+// ClaimString renders a claim value for a header: strings as they are, others as JSON.
+func ClaimString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case nil:
+		return ""
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}

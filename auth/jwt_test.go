@@ -1,0 +1,174 @@
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/rs/zerolog"
+
+	"go-loadbalancer/config"
+)
+
+// keyPair is an RSA key with its public JWKS document.
+type keyPair struct {
+	priv *rsa.PrivateKey
+	kid  string
+	jwks []byte
+}
+
+func newKeyPair(t *testing.T, kid string) keyPair {
+	t.Helper()
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &priv.PublicKey, KeyID: kid, Algorithm: "RS256", Use: "sig"}}}
+	b, err := json.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keyPair{priv: priv, kid: kid, jwks: b}
+}
+
+// sign makes a compact JWT with alg and key, kid in the header when set.
+func sign(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, claims any) string {
+	t.Helper()
+	opts := (&jose.SignerOptions{}).WithType("JWT")
+	if kid != "" {
+		opts = opts.WithHeader("kid", kid)
+	}
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.Signed(s).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func writeFile(t *testing.T, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func stdClaims(now time.Time) map[string]any {
+	return map[string]any{"sub": "alice", "iss": "https://issuer.example", "aud": "lb",
+		"exp": now.Add(time.Hour).Unix(), "iat": now.Unix(), "role": "admin"}
+}
+
+func TestVerify(t *testing.T) {
+	kp := newKeyPair(t, "k1")
+	other := newKeyPair(t, "k1") // same kid, different key
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	v, err := New(Options{Config: config.JWT{
+		Enabled: true, Algorithms: []string{"RS256", "HS256"},
+		JWKSFile: writeFile(t, "jwks.json", kp.jwks), HMACSecretFile: writeFile(t, "secret", secret),
+		Issuer: "https://issuer.example", Audience: "lb",
+	}, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	f := func(name, token string, want error) {
+		t.Helper()
+		claims, err := v.Verify([]byte("Bearer "+token), now)
+		if !errors.Is(err, want) {
+			t.Fatalf("%s: got %v; want %v", name, err, want)
+		}
+		if want == nil && claims["sub"] != "alice" {
+			t.Fatalf("%s: got claims %v; want sub alice", name, claims)
+		}
+	}
+	f("RS256 valid", sign(t, jose.RS256, kp.priv, "k1", stdClaims(now)), nil)
+	f("HS256 valid", sign(t, jose.HS256, secret, "", stdClaims(now)), nil)
+	f("wrong key", sign(t, jose.RS256, other.priv, "k1", stdClaims(now)), ErrSignature)
+	f("unknown kid", sign(t, jose.RS256, kp.priv, "k9", stdClaims(now)), ErrSignature)
+	f("algorithm not in the list", sign(t, jose.RS512, kp.priv, "k1", stdClaims(now)), ErrAlgorithm)
+	// Algorithm confusion: an HS256 token keyed with the RSA public key's bytes.
+	pub, _ := json.Marshal(kp.priv.PublicKey)
+	f("HS256 with the public key as secret", sign(t, jose.HS256, pub, "k1", stdClaims(now)), ErrSignature)
+
+	expired := stdClaims(now)
+	expired["exp"] = now.Add(-time.Hour).Unix()
+	f("expired", sign(t, jose.RS256, kp.priv, "k1", expired), ErrClaims)
+	wrongAud := stdClaims(now)
+	wrongAud["aud"] = "someone-else"
+	f("other audience", sign(t, jose.RS256, kp.priv, "k1", wrongAud), ErrClaims)
+	wrongIss := stdClaims(now)
+	wrongIss["iss"] = "https://evil.example"
+	f("other issuer", sign(t, jose.RS256, kp.priv, "k1", wrongIss), ErrClaims)
+
+	// alg "none", hand-made: header {"alg":"none"}, no signature.
+	f("alg none", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.", ErrAlgorithm)
+	f("garbage", "not.a.jwt", ErrMalformed)
+	if _, err := v.Verify(nil, now); !errors.Is(err, ErrMissing) {
+		t.Fatalf("no header: got %v; want ErrMissing", err)
+	}
+	if _, err := v.Verify([]byte("Basic YWxpY2U6cHc="), now); !errors.Is(err, ErrMissing) {
+		t.Fatalf("Basic auth: got %v; want ErrMissing", err)
+	}
+}
+
+func TestJWKSURLRefresh(t *testing.T) {
+	k1, k2 := newKeyPair(t, "k1"), newKeyPair(t, "k2")
+	var current atomic.Pointer[[]byte]
+	current.Store(&k1.jwks)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(*current.Load()) }))
+	t.Cleanup(srv.Close)
+	v, err := New(Options{Config: config.JWT{Enabled: true, Algorithms: []string{"RS256"}, JWKSURL: srv.URL},
+		Refresh: 20 * time.Millisecond, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	now := time.Now()
+	if _, err := v.Verify([]byte("Bearer "+sign(t, jose.RS256, k1.priv, "k1", stdClaims(now))), now); err != nil {
+		t.Fatalf("k1 token: %v", err)
+	}
+	// The identity provider rotates to k2: tokens signed with k2 pass once refreshed.
+	current.Store(&k2.jwks)
+	tok := sign(t, jose.RS256, k2.priv, "k2", stdClaims(now))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := v.Verify([]byte("Bearer "+tok), now); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the rotated key was never picked up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestNewRejectsBadKeys(t *testing.T) {
+	kp := newKeyPair(t, "k1")
+	privSet, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: kp.priv, KeyID: "k1"}}})
+	for name, c := range map[string]config.JWT{
+		"private key in JWKS": {JWKSFile: writeFile(t, "p.json", privSet)},
+		"short HMAC secret":   {HMACSecretFile: writeFile(t, "s", []byte("short"))},
+		"no key source":       {},
+		"not JSON":            {JWKSFile: writeFile(t, "x.json", []byte("nope"))},
+	} {
+		c.Enabled, c.Algorithms = true, []string{"RS256", "HS256"}
+		if _, err := New(Options{Config: c, Log: zerolog.Nop()}); err == nil {
+			t.Errorf("%s: accepted; want an error", name)
+		}
+	}
+}
