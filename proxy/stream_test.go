@@ -272,3 +272,24 @@ func TestSlowStreamsOutliveServerTimeouts(t *testing.T) {
 		t.Fatalf("slow upload: got %d %q; want 200 %d", resp.StatusCode, body, chunks*1024)
 	}
 }
+
+// TestRefusedUpgradeIsNotATunnel: a backend that answers an upgrade request with anything
+// but 101 gets an ordinary response relayed, and the client connection is not left as a
+// raw pipe to it — a request sent after it on the same connection must not reach the
+// backend unfiltered (it would skip forwarding headers, policies and logging).
+func TestRefusedUpgradeIsNotATunnel(t *testing.T) {
+	be := startBackend(t, echoHeaders) // answers 200 to everything, keep-alive
+	px := startProxy(t, poolConfig(t, "", be.url))
+	resp, closed := px.raw(t, "GET /not-ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"+
+		"GET /admin HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
+	if !strings.HasPrefix(resp, "HTTP/1.1 200") {
+		t.Fatalf("got %q; want the backend's 200 relayed", resp)
+	}
+	if strings.Contains(resp, "6.6.6.6") || strings.Count(resp, "HTTP/1.1 ") != 1 {
+		t.Fatalf("got %q; the request after a refused upgrade went through unfiltered", resp)
+	}
+	if !closed {
+		t.Fatal("the client connection stayed open after a refused upgrade")
+	}
+}

@@ -6,28 +6,37 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/state"
 )
 
-// tunnel forwards a WebSocket upgrade (RFC 6455 §4): it dials the backend itself, then
-// hijacks the client connection and copies bytes both ways until either side closes. The
-// backend's 101 (or its refusal) reaches the client as the backend wrote it.
+// maxRefusalBody bounds the body of a backend's non-101 answer to an upgrade request.
+const maxRefusalBody = 1 << 20
+
+// tunnel forwards a WebSocket upgrade (RFC 6455 §4): it dials the backend itself, sends the
+// request and reads the answer. Only a 101 Switching Protocols turns the client connection
+// into a raw tunnel (hijacked, bytes copied both ways until either side closes); any other
+// answer is relayed as a normal response and the backend connection closed, so a refused
+// upgrade can never leave an unfiltered byte pipe to the backend behind it.
 func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream) {
 	conn, err := u.dial(b.Addr)
-	if err == nil && u.tls != nil {
-		tc := u.tls
-		if tc.ServerName == "" {
-			tc = tc.Clone()
-			tc.ServerName, _, _ = net.SplitHostPort(b.Addr)
+	if err == nil {
+		_ = conn.SetDeadline(time.Now().Add(u.tr.responseTimeout))
+		if u.tls != nil {
+			tc := u.tls
+			if tc.ServerName == "" {
+				tc = tc.Clone()
+				tc.ServerName, _, _ = net.SplitHostPort(b.Addr)
+			}
+			c := tls.Client(conn, tc)
+			if err = c.Handshake(); err != nil {
+				conn.Close()
+			}
+			conn = c
 		}
-		c := tls.Client(conn, tc)
-		if err = c.Handshake(); err != nil {
-			conn.Close()
-		}
-		conn = c
 	}
 	if err != nil {
 		b.Stats.Failures.Add(1)
@@ -35,23 +44,51 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream) 
 		writeError(ctx, errConnect)
 		return
 	}
-	// Serialise the request now: ctx must not be used once the handler returns.
-	var head []byte
-	{
-		bw := &byteWriter{}
-		w := bufio.NewWriter(bw)
-		if err := ctx.Request.Write(w); err == nil {
-			_ = w.Flush()
-		}
-		head = bw.b
-	}
 	b.Stats.Requests.Add(1)
+	bw := bufio.NewWriter(conn)
+	err = ctx.Request.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	br := bufio.NewReader(conn)
+	resp := &ctx.Response
+	if err == nil {
+		err = resp.Header.Read(br)
+	}
+	if err != nil {
+		conn.Close()
+		b.Stats.Failures.Add(1)
+		p.logUpstreamError(b, err)
+		writeError(ctx, readError(err))
+		return
+	}
+	if resp.StatusCode() != fasthttp.StatusSwitchingProtocols {
+		// Not upgraded: an ordinary response, and the end of this backend connection.
+		err = resp.ReadBody(br, maxRefusalBody)
+		conn.Close()
+		if err != nil {
+			writeError(ctx, errBadResponse)
+			return
+		}
+		if resp.StatusCode() >= 500 {
+			b.Stats.Failures.Add(1)
+		}
+		cleanResponse(resp)
+		resp.SetConnectionClose()
+		return
+	}
+	// Upgraded. The 101 goes to the client as parsed, then whatever the backend already
+	// sent after it, then the raw streams.
+	head := append([]byte(nil), resp.Header.Header()...)
+	early, _ := br.Peek(br.Buffered())
+	head = append(head, early...)
+	_ = conn.SetDeadline(time.Time{})
 	b.Stats.Inflight.Add(1)
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(client net.Conn) {
 		defer b.Stats.Inflight.Add(-1)
 		defer conn.Close()
-		if _, err := conn.Write(head); err != nil {
+		if _, err := client.Write(head); err != nil {
 			return
 		}
 		var wg sync.WaitGroup
@@ -75,11 +112,4 @@ func closeWrite(c net.Conn) {
 		return
 	}
 	_ = c.Close()
-}
-
-type byteWriter struct{ b []byte }
-
-func (w *byteWriter) Write(p []byte) (int, error) {
-	w.b = append(w.b, p...)
-	return len(p), nil
 }
