@@ -16,6 +16,10 @@ const (
 	hdrUpgrade                      // Upgrade
 	hdrContentLength                // Content-Length
 	hdrTransferEncoding             // Transfer-Encoding
+	hdrForwarded                    // an X-Forwarded-Proto or X-Forwarded-Host
+	hdrXFF                          // X-Forwarded-For
+	hdrMultiXFF                     // X-Forwarded-For more than once
+	hdrUnderscore                   // a header name with '_' (dropped, as nginx does)
 )
 
 // scanRequestHeaders makes one pass over the header block exactly as the client sent it
@@ -46,7 +50,16 @@ func scanRequestHeaders(raw []byte) int {
 		if colon <= 0 {
 			continue
 		}
-		flags |= classifyHeader(line[:colon])
+		f := classifyHeader(line[:colon])
+		if f&hdrXFF != 0 && flags&hdrXFF != 0 {
+			f |= hdrMultiXFF
+		}
+		if bytes.IndexByte(line[:colon], '_') >= 0 {
+			// X_Forwarded_For and the like become HTTP_X_FORWARDED_FOR in CGI-style
+			// stacks, aliasing the headers we control.
+			f |= hdrUnderscore
+		}
+		flags |= f
 	}
 	if flags&hdrContentLength != 0 && flags&hdrTransferEncoding != 0 {
 		flags |= hdrBad
@@ -81,6 +94,13 @@ func classifyHeader(k []byte) int {
 	case 'u':
 		if eqFold(k, "upgrade") {
 			return hdrHopByHop | hdrUpgrade
+		}
+	case 'x':
+		if len(k) > 12 && eqFold(k[:12], "x-forwarded-") {
+			if eqFold(k[12:], "for") {
+				return hdrXFF
+			}
+			return hdrForwarded
 		}
 	}
 	return 0
@@ -123,16 +143,35 @@ func prepareRequest(ctx *fasthttp.RequestCtx, flags int, ext *tableData, upgrade
 		removeHopByHop(h, upgrade)
 	}
 
+	if flags&hdrUnderscore != 0 {
+		removeUnderscoreHeaders(h)
+	}
 	peer := clientAddr(ctx)
 	trusted := ext.trusted(peer)
+	if !trusted && flags&(hdrXFF|hdrForwarded) != 0 {
+		// Every copy goes, not just the first: a second X-Forwarded-For line would
+		// otherwise reach the backend beside ours.
+		h.DelBytes(hXForwardedFor)
+		h.DelBytes(hXForwardedProto)
+		h.DelBytes(hXForwardedHost)
+	}
 
 	var buf [64]byte
 	ip := peer.AppendTo(buf[:0])
-	if prev := h.PeekBytes(hXForwardedFor); trusted && len(prev) > 0 {
-		// Append to the chain: prev + ", " + peer. Written through the header's own
-		// buffer-reusing setter; scratch only for the joined value.
+	if trusted && flags&hdrXFF != 0 {
+		// Append to the chain: every earlier hop, then the peer.
 		sc := getScratch()
-		sc.b = append(append(append(sc.b[:0], prev...), ", "...), ip...)
+		sc.b = sc.b[:0]
+		if flags&hdrMultiXFF != 0 {
+			// Slow path: the chain came in several lines; join them in order.
+			for _, v := range h.PeekAll(string(hXForwardedFor)) {
+				sc.b = append(append(sc.b, v...), ", "...)
+			}
+			h.DelBytes(hXForwardedFor)
+		} else {
+			sc.b = append(append(sc.b, h.PeekBytes(hXForwardedFor)...), ", "...)
+		}
+		sc.b = append(sc.b, ip...)
 		h.SetCanonical(hXForwardedFor, sc.b)
 		putScratch(sc)
 	} else {
@@ -167,7 +206,7 @@ func removeHopByHop(h *fasthttp.RequestHeader, upgrade bool) {
 		sc := getScratch()
 		sc.b = append(sc.b[:0], conn...)
 		forEachToken(sc.b, func(tok []byte) {
-			if upgrade && eqFold(tok, "upgrade") {
+			if upgrade && eqFold(tok, "upgrade") || protected(tok) {
 				return
 			}
 			h.DelBytes(tok)
@@ -181,6 +220,26 @@ func removeHopByHop(h *fasthttp.RequestHeader, upgrade bool) {
 		h.Del(name)
 	}
 	removeProxyHeaders(h)
+}
+
+// protected reports whether a Connection token names a header that framing or forwarding
+// depends on; a client must not be able to strip those (RFC 9110 §7.6.1 lets an
+// intermediary ignore such tokens).
+func protected(name []byte) bool {
+	return eqFold(name, "host") || eqFold(name, "content-length") || eqFold(name, "transfer-encoding")
+}
+
+// removeUnderscoreHeaders drops every header whose name holds '_'. Slow path.
+func removeUnderscoreHeaders(h *fasthttp.RequestHeader) {
+	var names [][]byte
+	h.VisitAll(func(k, _ []byte) {
+		if bytes.IndexByte(k, '_') >= 0 {
+			names = append(names, append([]byte(nil), k...))
+		}
+	})
+	for _, k := range names {
+		h.DelBytes(k)
+	}
 }
 
 // headerSet is what removeProxyHeaders needs of a request or response header.

@@ -318,3 +318,37 @@ func fmtFailure(err error, resp *fasthttp.Response) string {
 	}
 	return string(resp.Header.StatusMessage()) + " " + string(resp.Body())
 }
+
+// echoRaw answers with the header block exactly as the backend received it.
+func echoRaw(ctx *fasthttp.RequestCtx) { ctx.SetBody(append([]byte(nil), ctx.Request.Header.RawHeaders()...)) }
+
+// TestForwardedHeadersCannotBeSmuggledIn: duplicates of the forwarding headers, their
+// underscore spellings and Connection tokens naming protected headers must not get a
+// client's values to the backend (found in review).
+func TestForwardedHeadersCannotBeSmuggledIn(t *testing.T) {
+	be := startBackend(t, echoRaw)
+	px := startProxy(t, poolConfig(t, "", be.url))
+	resp, _ := px.raw(t, "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 6.6.6.6\r\n"+
+		"X-Forwarded-Proto: https\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Host: evil\r\n"+
+		"X_Forwarded_For: 7.7.7.7\r\nConnection: close, Host, Content-Length\r\n\r\n")
+	i := strings.Index(resp, "\r\n\r\n")
+	if i < 0 {
+		t.Fatalf("got %q", resp)
+	}
+	got := strings.ToLower(resp[i+4:])
+	for _, bad := range []string{"1.1.1.1", "6.6.6.6", "7.7.7.7", "https", "evil", "x_forwarded"} {
+		if strings.Contains(got, bad) {
+			t.Errorf("backend got %q; the client's %q got through", got, bad)
+		}
+	}
+	if strings.Count(got, "x-forwarded-for: 127.0.0.1") != 1 || !strings.Contains(got, "x-forwarded-host: a") || !strings.Contains(got, "host: a") {
+		t.Errorf("backend got %q; want one X-Forwarded-For of the peer, Host and X-Forwarded-Host a", got)
+	}
+
+	// A trusted peer's chain in several lines is joined in order, then the peer appended.
+	px2 := startProxy(t, poolConfig(t, "server: { trusted_proxies: [127.0.0.1/32] }\n", be.url))
+	resp, _ = px2.raw(t, "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.1\r\nX-Forwarded-For: 198.51.100.2\r\nConnection: close\r\n\r\n")
+	if !strings.Contains(strings.ToLower(resp), "x-forwarded-for: 203.0.113.1, 198.51.100.2, 127.0.0.1\r\n") || strings.Count(strings.ToLower(resp), "x-forwarded-for") != 1 {
+		t.Fatalf("got %q; want one joined chain ending with the peer", resp)
+	}
+}
