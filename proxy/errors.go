@@ -56,7 +56,7 @@ func errorReply(err error) *reply {
 		return &replyTimeout
 	case errBodyLimit:
 		return &replyBodyTooLarge
-	case errBadFraming:
+	case errBadFraming, errClientBody:
 		return &replyBadRequest
 	}
 	return &replyBadGateway

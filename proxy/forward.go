@@ -54,6 +54,7 @@ const (
 	outcomeTimeout                    // the response did not come in time
 	outcomeStatus                     // the backend answered a 5xx the policy retries
 	outcomeBusy                       // the backend's connection limit was reached
+	outcomeClient                     // the client's body failed or was too large: not the backend
 )
 
 func classify(err error, resp *fasthttp.Response, pol *retryPolicy) outcome {
@@ -67,6 +68,8 @@ func classify(err error, resp *fasthttp.Response, pol *retryPolicy) outcome {
 		return outcomeUnsent
 	case errNoConns:
 		return outcomeBusy
+	case errBodyLimit, errClientBody:
+		return outcomeClient
 	case errRespTimeout:
 		return outcomeTimeout
 	}
@@ -130,16 +133,16 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 		now = time.Now().UnixNano()
 
 		oc := classify(err, resp, pol)
-		failed := err != nil && oc != outcomeBusy || err == nil && resp.StatusCode() >= 500
-		if oc == outcomeBusy {
-			st.Breaker.Release(ticket) // a full pool is not the backend failing
+		failed := err != nil && oc != outcomeBusy && oc != outcomeClient || err == nil && resp.StatusCode() >= 500
+		if oc == outcomeBusy || oc == outcomeClient {
+			st.Breaker.Release(ticket) // a full pool or a failing client is not the backend failing
 		} else {
 			st.Breaker.Record(now, ticket, failed)
 		}
 		if failed {
 			st.Failures.Add(1)
 		}
-		if err != nil && err != errBodyLimit {
+		if failed && err != nil {
 			p.logUpstreamError(b, err)
 		}
 
@@ -162,8 +165,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 					err = errNoBackend // every backend tried was unreachable
 				}
 				writeError(ctx, err)
-				if err == errBodyLimit {
-					ctx.SetConnectionClose()
+				if oc == outcomeClient {
+					ctx.SetConnectionClose() // the rest of the body is still on the wire
 				}
 				return
 			}

@@ -106,7 +106,7 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		// Slow path: a streamed upload. read_timeout bounds each read of it, not the whole
 		// (fasthttp's ReadTimeout would cut any upload longer than 30 s), and a chunked one
 		// of unknown size is cut off at max_body_bytes.
-		req.SetBodyStream(&uploadReader{r: ctx.RequestBodyStream(), n: ext.maxBody, conn: ctx.Conn(), timeout: ext.readTimeout}, cl)
+		req.SetBodyStream(&uploadReader{r: ctx.RequestBodyStream(), n: ext.maxBody, size: int64(cl), conn: ctx.Conn(), timeout: ext.readTimeout}, cl)
 	}
 
 	var claims map[string]any
@@ -246,7 +246,9 @@ func clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 // read, and keeps pushing the client connection's read deadline forward while data flows.
 type uploadReader struct {
 	r       io.Reader
-	n       int64
+	n       int64 // bytes left under max_body_bytes
+	size    int64 // the Content-Length, -1 for chunked
+	read    int64
 	conn    net.Conn
 	timeout time.Duration
 	last    time.Time
@@ -264,8 +266,15 @@ func (u *uploadReader) Read(p []byte) (int, error) {
 	}
 	n, err := u.r.Read(p)
 	u.n -= int64(n)
+	u.read += int64(n)
 	if u.n < 0 {
 		return n, errBodyLimit
+	}
+	if err == io.EOF && u.size >= 0 && u.read < u.size {
+		err = io.ErrUnexpectedEOF // the client went away before the end of its body
+	}
+	if err != nil && err != io.EOF {
+		return n, errClientBody // a stalled or vanished client must not count against the backend
 	}
 	return n, err
 }

@@ -320,7 +320,9 @@ func fmtFailure(err error, resp *fasthttp.Response) string {
 }
 
 // echoRaw answers with the header block exactly as the backend received it.
-func echoRaw(ctx *fasthttp.RequestCtx) { ctx.SetBody(append([]byte(nil), ctx.Request.Header.RawHeaders()...)) }
+func echoRaw(ctx *fasthttp.RequestCtx) {
+	ctx.SetBody(append([]byte(nil), ctx.Request.Header.RawHeaders()...))
+}
 
 // TestForwardedHeadersCannotBeSmuggledIn: duplicates of the forwarding headers, their
 // underscore spellings and Connection tokens naming protected headers must not get a

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -245,5 +246,38 @@ func TestPanicModeServesWhenEveryCheckFails(t *testing.T) {
 		if resp := px.get(t, "/"); resp.StatusCode() != 200 || string(resp.Body()) != "still here" {
 			t.Fatalf("got %d %q in panic; want the reachable backends to keep serving", resp.StatusCode(), resp.Body())
 		}
+	}
+}
+
+// TestClientFailuresDoNotTripBreakers: uploads that the client breaks off, or that pass
+// max_body_bytes while streaming, are the client's failures: the backend's breaker and
+// failure count must not move (found in review: six such requests opened the breaker).
+func TestClientFailuresDoNotTripBreakers(t *testing.T) {
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		_, _ = io.Copy(io.Discard, ctx.RequestBodyStream())
+		ctx.SetBodyString("ok")
+	})
+	px := startProxy(t, parseConfig(t, retryConfig(t, "    circuit_breaker: { consecutive_failures: 3 }\n", be.url)+
+		"server: { max_body_bytes: 100000 }\n"))
+	chunk := strings.Repeat("a", 60000)
+	for range 6 {
+		// Chunked, over the limit while streaming: 413.
+		resp, _ := px.raw(t, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"+
+			fmt.Sprintf("%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n", len(chunk), chunk, len(chunk), chunk))
+		if !strings.HasPrefix(resp, "HTTP/1.1 413") {
+			t.Fatalf("got %q; want 413", resp[:min(len(resp), 80)])
+		}
+		// A client that promises 90 KB, sends 70 KB and goes away.
+		c, err := net.Dial("tcp", px.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 90000\r\n\r\n%s", strings.Repeat("b", 70000))
+		c.Close()
+	}
+	be0 := px.builder.Store.Load().Backends()[0]
+	waitFor(t, 5*time.Second, "the broken uploads to finish", func() bool { return be0.Stats.Inflight.Load() == 0 })
+	if f, s := be0.Stats.Failures.Load(), be0.Stats.Breaker.State(); f != 0 || s.String() != "closed" {
+		t.Fatalf("after 12 client-side failures the backend has %d failures and its breaker is %s; want 0 and closed", f, s)
 	}
 }

@@ -23,6 +23,7 @@ var (
 	errRespTimeout = errors.New("backend response timeout")
 	errBadResponse = errors.New("backend sent a malformed response")
 	errBodyLimit   = errors.New("request body exceeds max_body_bytes")
+	errClientBody  = errors.New("client failed while sending the request body")
 )
 
 // transport is a fasthttp.RoundTripper, one per backend HostClient, that streams large
@@ -90,6 +91,9 @@ func roundTrip[C connHandle](t *transport, hc *fasthttp.HostClient, cc C, req *f
 		closeConn(cc)
 		if errors.Is(err, errBodyLimit) {
 			return errBodyLimit
+		}
+		if errors.Is(err, errClientBody) {
+			return errClientBody // the client's fault, not the backend's
 		}
 		return errWrite
 	}
