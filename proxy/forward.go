@@ -97,31 +97,27 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 		p.stickyBegin(ctx, t, pool, &ext.sticky, now, sess)
 	}
 	var tried state.Tried
-	var lastErr error
-	for attempt := 0; ; attempt++ {
-		var b *state.Backend
-		var ticket state.Ticket
-		if attempt == 0 && sess != nil && sess.preferred != nil {
-			// The session's backend, if its breaker still admits the request.
-			if ticket = sess.preferred.Stats.Breaker.Acquire(now); ticket != state.TicketRejected {
-				b = sess.preferred
-			}
+	pick := func() (*state.Backend, state.Ticket) {
+		if local {
+			return pool.PickLocal(region, tried, now)
 		}
-		if b == nil {
-			if local {
-				b, ticket = pool.PickLocal(region, tried, now)
-			} else {
-				b, ticket = pool.Pick(tried, now)
-			}
+		return pool.Pick(tried, now)
+	}
+	var b *state.Backend
+	var ticket state.Ticket
+	if sess != nil && sess.preferred != nil {
+		// The session's backend, if its breaker still admits the request.
+		if ticket = sess.preferred.Stats.Breaker.Acquire(now); ticket != state.TicketRejected {
+			b = sess.preferred
 		}
-		if b == nil {
-			if lastErr == nil || lastErr == errConnect || lastErr == errDialTimeout {
-				// No backend could take it: the client may try again shortly.
-				lastErr = errNoBackend
-			}
-			writeError(ctx, lastErr)
+	}
+	if b == nil {
+		if b, ticket = pick(); b == nil {
+			writeError(ctx, errNoBackend)
 			return
 		}
+	}
+	for attempt := 0; ; attempt++ {
 		u := b.Upstream.(*upstream)
 		p.noteBackend(ctx, b)
 		req.URI().SetSchemeBytes(u.scheme)
@@ -159,38 +155,46 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 		case outcomeStatus:
 			retry = replayable
 		}
-		if !retry || attempt >= pol.attempts || !pool.Stats.AllowRetry(now, pol.budgetRatio) {
-			if err != nil {
-				if err == errConnect || err == errDialTimeout {
-					err = errNoBackend // every backend tried was unreachable
+		if retry && attempt < pol.attempts {
+			// The next backend is found before this answer is dropped: with none left, the
+			// client gets the backend's own answer (a 503 with its Retry-After, say), not
+			// one we make up. The budget is charged only for a retry that happens.
+			tried = tried.With(b.Index)
+			if nb, nt := pick(); nb != nil {
+				if pool.Stats.AllowRetry(now, pol.budgetRatio) {
+					if err == nil {
+						_ = resp.CloseBodyStream() // closes a streamed body's connection
+						resp.Reset()
+					}
+					b, ticket = nb, nt
+					continue
 				}
-				writeError(ctx, err)
-				if oc == outcomeClient {
-					ctx.SetConnectionClose() // the rest of the body is still on the wire
-				}
-				return
+				nb.Stats.Breaker.Release(nt)
 			}
-			cleanResponse(resp)
-			if resp.IsBodyStream() && ext.writeTimeout > 0 {
-				// Slow path: a streamed body. write_timeout bounds each write, not the whole
-				// response; a deadline set here is one fasthttp's server leaves alone.
-				if w, ok := resp.BodyStream().(clientWatcher); ok {
-					_ = ctx.SetWriteDeadline(time.Now().Add(ext.writeTimeout))
-					w.watchClient(ctx.Conn(), ext.writeTimeout)
-				}
+		}
+		if err != nil {
+			if err == errConnect || err == errDialTimeout {
+				err = errNoBackend // every backend tried was unreachable
 			}
-			if sess != nil && sess.active {
-				p.stickyEnd(ctx, &ext.sticky, sess, b)
+			writeError(ctx, err)
+			if oc == outcomeClient {
+				ctx.SetConnectionClose() // the rest of the body is still on the wire
 			}
 			return
 		}
-		// Retry: drop this answer (closing a streamed body's connection) and try another.
-		if err == nil {
-			_ = resp.CloseBodyStream()
-			resp.Reset()
+		cleanResponse(resp)
+		if resp.IsBodyStream() && ext.writeTimeout > 0 {
+			// Slow path: a streamed body. write_timeout bounds each write, not the whole
+			// response; a deadline set here is one fasthttp's server leaves alone.
+			if w, ok := resp.BodyStream().(clientWatcher); ok {
+				_ = ctx.SetWriteDeadline(time.Now().Add(ext.writeTimeout))
+				w.watchClient(ctx.Conn(), ext.writeTimeout)
+			}
 		}
-		tried = tried.With(b.Index)
-		lastErr = err
+		if sess != nil && sess.active {
+			p.stickyEnd(ctx, &ext.sticky, sess, b)
+		}
+		return
 	}
 }
 

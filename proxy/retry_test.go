@@ -281,3 +281,22 @@ func TestClientFailuresDoNotTripBreakers(t *testing.T) {
 		t.Fatalf("after 12 client-side failures the backend has %d failures and its breaker is %s; want 0 and closed", f, s)
 	}
 }
+
+// TestLastBackendAnswerIsPassedThrough: a 503 the policy would retry, from the only
+// backend there is, reaches the client as the backend sent it — status, Retry-After and
+// body — not as a made-up "no backend" (found in review).
+func TestLastBackendAnswerIsPassedThrough(t *testing.T) {
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetStatusCode(503)
+		ctx.Response.Header.Set("Retry-After", "120")
+		ctx.SetBodyString("down for maintenance")
+	})
+	px := startProxy(t, parseConfig(t, retryConfig(t, noTrip, be.url)))
+	resp := px.get(t, "/")
+	if resp.StatusCode() != 503 || string(resp.Header.Peek("Retry-After")) != "120" || string(resp.Body()) != "down for maintenance" {
+		t.Fatalf("got %d Retry-After %q %q; want the backend's own 503", resp.StatusCode(), resp.Header.Peek("Retry-After"), resp.Body())
+	}
+	if n := px.builder.Store.Load().DefaultPool().Stats.Retries.Load(); n != 0 {
+		t.Fatalf("got %d retries charged to the budget; want 0 (there was no other backend)", n)
+	}
+}
