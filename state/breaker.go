@@ -79,12 +79,29 @@ type EjectionGuard struct {
 	percent atomic.Int32
 }
 
-func (g *EjectionGuard) allow() bool {
+// reserve claims one ejection slot if the cap allows it; the caller gives it back with
+// unreserve if it then does not eject. A CAS loop, so that when a whole pool fails at once
+// the cap still holds.
+func (g *EjectionGuard) reserve() bool {
 	if g == nil {
 		return true
 	}
-	ejected, size := g.ejected.Load(), g.size.Load()
-	return ejected == 0 || (ejected+1)*100 <= size*g.percent.Load()
+	for {
+		cur := g.ejected.Load()
+		ejected := max(cur, 0)
+		if ejected > 0 && (ejected+1)*100 > g.size.Load()*g.percent.Load() {
+			return false
+		}
+		if g.ejected.CompareAndSwap(cur, ejected+1) {
+			return true
+		}
+	}
+}
+
+func (g *EjectionGuard) unreserve() {
+	if g != nil {
+		g.ejected.Add(-1)
+	}
 }
 
 // configure sets the breaker's settings (on each table build); zero-value safe.
@@ -157,7 +174,7 @@ func (b *Breaker) Acquire(now int64) Ticket {
 // Release hands back a ticket whose request never reached the backend (e.g. the
 // connection limit was hit), so it counts neither way.
 func (b *Breaker) Release(t Ticket) {
-	if t == TicketProbe {
+	if t == TicketProbe && b.state.Load() == uint32(BreakerHalfOpen) {
 		b.probes.Add(-1)
 	}
 }
@@ -216,22 +233,26 @@ func (b *Breaker) Record(now int64, t Ticket, failed bool) {
 // trip opens the breaker from state from, unless another goroutine moved it first or the
 // pool's ejection cap forbids it.
 func (b *Breaker) trip(now int64, c *config.CircuitBreaker, from BreakerState, reason string) {
+	if BreakerState(b.state.Load()) != from {
+		return // a late outcome: another goroutine moved the breaker already
+	}
 	g := b.guard.Load()
-	if from == BreakerClosed && !g.allow() {
+	if from == BreakerClosed && !g.reserve() {
 		return // too much of the pool is already ejected: keep serving (Envoy's cap)
 	}
-	trips := b.trips.Load()
-	open := c.OpenFor << min(trips, maxOpenDoublings)
-	b.probes.Store(0)
-	b.probeOK.Store(0)
+	// openUntil is read only in the open state, so setting it before the CAS that
+	// publishes that state is safe; the probe counters are reset by the winner alone.
+	open := c.OpenFor << min(b.trips.Load(), maxOpenDoublings)
 	b.openUntil.Store(now + int64(open))
 	if !b.state.CompareAndSwap(uint32(from), uint32(BreakerOpen)) {
+		if from == BreakerClosed {
+			g.unreserve()
+		}
 		return
 	}
+	b.probes.Store(0)
+	b.probeOK.Store(0)
 	b.trips.Add(1)
-	if from == BreakerClosed && g != nil {
-		g.ejected.Add(1)
-	}
 	b.changed(now, from, BreakerOpen, reason)
 }
 

@@ -222,3 +222,62 @@ func TestRetryBudget(t *testing.T) {
 		}
 	})
 }
+
+// TestBreakerLateFailureKeepsProbeCount: a request admitted while closed that fails after
+// the breaker went half-open must not reset the probe count and let an extra probe in
+// (found in review).
+func TestBreakerLateFailureKeepsProbeCount(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := breakerConfig()
+		c.HalfOpenProbes = 1
+		b, _ := newBreaker(c, nil)
+		slow := b.Acquire(now()) // admitted while closed, answers late
+		fail(b, 3)
+		time.Sleep(c.OpenFor)
+		if tk := b.Acquire(now()); tk != TicketProbe {
+			t.Fatalf("got %v; want the one probe", tk)
+		}
+		b.Record(now(), slow, true) // the late failure
+		if tk := b.Acquire(now()); tk != TicketRejected {
+			t.Fatalf("a second probe was admitted after a late failure (ticket %v); want exactly half_open_probes", tk)
+		}
+		if s := b.State(); s != BreakerHalfOpen {
+			t.Fatalf("a late failure moved a half-open breaker to %v", s)
+		}
+	})
+}
+
+// TestEjectionCapUnderConcurrentTrips: when a whole pool fails at once the cap still
+// holds (found in review: every breaker passed the check before any counted).
+func TestEjectionCapUnderConcurrentTrips(t *testing.T) {
+	c := breakerConfig()
+	c.ConsecutiveFailures = 1
+	for range 50 {
+		g := &EjectionGuard{}
+		g.size.Store(10)
+		g.percent.Store(30)
+		var bs []*Breaker
+		for range 10 {
+			b, _ := newBreaker(c, g)
+			bs = append(bs, b)
+		}
+		var wg sync.WaitGroup
+		for _, b := range bs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b.Record(now(), b.Acquire(now()), true)
+			}()
+		}
+		wg.Wait()
+		open := 0
+		for _, b := range bs {
+			if b.State() == BreakerOpen {
+				open++
+			}
+		}
+		if open != 3 || g.ejected.Load() != 3 {
+			t.Fatalf("got %d open (ejected count %d) of 10 with max_ejection_percent 30; want 3", open, g.ejected.Load())
+		}
+	}
+}

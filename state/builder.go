@@ -179,6 +179,19 @@ func (b *Builder) rebuild(cfg *config.Config) (*Table, error) {
 		backends: map[string]*Backend{},
 	}
 	ups := make(map[string]any, len(b.upstreams))
+	var configure []func()
+	committed := false
+	defer func() {
+		if committed || b.hooks.Release == nil {
+			return
+		}
+		// A failed build releases the clients it made (and their metric handles).
+		for id, u := range ups {
+			if b.upstreams[id] != u {
+				b.hooks.Release(u)
+			}
+		}
+	}()
 	for pi := range cfg.Pools {
 		pc := &cfg.Pools[pi]
 		p := &Pool{Index: pi, Name: pc.Name, Settings: pc, leastInflight: pc.Balance == config.BalanceLeastInflight}
@@ -231,7 +244,10 @@ func (b *Builder) rebuild(cfg *config.Config) (*Table, error) {
 		bs := p.Backends
 		p.smooth = picker.NewSmooth(weights)
 		for _, be := range bs {
-			be.Stats.Breaker.configure(&pc.CircuitBreaker, &p.Stats.Ejection, b.breakerChange(be))
+			// Applied after the swap: a build that fails must leave live breakers alone.
+			configure = append(configure, func() {
+				be.Stats.Breaker.configure(&pc.CircuitBreaker, &p.Stats.Ejection, b.breakerChange(be))
+			})
 		}
 		p.load = func(i int) int64 { return bs[i].Stats.Inflight.Load() }
 		p.regions = buildRegions(p)
@@ -261,20 +277,23 @@ func (b *Builder) rebuild(cfg *config.Config) (*Table, error) {
 	for id, be := range t.backends {
 		stats[id] = be.Stats
 	}
+	for id, st := range b.stats {
+		// A backend that leaves while ejected gives its ejection slot back (adjusted, not
+		// recounted, so concurrent trips are not overwritten).
+		if _, kept := stats[id]; !kept && st.Breaker.State() != BreakerClosed {
+			st.Breaker.guard.Load().unreserve()
+		}
+	}
 	b.stats = stats
+	committed = true
+	for _, f := range configure {
+		f()
+	}
 	poolStats := make(map[string]*PoolStats, len(t.Pools))
 	for _, p := range t.Pools {
 		poolStats[p.Name] = p.Stats
-		// Recount the ejected backends: a reload may have added or removed some.
-		var ejected int32
-		for _, be := range p.Backends {
-			if be.Stats.Breaker.State() != BreakerClosed {
-				ejected++
-			}
-		}
 		p.Stats.Ejection.size.Store(int32(len(p.Backends)))
 		p.Stats.Ejection.percent.Store(int32(p.Settings.CircuitBreaker.MaxEjectionPercent))
-		p.Stats.Ejection.ejected.Store(ejected)
 	}
 	b.poolStats = poolStats
 	for _, f := range b.watchers {
