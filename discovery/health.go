@@ -132,6 +132,12 @@ func (p *prober) run() {
 func (p *prober) check() {
 	status, err := p.target.Check(p.settings.Path, p.settings.Timeout)
 	ok := err == nil && p.expected(status)
+	// The verdict in force is the table's, not this prober's memory of what it last set:
+	// a prober replaced by a reload may have applied its verdict after its successor
+	// started, and the successor must still correct it.
+	if be := p.h.builder.Store.Load().Backend(p.id); be != nil {
+		p.healthy = be.Healthy
+	}
 	if ok {
 		p.fails = 0
 		p.passes++

@@ -187,3 +187,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestHealthCorrectsAStaleVerdict: a verdict written by someone else — a prober replaced by
+// a reload that applied its "down" after its successor started — is corrected by the
+// running prober, which reconciles with the table rather than its own memory (found in
+// review: the backend stayed down for good).
+func TestHealthCorrectsAStaleVerdict(t *testing.T) {
+	hb := startHealthBackend(t)
+	b := startChecker(t, "200", hb.url)
+	waitFor(t, "first checks", func() bool { return hb.checks.Load() > 0 })
+	id := b.Store.Load().Backends()[0].ID
+	if _, err := b.SetHealthy(id, false); err != nil { // the stale verdict
+		t.Fatal(err)
+	}
+	waitHealth(t, b, 0, true, rise*interval+slack)
+}
