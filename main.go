@@ -247,7 +247,7 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 	}
 	px := proxy.New(popts)
 	srv := proxy.NewServer(px.ServeHTTP, cfg.Server, log)
-	tlsConf, err := proxy.ServerTLS(cfg.TLS)
+	tlsConf, serverCert, err := proxy.ServerTLS(cfg.TLS)
 	if err != nil {
 		return err
 	}
@@ -305,7 +305,13 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 		}
 		old := builder.Store.Load().Config
 		if restartNeeded(old, next) {
-			log.Warn().Msg("reload: listen, admin, server, tls, auth, sticky.enabled and rate_limit.scope changes take effect after a restart")
+			log.Warn().Msg("reload: changes to listen, admin, server, tls paths, auth, sticky.enabled, redis, rate_limit.scope, log and admin.pprof take effect after a restart")
+		}
+		if serverCert != nil {
+			// Certificates rotated in place (cert-manager, certbot) are picked up here.
+			if err := serverCert.Reload(); err != nil {
+				log.Error().Err(err).Msg("reload: the front certificate could not be reloaded; the old one stays in use")
+			}
 		}
 		nt, err := builder.Apply(next)
 		if err != nil {
@@ -380,15 +386,19 @@ func shutdown(srv interface {
 }
 
 // restartNeeded reports whether next changes settings that are fixed while the process
-// runs — listeners, server limits, TLS, auth.jwt, whether sticky sessions exist and the
-// rate limiter's scope; everything else (trusted_proxies, routes, rates, ...) is swapped
-// in with the table.
+// runs — listeners, server limits, TLS file paths (rotated contents are reloaded), auth.jwt,
+// whether sticky sessions exist, Redis, the rate limiter's scope, log level and access log,
+// pprof; everything else (trusted_proxies, routes, pools, rates, ...) is swapped in with
+// the table.
 func restartNeeded(old, next *config.Config) bool {
 	a, b := old.Server, next.Server
 	a.TrustedProxies, b.TrustedProxies = nil, nil
 	return next.Listen != old.Listen || next.Admin.Listen != old.Admin.Listen || next.TLS != old.TLS ||
 		!reflect.DeepEqual(a, b) || !reflect.DeepEqual(old.Auth, next.Auth) ||
-		old.Sticky.Enabled != next.Sticky.Enabled || old.RateLimit.Scope != next.RateLimit.Scope
+		old.Sticky.Enabled != next.Sticky.Enabled || old.RateLimit.Scope != next.RateLimit.Scope ||
+		old.Env.RedisEnabled != next.Env.RedisEnabled || old.Redis != next.Redis ||
+		old.Log.Level != next.Log.Level || old.Log.AccessLogOn() != next.Log.AccessLogOn() ||
+		old.Admin.Pprof != next.Admin.Pprof
 }
 
 func tlsListener(ln net.Listener, c *tls.Config) net.Listener { return tls.NewListener(ln, c) }

@@ -118,7 +118,7 @@ func startProxy(t testing.TB, cfg *config.Config, opts ...proxyOption) *testProx
 	}
 	px := New(o)
 	srv := NewServer(px.ServeHTTP, cfg.Server, zerolog.Nop())
-	tc, err := ServerTLS(cfg.TLS)
+	tc, _, err := ServerTLS(cfg.TLS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
@@ -46,28 +47,51 @@ func (l fasthttpLogger) Printf(format string, args ...any) {
 	l.log.Debug().Msg(fmt.Sprintf(format, args...))
 }
 
-// ServerTLS returns the front listener's TLS config (TLS 1.2 or newer; client certificates
-// required and verified when client_ca_file is set), or nil when TLS is off.
-func ServerTLS(c config.TLS) (*tls.Config, error) {
-	if !c.Enabled() {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+// ServerCert is the front listener's certificate, reloadable: the TLS config asks it for
+// the certificate at each handshake, so Reload (on SIGHUP) rotates it without a restart.
+type ServerCert struct {
+	certFile, keyFile string
+	cert              atomic.Pointer[tls.Certificate]
+}
+
+// Reload reads the certificate and key files again; on error the old pair stays in use.
+func (c *ServerCert) Reload() error {
+	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("cannot load tls certificate %q: %w", c.CertFile, err)
+		return fmt.Errorf("cannot load tls certificate %q: %w", c.certFile, err)
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	c.cert.Store(&cert)
+	return nil
+}
+
+// ServerTLS returns the front listener's TLS config (TLS 1.2 or newer; client certificates
+// required and verified when client_ca_file is set) and its reloadable certificate, or
+// nils when TLS is off.
+func ServerTLS(c config.TLS) (*tls.Config, *ServerCert, error) {
+	if !c.Enabled() {
+		return nil, nil, nil
+	}
+	sc := &ServerCert{certFile: c.CertFile, keyFile: c.KeyFile}
+	if err := sc.Reload(); err != nil {
+		return nil, nil, err
+	}
+	tc := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return sc.cert.Load(), nil
+		},
+	}
 	if c.ClientCAFile != "" {
 		pem, err := os.ReadFile(c.ClientCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read tls.client_ca_file %q: %w", c.ClientCAFile, err)
+			return nil, nil, fmt.Errorf("cannot read tls.client_ca_file %q: %w", c.ClientCAFile, err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("cannot use tls.client_ca_file %q: no PEM certificates in it", c.ClientCAFile)
+			return nil, nil, fmt.Errorf("cannot use tls.client_ca_file %q: no PEM certificates in it", c.ClientCAFile)
 		}
 		tc.ClientCAs = pool
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	return tc, nil
+	return tc, sc, nil
 }

@@ -52,8 +52,8 @@ func Hooks(dial Dialer) state.Hooks {
 }
 
 func newUpstream(b *state.Backend, p *config.Pool, prev any, dial Dialer) (any, error) {
-	key := fmt.Sprintf("%s|%t|%v|%v|%d|%+v", b.Addr, b.TLS, p.Timeouts.Connect, p.Timeouts.Response,
-		p.MaxConnsPerBackend, p.UpstreamTLS)
+	key := fmt.Sprintf("%s|%t|%v|%v|%d|%+v|%s", b.Addr, b.TLS, p.Timeouts.Connect, p.Timeouts.Response,
+		p.MaxConnsPerBackend, p.UpstreamTLS, fileStamps(p.UpstreamTLS.CAFile, p.UpstreamTLS.CertFile, p.UpstreamTLS.KeyFile))
 	if old, ok := prev.(*upstream); ok && old.key == key {
 		return old, nil
 	}
@@ -116,6 +116,21 @@ func (u *upstream) Check(path string, timeout time.Duration) (int, error) {
 		return 0, err
 	}
 	return resp.StatusCode(), nil
+}
+
+// fileStamps identifies the current contents of files (size and modification time), so
+// that a certificate rotated in place makes a reload build a new client.
+func fileStamps(paths ...string) string {
+	var sb strings.Builder
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		if fi, err := os.Stat(p); err == nil {
+			fmt.Fprintf(&sb, "%s:%d:%d;", p, fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	return sb.String()
 }
 
 func upstreamTLS(c config.UpstreamTLS) (*tls.Config, error) {

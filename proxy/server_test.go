@@ -1,0 +1,86 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"os"
+	"testing"
+
+	"go-loadbalancer/config"
+)
+
+// TestServerCertReload: a certificate rotated in place is served after Reload (SIGHUP),
+// without a restart; a broken file keeps the old certificate.
+func TestServerCertReload(t *testing.T) {
+	certA, keyA, _ := writeSelfSignedCert(t)
+	certB, keyB, _ := writeSelfSignedCert(t)
+	tc, sc, err := ServerTLS(config.TLS{CertFile: certA, KeyFile: keyA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc.MinVersion != tls.VersionTLS12 {
+		t.Fatalf("got MinVersion %x; want TLS 1.2", tc.MinVersion)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	served := func() []byte {
+		t.Helper()
+		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Raw
+	}
+	want, err := tls.LoadX509KeyPair(certA, keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := served()
+	if string(first) != string(want.Certificate[0]) {
+		t.Fatal("not serving the configured certificate")
+	}
+	// Rotate in place: B's files copied over A's paths.
+	copyFile(t, certB, certA)
+	copyFile(t, keyB, keyA)
+	if err := sc.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if string(served()) == string(first) {
+		t.Fatal("still serving the old certificate after Reload")
+	}
+	// A broken file is refused and the current certificate stays.
+	current := served()
+	if err := os.WriteFile(certA, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.Reload(); err == nil {
+		t.Fatal("Reload accepted a broken certificate file")
+	}
+	if string(served()) != string(current) {
+		t.Fatal("a failed Reload changed the served certificate")
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
