@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve as the harness's backends process too: the harness
+// re-executes its own binary (here, bench.test) with GOLB_BENCH_ROLE=backends.
+func TestMain(m *testing.M) {
+	maybeServeBackends()
+	os.Exit(m.Run())
+}
+
+// TestHarness runs the whole harness in a tiny mode against direct and go-loadbalancer:
+// start, 3:2:1 check, a closed-loop and an open-loop run each, the report. It proves that
+// the harness works; its numbers mean nothing. Without wrk it is skipped, except under
+// CI=true, where a missing wrk fails it (scripts/install-deps.sh bench installs it).
+func TestHarness(t *testing.T) {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("wrk is not installed; CI must run scripts/install-deps.sh bench")
+		}
+		t.Skip("wrk is not installed (scripts/install-deps.sh bench)")
+	}
+	if testing.Short() {
+		t.Skip("starts processes and sends load for ~10 s")
+	}
+	o, err := parseFlags([]string{"-quick", "-targets", "direct,golb", "-aa", "", "-c", "8",
+		"-rates", "300", "-split-check", "60", "-out", t.TempDir(), "-timeout", "2m"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.ctx = context.Background()
+	start := time.Now()
+	rep, err := run(o)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	t.Logf("harness ran in %v", time.Since(start).Round(time.Millisecond))
+
+	if len(rep.splits) != 1 || rep.splits[0].target != "golb" {
+		t.Fatalf("got split checks %+v; want one, of golb", rep.splits)
+	}
+	if got := rep.splits[0].counts; got[0] != 30 || got[1] != 20 || got[2] != 10 {
+		t.Fatalf("got golb split %v; want [30 20 10]", got)
+	}
+	if len(rep.closed) != 2 {
+		t.Fatalf("got %d closed-loop runs; want 2", len(rep.closed))
+	}
+	for _, r := range rep.closed {
+		if r.wrk.requests < 100 || r.wrk.errors != 0 {
+			t.Errorf("%s: got %d requests, %d errors; want ≥ 100 and 0", r.target, r.wrk.requests, r.wrk.errors)
+		}
+		if r.cpuPerReq() <= 0 {
+			t.Errorf("%s: got CPU/request %.2f µs; want > 0", r.target, r.cpuPerReq())
+		}
+	}
+	if len(rep.open) != 2 {
+		t.Fatalf("got %d open-loop runs; want 2", len(rep.open))
+	}
+	for _, r := range rep.open {
+		if r.res.ok < 100 || r.res.p99 <= 0 {
+			t.Errorf("%s: got %d ok responses, p99 %v; want ≥ 100 and > 0", r.target, r.res.ok, r.res.p99)
+		}
+	}
+	var md bytes.Buffer
+	rep.markdown(&md)
+	for _, want := range []string{"### Closed loop, c=8", "| golb ÷ direct |", "### Open loop", "| 300 | golb"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, md.String())
+		}
+	}
+	if _, err := os.Stat(o.plot); err != nil {
+		t.Errorf("no latency plot: %v", err)
+	}
+}
+
+func TestParseWrk(t *testing.T) {
+	out := `Running 4s test @ http://127.0.0.1:40000/
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.02ms  310.15us   9.87ms   85.01%
+    Req/Sec    48.91k     1.27k   51.02k    75.00%
+  Latency Distribution
+     50%  0.97ms
+     75%    1.12ms
+     90%    1.31ms
+     99%    2.01ms
+  194700 requests in 4.00s, 32.68MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:  48672.30
+Transfer/sec:      8.17MB
+`
+	r, err := parseWrk(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := wrkResult{requests: 194700, elapsed: 4 * time.Second, rps: 48672.30,
+		p50: 970 * time.Microsecond, p99: 2010 * time.Microsecond, errors: 7}
+	if r != want {
+		t.Fatalf("got %+v; want %+v", r, want)
+	}
+	if _, err := parseWrk("wrk: connection refused\n"); err == nil {
+		t.Fatal("got no error for output without a request count")
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	f := func(xs []float64, want summary) {
+		t.Helper()
+		if got := summarize(xs); got != want {
+			t.Fatalf("summarize(%v): got %+v; want %+v", xs, got, want)
+		}
+	}
+	f(nil, summary{})
+	f([]float64{3}, summary{med: 3, min: 3, max: 3, n: 1})
+	f([]float64{5, 1, 3}, summary{med: 3, min: 1, max: 5, n: 3})
+	f([]float64{4, 1, 3, 2}, summary{med: 2.5, min: 1, max: 4, n: 4})
+}
+
+func TestTreeCPU(t *testing.T) {
+	c, err := treeCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.total() < 0 {
+		t.Fatalf("got negative CPU time %v", c)
+	}
+	if _, err := treeCPU(1 << 30); err == nil {
+		t.Fatal("got no error for a pid that does not exist")
+	}
+}

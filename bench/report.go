@@ -1,0 +1,390 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+type closedRun struct {
+	target     string
+	rep        int
+	conns      int
+	wrk        wrkResult
+	cpu        cpuTime // of the target's process tree during the run
+	backendCPU cpuTime // of the backends process during the run
+}
+
+func (r closedRun) cpuPerReq() float64 { return perReq(r.cpu.total(), r.wrk.requests) }
+
+type openRun struct {
+	target string
+	rep    int
+	rate   int
+	res    openResult
+	cpu    cpuTime
+}
+
+type splitRow struct {
+	target string
+	counts []uint64
+}
+
+// profileResult is the pprof summary of go-loadbalancer under wrk.
+type profileResult struct {
+	target   string
+	conns    int
+	duration time.Duration
+	rps      float64
+	cpu      cpuTime
+	requests int64
+	top      string // go tool pprof -top
+	file     string
+}
+
+// report collects everything measured and prints it as markdown.
+type report struct {
+	o        *options
+	started  time.Time
+	elapsed  time.Duration
+	machine  [][2]string
+	notes    []string
+	targets  []*target
+	splits   []splitRow
+	closed   []closedRun
+	open     []openRun
+	profile  *profileResult
+	syscalls []syscallRow
+	loadEnd  string
+}
+
+func perReq(d time.Duration, n int64) float64 {
+	if n <= 0 {
+		return 0
+	}
+	return us(d) / float64(n)
+}
+
+func newReport(o *options, root string) *report {
+	r := &report{o: o, started: time.Now()}
+	cpuModel := "unknown"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpuModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	commit := "unknown"
+	if out, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output(); err == nil {
+		commit = strings.TrimSpace(string(out))
+		if out, _ := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); len(out) > 0 {
+			commit += " (with uncommitted changes)"
+		}
+	}
+	kernel := versionOf("uname", "-r")
+	r.machine = [][2]string{
+		{"date", r.started.UTC().Format("2006-01-02 15:04 MST")},
+		{"commit", commit},
+		{"cpu", fmt.Sprintf("%d × %s", runtime.NumCPU(), cpuModel)},
+		{"kernel", kernel},
+		{"go", runtime.Version()},
+		{"wrk", versionOf("wrk", "-v")},
+		{"haproxy", versionOf("haproxy", "-v")},
+		{"nginx", versionOf("nginx", "-v")},
+		{"load average at start", loadAvg()},
+	}
+	return r
+}
+
+// setCommit records that go-loadbalancer was built from revision rev, not the work tree.
+func (r *report) setCommit(root, rev string) {
+	c := rev
+	if out, err := exec.Command("git", "-C", root, "rev-parse", "--short", rev).Output(); err == nil {
+		c = strings.TrimSpace(string(out))
+	}
+	for i := range r.machine {
+		if r.machine[i][0] == "commit" {
+			r.machine[i][1] = c + " (go-loadbalancer built from -lb-rev " + rev + ")"
+		}
+	}
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func (r *report) note(s string) { r.notes = append(r.notes, s) }
+
+func (r *report) finish() {
+	r.elapsed = time.Since(r.started)
+	r.loadEnd = loadAvg()
+}
+
+// targetNames returns the targets in first-repetition order.
+func (r *report) targetNames() []string {
+	var names []string
+	for _, t := range r.targets {
+		names = append(names, t.name)
+	}
+	return names
+}
+
+func (r *report) markdown(w io.Writer) {
+	o := r.o
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("## Benchmark run\n\n")
+	p("| | |\n|---|---|\n")
+	for _, m := range r.machine {
+		p("| %s | %s |\n", m[0], m[1])
+	}
+	if r.loadEnd != "" {
+		p("| load average at end | %s |\n", r.loadEnd)
+		p("| duration | %s |\n", r.elapsed.Round(time.Second))
+	}
+	p("\nCommand: `go run ./bench %s`\n\n", strings.Join(o.args, " "))
+	p("Placement: proxy on core %d (alone); wrk, vegeta and the backends process on core %d. "+
+		"Repetitions: %d, interleaved. Closed loop: wrk -t1, %v per run after a %v warm-up. "+
+		"Open loop: vegeta, %v per run. Results: `%s`.\n\n",
+		o.proxyCPU, o.loadCPU, o.reps, o.duration, o.warmup, o.openDur, relPath(o.out))
+	for _, n := range r.notes {
+		p("- Note: %s\n", n)
+	}
+	if len(r.notes) > 0 {
+		p("\n")
+	}
+	if len(r.splits) > 0 {
+		p("### 3:2:1 check (%d sequential requests through each proxy)\n\n| target | backend 1 (w3) | backend 2 (w2) | backend 3 (w1) |\n|---|---|---|---|\n", o.splitCheck)
+		for _, s := range r.splits {
+			p("| %s | %d | %d | %d |\n", s.target, s.counts[0], s.counts[1], s.counts[2])
+		}
+		p("\n")
+	}
+	for _, c := range o.conns {
+		r.closedTable(w, c)
+	}
+	if len(o.conns) > 0 && len(r.closed) > 0 {
+		r.ratioTable(w)
+	}
+	if len(r.syscalls) > 0 {
+		r.syscallTable(w)
+	}
+	if len(r.open) > 0 {
+		r.openTable(w)
+	}
+	if r.profile != nil {
+		r.profileSection(w)
+	}
+}
+
+func (r *report) closedTable(w io.Writer, c int) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	var any bool
+	for _, run := range r.closed {
+		any = any || run.conns == c
+	}
+	if !any {
+		return
+	}
+	p("### Closed loop, c=%d (median (min–max) over repetitions)\n\n", c)
+	p("| target | proxy CPU µs/req | user µs/req | kernel µs/req | rps | p50 ms | p99 ms | backends CPU µs/req | errors |\n")
+	p("|---|---|---|---|---|---|---|---|---|\n")
+	for _, name := range r.targetNames() {
+		var cpu, usr, sys, rps, p50, p99, be []float64
+		var errs int64
+		for _, run := range r.closed {
+			if run.target != name || run.conns != c {
+				continue
+			}
+			cpu = append(cpu, run.cpuPerReq())
+			usr = append(usr, perReq(run.cpu.user, run.wrk.requests))
+			sys = append(sys, perReq(run.cpu.sys, run.wrk.requests))
+			rps = append(rps, run.wrk.rps)
+			p50 = append(p50, ms(run.wrk.p50))
+			p99 = append(p99, ms(run.wrk.p99))
+			be = append(be, perReq(run.backendCPU.total(), run.wrk.requests))
+			errs += run.wrk.errors
+		}
+		beCol := summarize(be).format("%.2f")
+		if strings.HasPrefix(name, kindDirect) {
+			beCol = "(idle)"
+		}
+		p("| %s | **%s** | %s | %s | %s | %s | %s | %s | %d |\n", name,
+			summarize(cpu).format("%.2f"), summarize(usr).format("%.2f"), summarize(sys).format("%.2f"),
+			summarize(rps).format("%.0f"), summarize(p50).format("%.2f"), summarize(p99).format("%.2f"), beCol, errs)
+	}
+	p("\n")
+}
+
+// pairedRatios returns, for each repetition where both ran, a's CPU/req ÷ b's.
+func (r *report) pairedRatios(a, b string, c int) []float64 {
+	byRep := map[int]float64{}
+	for _, run := range r.closed {
+		if run.target == b && run.conns == c {
+			byRep[run.rep] = run.cpuPerReq()
+		}
+	}
+	var out []float64
+	for _, run := range r.closed {
+		if run.target == a && run.conns == c {
+			if d, ok := byRep[run.rep]; ok && d > 0 {
+				out = append(out, run.cpuPerReq()/d)
+			}
+		}
+	}
+	return out
+}
+
+func (r *report) ratioTable(w io.Writer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	names := r.targetNames()
+	lb := kindGoLB
+	if !contains(names, lb) {
+		return
+	}
+	pairs := [][2]string{}
+	for _, other := range []string{kindHAProxy, kindNginx, kindDirect, kindGoLB + "#2"} {
+		if contains(names, other) {
+			pairs = append(pairs, [2]string{lb, other})
+		}
+	}
+	if contains(names, kindGoLBLog) {
+		pairs = append(pairs, [2]string{kindGoLBLog, lb}) // the access log's cost
+		if contains(names, kindHAProxy) {
+			pairs = append(pairs, [2]string{kindGoLBLog, kindHAProxy})
+		}
+	}
+	for _, n := range names {
+		if strings.HasSuffix(n, "#2") && n != kindGoLB+"#2" {
+			pairs = append(pairs, [2]string{n, strings.TrimSuffix(n, "#2")})
+		}
+	}
+	p("### CPU per request ratios (median of per-repetition ratios, (min–max))\n\n| ratio |")
+	for _, c := range r.o.conns {
+		p(" c=%d |", c)
+	}
+	p("\n|---|")
+	for range r.o.conns {
+		p("---|")
+	}
+	p("\n")
+	for _, pr := range pairs {
+		label := pr[0] + " ÷ " + pr[1]
+		if strings.HasSuffix(pr[1], "#2") || strings.HasSuffix(pr[0], "#2") {
+			label += " (A/A: the noise floor)"
+		}
+		p("| %s |", label)
+		for _, c := range r.o.conns {
+			p(" %s |", summarize(r.pairedRatios(pr[0], pr[1], c)).format("%.2f"))
+		}
+		p("\n")
+	}
+	p("\nGoal (issue 6): go-loadbalancer ÷ haproxy ≤ 0.90 at c=50 and c=256.\n\n")
+}
+
+func (r *report) syscallTable(w io.Writer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("### System calls per request (perf stat on the target's processes, wrk c=%d, one separate run each)\n\n", r.o.conns[0])
+	p("| target | all |")
+	for _, e := range syscallEvents[1:] {
+		p(" %s |", e.label)
+	}
+	p("\n|---|---|")
+	for range syscallEvents[1:] {
+		p("---|")
+	}
+	p("\n")
+	for _, row := range r.syscalls {
+		p("| %s | **%.2f** |", row.target, row.perReq["all"])
+		for _, e := range syscallEvents[1:] {
+			p(" %.2f |", row.perReq[e.label])
+		}
+		p("\n")
+	}
+	p("\n")
+}
+
+func (r *report) openTable(w io.Writer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("### Open loop (vegeta; latency from the scheduled send time; median (min–max))\n\n")
+	p("| rate | target | achieved rps | p50 ms | p99 ms | p99.9 ms | max ms | p99 from send ms | generator late p99 ms | proxy CPU µs/req |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, rate := range r.o.rates {
+		for _, name := range r.targetNames() {
+			var ach, p50, p99, p999, mx, cpu, late, sp99 []float64
+			limited := 0
+			for _, run := range r.open {
+				if run.target != name || run.rate != rate {
+					continue
+				}
+				ach = append(ach, run.res.achieved)
+				p50 = append(p50, ms(run.res.p50))
+				p99 = append(p99, ms(run.res.p99))
+				p999 = append(p999, ms(run.res.p999))
+				mx = append(mx, ms(run.res.max))
+				cpu = append(cpu, perReq(run.cpu.total(), run.res.okAll))
+				late = append(late, ms(run.res.behind))
+				sp99 = append(sp99, ms(run.res.sendP99))
+				if run.res.achieved < 0.97*float64(rate) || run.res.behind > 5*time.Millisecond {
+					limited++
+				}
+			}
+			if len(ach) == 0 {
+				continue
+			}
+			if limited > 0 {
+				name += fmt.Sprintf(" ⚠ %d/%d", limited, len(ach))
+			}
+			p("| %d | %s | %s | %s | **%s** | %s | %s | %s | %s | %s |\n", rate, name,
+				summarize(ach).format("%.0f"), summarize(p50).format("%.2f"), summarize(p99).format("%.2f"),
+				summarize(p999).format("%.2f"), summarize(mx).format("%.1f"), summarize(sp99).format("%.2f"),
+				summarize(late).format("%.2f"), summarize(cpu).format("%.2f"))
+		}
+	}
+	p("\nLatencies are measured from each request's scheduled send time (no coordinated omission), so "+
+		"they include the generator's own lateness (its p99 is the last column but one); \"p99 from send\" "+
+		"is vegeta's latency from the actual send. ⚠ n/m: in n of m runs the generator fell behind "+
+		"(achieved < 97%% of the rate, or sent more than 5 ms late at p99): those latencies are the "+
+		"load generator's, not the target's.\n\n![latency vs rate](%s)\n\n", relPath(r.o.plot))
+}
+
+func (r *report) profileSection(w io.Writer) {
+	pr := r.profile
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	tot := pr.cpu.total()
+	share := func(d time.Duration) float64 {
+		if tot == 0 {
+			return 0
+		}
+		return 100 * float64(d) / float64(tot)
+	}
+	p("### Where go-loadbalancer's CPU goes (pprof of %s, wrk -c%d, %v)\n\n", pr.target, pr.conns, pr.duration)
+	p("%.0f rps; %.2f µs/req; user %.0f%% / kernel %.0f%% of the process's CPU (/proc utime vs stime). Profile: `%s`.\n\n",
+		pr.rps, perReq(tot, pr.requests), share(pr.cpu.user), share(pr.cpu.sys), relPath(pr.file))
+	p("```\n%s```\n\n", pr.top)
+}
+
+func relPath(p string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return p
+	}
+	if rel, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
+	}
+	return p
+}
