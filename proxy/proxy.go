@@ -124,7 +124,7 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	upgrade := flags&hdrUpgrade != 0 && isWebSocket(req)
 	prepareRequest(ctx, flags, ext, upgrade)
 
-	now := time.Now().UnixNano()
+	now := ctx.Time().UnixNano() // read once by fasthttp when the request arrived
 	if upgrade {
 		b, ticket := pool.Pick(0, now)
 		if b == nil {
