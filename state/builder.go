@@ -92,6 +92,8 @@ type Builder struct {
 	drained   map[string]bool
 	weights   map[string]int
 	down      map[string]bool
+	found     map[string][]config.Backend // discovered backends, by pool
+	standby   map[string]int              // standby backends brought in, by pool
 	now       func() time.Time
 }
 
@@ -105,6 +107,8 @@ func NewBuilder(h Hooks) *Builder {
 		drained:   map[string]bool{},
 		weights:   map[string]int{},
 		down:      map[string]bool{},
+		found:     map[string][]config.Backend{},
+		standby:   map[string]int{},
 		now:       time.Now,
 	}
 }
@@ -159,6 +163,63 @@ func (b *Builder) SetHealthy(id string, healthy bool) (*Table, error) {
 	})
 }
 
+// SetDiscovered replaces the backends service discovery found for pool (added to the
+// configured ones; one already configured is not added twice) and swaps a new table.
+func (b *Builder) SetDiscovered(pool string, backends []config.Backend) (*Table, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cfg == nil {
+		return nil, fmt.Errorf("cannot set discovered backends of pool %q: no configuration yet", pool)
+	}
+	b.found[pool] = append([]config.Backend(nil), backends...)
+	return b.rebuild(b.cfg)
+}
+
+// SetStandby brings the first n of pool's standby backends into rotation (autoscaling)
+// and swaps a new table; n is clamped to the standby list.
+func (b *Builder) SetStandby(pool string, n int) (*Table, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cfg == nil {
+		return nil, fmt.Errorf("cannot scale pool %q: no configuration yet", pool)
+	}
+	b.standby[pool] = max(n, 0)
+	return b.rebuild(b.cfg)
+}
+
+// Standby returns how many standby backends of pool are in rotation.
+func (b *Builder) Standby(pool string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.standby[pool]
+}
+
+// members is pool pc's backends in this build: configured, then discovered, then the
+// standby ones brought in, each address once.
+func (b *Builder) members(pc *config.Pool) []config.Backend {
+	found, n := b.found[pc.Name], min(b.standby[pc.Name], len(pc.Standby))
+	if len(found) == 0 && n == 0 {
+		return pc.Backends
+	}
+	all := append([]config.Backend(nil), pc.Backends...)
+	seen := make(map[string]bool, len(all))
+	for _, bc := range all {
+		addr, tls := bc.Addr()
+		seen[BackendID(pc.Name, addr, tls)] = true
+	}
+	for _, bc := range append(append([]config.Backend(nil), found...), pc.Standby[:n]...) {
+		addr, tls := bc.Addr()
+		if id := BackendID(pc.Name, addr, tls); !seen[id] {
+			seen[id] = true
+			if bc.Weight == 0 {
+				bc.Weight = 1
+			}
+			all = append(all, bc)
+		}
+	}
+	return all
+}
+
 func (b *Builder) override(id string, set func()) (*Table, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -200,8 +261,9 @@ func (b *Builder) rebuild(cfg *config.Config) (*Table, error) {
 			p.Stats = &PoolStats{}
 			p.Stats.Budget.Init(RetryBudgetWindow)
 		}
-		weights := make([]int, 0, len(pc.Backends))
-		for i, bc := range pc.Backends {
+		members := b.members(pc)
+		weights := make([]int, 0, len(members))
+		for i, bc := range members {
 			addr, tls := bc.Addr()
 			be := &Backend{
 				ID:      BackendID(pc.Name, addr, tls),

@@ -141,3 +141,36 @@ func TestBackendID(t *testing.T) {
 	f("web", "[::1]:443", true, "web-___1__443-tls")
 	f("api", "svc.local:80", false, "api-svc.local_80")
 }
+
+func TestDiscoveredAndStandbyBackends(t *testing.T) {
+	b, tb := testTable(t, 1)
+	cfg := *tb.Config
+	cfg.Pools = append([]config.Pool(nil), cfg.Pools...)
+	cfg.Pools[0].Standby = []config.Backend{{URL: "http://127.0.0.1:9001", Weight: 1}, {URL: "http://127.0.0.1:9002", Weight: 1}}
+	if _, err := b.Apply(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(tb *Table) string {
+		s := ""
+		for _, be := range tb.Backends() {
+			s += be.ID + " "
+		}
+		return s
+	}
+	tb, err := b.SetDiscovered("web", []config.Backend{{URL: "http://127.0.0.1:1"}, {URL: "http://127.0.0.1:7000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ids(tb), "web-127.0.0.1_1 web-127.0.0.1_7000 "; got != want {
+		t.Fatalf("got %q; want the configured backend once plus the discovered one", got)
+	}
+	if tb, _ = b.SetStandby("web", 5); ids(tb) != "web-127.0.0.1_1 web-127.0.0.1_7000 web-127.0.0.1_9001 web-127.0.0.1_9002 " {
+		t.Fatalf("got %q; want both standby backends in (n clamped to 2)", ids(tb))
+	}
+	if tb, _ = b.SetStandby("web", 0); ids(tb) != "web-127.0.0.1_1 web-127.0.0.1_7000 " {
+		t.Fatalf("got %q; want the standby backends out again", ids(tb))
+	}
+	if tb, _ = b.SetDiscovered("web", nil); ids(tb) != "web-127.0.0.1_1 " {
+		t.Fatalf("got %q; want only the configured backend", ids(tb))
+	}
+}
