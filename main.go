@@ -204,6 +204,7 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 	sampleCtx, stopSampler := context.WithCancel(context.Background())
 	defer stopSampler()
 	go reg.Run(sampleCtx)
+	go discovery.NewAutoscaler(builder, log).Run(sampleCtx) // pools with autoscale.target_inflight_per_backend
 	var alog *proxy.AccessLog
 	if cfg.Log.AccessLogOn() {
 		alog = proxy.NewAccessLog(stdout, proxy.AccessLogOptions{})

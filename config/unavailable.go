@@ -32,19 +32,6 @@ var unavailableFeatures = []unavailableFeature{
 		},
 	},
 	{
-		what: "standby backends and autoscaling are",
-		on: func(c *Config) []switchedOn {
-			var on []switchedOn
-			for i, p := range c.Pools {
-				path := indexPath("pools", i)
-				on = append(on, onIf(len(p.Standby) > 0, path+".standby", "remove standby")...)
-				on = append(on, onIf(p.Autoscale.TargetInflightPerBackend > 0,
-					path+".autoscale.target_inflight_per_backend", "set target_inflight_per_backend: 0")...)
-			}
-			return on
-		},
-	},
-	{
 		what: "Consul support is",
 		on: func(c *Config) []switchedOn {
 			return envOnIf(c.Env.ConsulEnabled, "CONSUL_ENABLED")

@@ -195,10 +195,6 @@ func TestValidateUnavailable(t *testing.T) {
 	f("geo:\n  mmdb_file: geo.mmdb #<", `geo.mmdb_file: GeoIP databases are not available in this build yet (set mmdb_file: "")`)
 	f("pools:\n  - discovery:\n      consul: { service: web } #<",
 		`pools[0].discovery.consul.service: Consul discovery is not available in this build yet (set service: "")`)
-	f("pools:\n  - backends: [{url: \"http://a\"}]\n    standby: #<\n      - url: \"http://b\"",
-		"pools[0].standby: standby backends and autoscaling are not available in this build yet (remove standby)")
-	f("pools:\n  - backends: [{url: \"http://a\"}]\n    autoscale: { target_inflight_per_backend: 10 } #<",
-		"pools[0].autoscale.target_inflight_per_backend: standby backends and autoscaling are not available in this build yet (set target_inflight_per_backend: 0)")
 
 	// Switched off, their settings are accepted (and still checked).
 	mustParse(t, basePool+"sticky: { enabled: false, header: X-Session }\nrate_limit: { enabled: false, key: \"claim:sub\", scope: redis }\n"+
@@ -208,8 +204,7 @@ func TestValidateUnavailable(t *testing.T) {
 	// Standby backends are checked like backends, duplicates across both included.
 	checkErrors(t, "pools:\n  - backends: [{url: \"http://a\"}]\n    standby:\n      - url: \"http://a:80\"\n        weight: 0\n",
 		`lb.yaml:5: pools[0].standby[0].weight: weight must be between 1 and 10000`,
-		`lb.yaml:4: pools[0].standby[0].url: duplicate backend "http://a:80" (same address as backends[0])`,
-		"lb.yaml:3: pools[0].standby: standby backends and autoscaling are not available in this build yet (remove standby)")
+		`lb.yaml:4: pools[0].standby[0].url: duplicate backend "http://a:80" (same address as backends[0])`)
 }
 
 func TestValidateAccepts(t *testing.T) {
