@@ -7,14 +7,6 @@ import "fmt"
 // than silently ignoring the setting. When a feature lands, delete its entry.
 var unavailableFeatures = []unavailableFeature{
 	{
-		what: "GeoIP databases are",
-		on: func(c *Config) []switchedOn {
-			var on []switchedOn
-			on = append(on, onIf(c.Geo.MMDBFile != "", "geo.mmdb_file", `set mmdb_file: ""`)...)
-			return on
-		},
-	},
-	{
 		what: "tracing is",
 		on: func(c *Config) []switchedOn {
 			return onIf(c.Tracing.Enabled, "tracing.enabled", "set enabled: false")

@@ -192,7 +192,6 @@ func TestValidateUnavailable(t *testing.T) {
 		"lb.yaml:6: auth.jwt.algorithms: HMAC algorithms need auth.jwt.hmac_secret_file",
 		"lb.yaml:6: auth.jwt.algorithms: public-key algorithms need auth.jwt.jwks_file or jwks_url")
 	f("tracing:\n  enabled: true #<", "tracing.enabled: tracing is not available in this build yet (set enabled: false)")
-	f("geo:\n  mmdb_file: geo.mmdb #<", `geo.mmdb_file: GeoIP databases are not available in this build yet (set mmdb_file: "")`)
 	f("pools:\n  - discovery:\n      consul: { service: web } #<",
 		`pools[0].discovery.consul.service: Consul discovery is not available in this build yet (set service: "")`)
 

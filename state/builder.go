@@ -88,6 +88,7 @@ type Builder struct {
 	stats     map[string]*Stats
 	poolStats map[string]*PoolStats
 	watchers  []func(*Table)
+	geoip     geoIPCache
 	upstreams map[string]any
 	drained   map[string]bool
 	weights   map[string]int
@@ -300,11 +301,15 @@ func (b *Builder) rebuild(cfg *config.Config) (*Table, error) {
 			p.Backends = append(p.Backends, be)
 			t.backends[be.ID] = be
 		}
-		if len(p.Backends) == 0 {
+		if len(p.Backends) == 0 && pc.Discovery.Consul.Service == "" {
 			return nil, fmt.Errorf("cannot build pool %q: it has no backends", pc.Name)
 		}
 		bs := p.Backends
-		p.smooth = picker.NewSmooth(weights)
+		if len(bs) > 0 {
+			// A discovered pool may be empty until Consul answers: it has no schedule and
+			// Pick returns nil (503).
+			p.smooth = picker.NewSmooth(weights)
+		}
 		for _, be := range bs {
 			// Applied after the swap: a build that fails must leave live breakers alone.
 			configure = append(configure, func() {
@@ -321,7 +326,11 @@ func (b *Builder) rebuild(cfg *config.Config) (*Table, error) {
 		return nil, err
 	}
 	t.routes = routes
-	t.Geo = buildGeo(cfg.Geo)
+	db, err := b.geoip.open(cfg.Geo.MMDBFile)
+	if err != nil {
+		return nil, err
+	}
+	t.Geo = buildGeo(cfg.Geo, db)
 
 	if b.hooks.Table != nil {
 		ext, err := b.hooks.Table(t)

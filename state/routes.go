@@ -151,6 +151,7 @@ func buildRoutes(cfg *config.Config, pools map[string]*Pool) ([]Route, error) {
 type Geo struct {
 	header      []byte
 	nets        []geoNet // longest prefix first
+	db          *GeoIP   // geo.mmdb_file, consulted after the CIDRs
 	preferLocal bool
 }
 
@@ -159,8 +160,8 @@ type geoNet struct {
 	region []byte
 }
 
-func buildGeo(c config.Geo) *Geo {
-	g := &Geo{preferLocal: c.PreferLocal == nil || *c.PreferLocal}
+func buildGeo(c config.Geo, db *GeoIP) *Geo {
+	g := &Geo{preferLocal: c.PreferLocal == nil || *c.PreferLocal, db: db}
 	if c.Header != "" {
 		g.header = []byte(c.Header)
 	}
@@ -182,7 +183,7 @@ func buildGeo(c config.Geo) *Geo {
 }
 
 // Enabled reports whether any region source is configured.
-func (g *Geo) Enabled() bool { return g != nil && (g.header != nil || len(g.nets) > 0) }
+func (g *Geo) Enabled() bool { return g != nil && (g.header != nil || len(g.nets) > 0 || g.db != nil) }
 
 // HeaderName is the configured region header, or nil.
 func (g *Geo) HeaderName() []byte { return g.header }
@@ -191,7 +192,8 @@ func (g *Geo) HeaderName() []byte { return g.header }
 func (g *Geo) PreferLocal() bool { return g != nil && g.preferLocal }
 
 // Region returns the client's region: headerValue when it is non-empty (the caller passes
-// it only from a trusted peer), else the region of the longest CIDR holding addr, else nil.
+// it only from a trusted peer), else the region of the longest CIDR holding addr, else the
+// GeoIP database's, else nil.
 func (g *Geo) Region(addr netip.Addr, headerValue []byte) []byte {
 	if len(headerValue) > 0 {
 		return headerValue
@@ -200,6 +202,9 @@ func (g *Geo) Region(addr netip.Addr, headerValue []byte) []byte {
 		if g.nets[i].prefix.Contains(addr) {
 			return g.nets[i].region
 		}
+	}
+	if g.db != nil {
+		return g.db.Region(addr)
 	}
 	return nil
 }

@@ -102,6 +102,9 @@ func (p *Pool) Pick(tried Tried, now int64) (*Backend, Ticket) {
 }
 
 func (p *Pool) pick(avail func(i int) bool) int {
+	if len(p.Backends) == 0 {
+		return -1 // a discovered pool with nothing discovered yet
+	}
 	if p.leastInflight {
 		return picker.LeastInflight(len(p.Backends), p.load, avail)
 	}
