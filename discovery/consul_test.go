@@ -1,0 +1,433 @@
+package discovery
+
+import (
+	"bytes"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"go-loadbalancer/config"
+	"go-loadbalancer/proxy"
+	"go-loadbalancer/state"
+)
+
+// syncBuffer is a log sink safe for the watchers' goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// count is how many log lines contain s.
+func (b *syncBuffer) count(s string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Count(b.buf.String(), s)
+}
+
+// consulConfig parses a config with the given pools, as the binary does with
+// CONSUL_ENABLED=true.
+func consulConfig(t *testing.T, pools string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("lb.yaml", []byte("pools:\n"+pools))
+	if err != nil {
+		t.Fatalf("cannot parse test config: %v", err)
+	}
+	if errs := cfg.ApplyEnv(func(name string) string {
+		if name == "CONSUL_ENABLED" {
+			return "true"
+		}
+		return ""
+	}); errs != nil {
+		t.Fatal(errs)
+	}
+	if errs := cfg.Validate(); errs != nil {
+		t.Fatal(errs)
+	}
+	return cfg
+}
+
+const webPool = `  - name: web
+    backends: [{url: "http://127.0.0.1:1"}]
+    discovery: { consul: { service: web } }
+`
+
+// startConsul builds cfg with a real Builder (hooks h) and watches fake for it.
+// Logs are kept at info, the production default: what an operator would see.
+func startConsul(t *testing.T, fake *fakeConsul, cfg *config.Config, h state.Hooks) (*state.Builder, *Consul, *syncBuffer) {
+	t.Helper()
+	b := state.NewBuilder(h)
+	if _, err := b.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	c, err := NewConsul(ConsulOptions{Builder: b, Log: zerolog.New(logs).Level(zerolog.InfoLevel), Addr: fake.addr(),
+		WaitTime: 2 * time.Second, RetryMin: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	return b, c, logs
+}
+
+// waitUntil polls cond until it holds or within passes.
+func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// members renders pool's backends as "URL/weight/region ..." in table order.
+func members(b *state.Builder, pool string) string {
+	var s []string
+	for _, be := range b.Store.Load().Pool(pool).Backends {
+		s = append(s, be.URL+"/"+strconv.Itoa(be.Weight)+"/"+be.Region)
+	}
+	return strings.Join(s, " ")
+}
+
+// waitMembers waits, at most 1 s, for pool's backends to be want.
+func waitMembers(t *testing.T, b *state.Builder, pool, want string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for got := members(b, pool); got != want; got = members(b, pool) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pool %s: got backends %q; want %q within 1s", pool, got, want)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// waitRequests waits until the fake has answered n more requests than it had at from.
+func waitRequests(t *testing.T, fake *fakeConsul, from, n int) {
+	t.Helper()
+	waitUntil(t, 5*time.Second, strconv.Itoa(n)+" more Consul queries", func() bool { return len(fake.seen()) >= from+n })
+}
+
+func TestConsulDiscoversAndFollowsChanges(t *testing.T) {
+	fake := startFakeConsul(t)
+	fake.set("web",
+		fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "web-1", Port: 8080},
+		fakeInstance{Node: "n2", NodeAddress: "10.0.0.2", ID: "web-2", Address: "10.1.0.2", Port: 9000, Passing: 5,
+			Meta: map[string]string{"region": "eu"}},
+	)
+	b, _, _ := startConsul(t, fake, consulConfig(t, webPool), state.Hooks{})
+	// Configured first, then discovered (sorted); the node address stands in for a missing
+	// service address; Weights.Passing is the weight; Meta.region the region.
+	waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.1:8080/1/ http://10.1.0.2:9000/5/eu")
+
+	// Add one.
+	fake.set("web",
+		fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "web-1", Port: 8080},
+		fakeInstance{Node: "n2", NodeAddress: "10.0.0.2", ID: "web-2", Address: "10.1.0.2", Port: 9000, Passing: 5,
+			Meta: map[string]string{"region": "eu"}},
+		fakeInstance{Node: "n3", NodeAddress: "fd00::3", ID: "web-3", Port: 80},
+	)
+	waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.1:8080/1/ http://10.1.0.2:9000/5/eu http://[fd00::3]:80/1/")
+	// Remove one, reweight another.
+	fake.set("web",
+		fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "web-1", Port: 8080, Passing: 7},
+		fakeInstance{Node: "n3", NodeAddress: "fd00::3", ID: "web-3", Port: 80},
+	)
+	waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.1:8080/7/ http://[fd00::3]:80/1/")
+	// All gone: only the configured backend stays.
+	fake.set("web")
+	waitMembers(t, b, "web", "http://127.0.0.1:1/1/")
+}
+
+func TestConsulSkipsNoOpUpdates(t *testing.T) {
+	fake := startFakeConsul(t)
+	in := fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "web-1", Port: 8080}
+	fake.set("web", in)
+	b, _, _ := startConsul(t, fake, consulConfig(t, webPool), state.Hooks{})
+	waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.1:8080/1/")
+	version := b.Store.Load().Version
+
+	// Writes that do not change the set: another index, a changed check output, the same
+	// instance under another ID, another non-region meta key.
+	changes := []func(){
+		fake.touch,
+		func() { in.Output = "HTTP GET /health: 200 OK"; fake.set("web", in) },
+		func() { in.ID = "web-1b"; fake.set("web", in) },
+		func() { in.Meta = map[string]string{"version": "2"}; fake.set("web", in) },
+	}
+	for _, change := range changes {
+		change()
+		index := fake.currentIndex()
+		// The watcher has seen the new index once it asks for what comes after it.
+		waitUntil(t, 5*time.Second, "a query past the new index", func() bool {
+			return slices.ContainsFunc(fake.seen(), func(r fakeRequest) bool { return r.Index == index })
+		})
+	}
+	if got := b.Store.Load().Version; got != version {
+		t.Fatalf("got table version %d after no-op updates; want %d (no swap)", got, version)
+	}
+}
+
+func TestConsulIndexGoingBackwardsResets(t *testing.T) {
+	fake := startFakeConsul(t)
+	fake.restore(100, "web", fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "web-1", Port: 8080})
+	b, _, _ := startConsul(t, fake, consulConfig(t, webPool), state.Hooks{})
+	waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.1:8080/1/")
+	waitUntil(t, 5*time.Second, "a query blocking at index 100", func() bool {
+		return slices.ContainsFunc(fake.seen(), func(r fakeRequest) bool { return r.Index == 100 })
+	})
+
+	// A snapshot restore: the blocked query answers with index 7. The watcher must start
+	// over with a non-blocking query (index 0), then block from 7 — not from 100, where it
+	// would miss every change until the index passed 100 again.
+	from := len(fake.seen())
+	fake.restore(7, "web", fakeInstance{Node: "n2", NodeAddress: "10.0.0.2", ID: "web-2", Port: 8080})
+	waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.2:8080/1/")
+	waitUntil(t, 5*time.Second, "queries at index 0 and then 7", func() bool {
+		seen := fake.seen()[from:]
+		i := slices.IndexFunc(seen, func(r fakeRequest) bool { return r.Index == 0 })
+		return i >= 0 && slices.ContainsFunc(seen[i+1:], func(r fakeRequest) bool { return r.Index == 7 })
+	})
+	// Blocking from 7 sees the next change (index 8) at once.
+	fake.set("web", fakeInstance{Node: "n3", NodeAddress: "10.0.0.3", ID: "web-3", Port: 8080})
+	waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.3:8080/1/")
+}
+
+func TestConsulNextIndex(t *testing.T) {
+	f := func(prev, got, want uint64) {
+		t.Helper()
+		if n := nextIndex(prev, got); n != want {
+			t.Fatalf("nextIndex(%d, %d) = %d; want %d", prev, got, n, want)
+		}
+	}
+	f(0, 5, 5) // first answer
+	f(5, 5, 5) // timeout: block again from the same index
+	f(5, 9, 9) // a change
+	f(9, 3, 0) // backwards: reset, the next query does not block
+	f(0, 0, 1) // 0 would never block: clamp to 1
+	f(1, 0, 0) // backwards wins; the next 0 is clamped
+	f(0, 1, 1) // at least 1 is fine
+	f(30, 30, 30)
+}
+
+func TestConsulBackoff(t *testing.T) {
+	const lo, hi = 100 * time.Millisecond, 1600 * time.Millisecond
+	f := func(failures int, base time.Duration) {
+		t.Helper()
+		for range 50 {
+			if d := backoff(failures, lo, hi); d < base/2 || d > base {
+				t.Fatalf("backoff(%d) = %s; want in [%s, %s]", failures, d, base/2, base)
+			}
+		}
+	}
+	f(1, lo)
+	f(2, 2*lo)
+	f(4, 8*lo)
+	f(5, hi)
+	f(6, hi)
+	f(1000, hi) // capped, no overflow
+}
+
+func TestConsulOutageKeepsBackendsAndRecovers(t *testing.T) {
+	f := func(t *testing.T, status int, hangUp bool) {
+		t.Helper()
+		fake := startFakeConsul(t)
+		fake.set("web", fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "web-1", Port: 8080})
+		b, _, logs := startConsul(t, fake, consulConfig(t, webPool), state.Hooks{})
+		waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.1:8080/1/")
+		version := b.Store.Load().Version
+
+		from := len(fake.seen())
+		fake.fail(status, hangUp)
+		waitUntil(t, 5*time.Second, "5 failed queries", func() bool {
+			n := 0
+			for _, r := range fake.seen()[from:] {
+				if r.Failed {
+					n++
+				}
+			}
+			return n >= 5
+		})
+		if got := b.Store.Load().Version; got != version {
+			t.Fatalf("got table version %d during the outage; want %d (last backends kept)", got, version)
+		}
+		if got := members(b, "web"); got != "http://127.0.0.1:1/1/ http://10.0.0.1:8080/1/" {
+			t.Fatalf("got backends %q during the outage; want the last known ones", got)
+		}
+		if n := logs.count("cannot query Consul"); n != 1 {
+			t.Fatalf("got %d outage log lines after 5 failures; want 1", n)
+		}
+
+		// Consul comes back with another set.
+		fake.set("web", fakeInstance{Node: "n2", NodeAddress: "10.0.0.2", ID: "web-2", Port: 8080})
+		fake.fail(0, false)
+		waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.2:8080/1/")
+		if n := logs.count("Consul reachable again"); n != 1 {
+			t.Fatalf("got %d recovery log lines; want 1", n)
+		}
+
+		// A second outage is logged again, once.
+		fake.fail(status, hangUp)
+		from = len(fake.seen())
+		waitRequests(t, fake, from, 3)
+		if n := logs.count("cannot query Consul"); n != 2 {
+			t.Fatalf("got %d outage log lines after two outages; want 2", n)
+		}
+	}
+	t.Run("500", func(t *testing.T) { f(t, 500, false) })
+	t.Run("connection closed", func(t *testing.T) { f(t, 0, true) })
+}
+
+func TestConsulFilters(t *testing.T) {
+	fake := startFakeConsul(t)
+	fake.set("api",
+		fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "api-1", Port: 1, Tags: []string{"v1"}},
+		fakeInstance{Node: "n2", NodeAddress: "10.0.0.2", ID: "api-2", Port: 2, Tags: []string{"v2"}},
+		fakeInstance{Node: "n3", NodeAddress: "10.0.0.3", ID: "api-3", Port: 3, Tags: []string{"V2", "canary"}},
+		fakeInstance{Node: "n4", NodeAddress: "10.0.0.4", ID: "api-4", Port: 4, Tags: []string{"v2"}, Status: "critical"},
+		fakeInstance{Node: "n5", NodeAddress: "10.0.0.5", ID: "api-5", Port: 5, Tags: []string{"v2"}, Status: "warning"},
+	)
+	cfg := consulConfig(t, `  - name: strict
+    discovery: { consul: { service: api, tag: v2 } }
+  - name: loose
+    discovery: { consul: { service: api, tag: v2, passing_only: false } }
+  - name: all
+    discovery: { consul: { service: api, passing_only: false } }
+`)
+	b, _, _ := startConsul(t, fake, cfg, state.Hooks{})
+	waitMembers(t, b, "strict", "http://10.0.0.2:2/1/ http://10.0.0.3:3/1/")
+	waitMembers(t, b, "loose", "http://10.0.0.2:2/1/ http://10.0.0.3:3/1/ http://10.0.0.4:4/1/ http://10.0.0.5:5/1/")
+	waitMembers(t, b, "all", "http://10.0.0.1:1/1/ http://10.0.0.2:2/1/ http://10.0.0.3:3/1/ http://10.0.0.4:4/1/ http://10.0.0.5:5/1/")
+
+	// What went over the wire.
+	type params struct {
+		passing bool
+		tags    string
+	}
+	got := map[params]bool{}
+	for _, r := range fake.seen() {
+		if r.Service != "api" || r.Wait != "2000ms" {
+			t.Fatalf("got request %+v; want service api, wait 2000ms", r)
+		}
+		got[params{r.Passing, strings.Join(r.Tags, ",")}] = true
+	}
+	want := map[params]bool{{true, "v2"}: true, {false, "v2"}: true, {false, ""}: true}
+	if !mapsEqual(got, want) {
+		t.Fatalf("got query parameters %v; want %v", got, want)
+	}
+}
+
+func mapsEqual[K comparable](a, b map[K]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestConsulFollowsReloads(t *testing.T) {
+	fake := startFakeConsul(t)
+	fake.set("web", fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "web-1", Port: 8080, Tags: []string{"blue"}})
+	fake.set("web2", fakeInstance{Node: "n2", NodeAddress: "10.0.0.2", ID: "web2-1", Port: 8080, Tags: []string{"green"}})
+	b, _, _ := startConsul(t, fake, consulConfig(t, webPool), state.Hooks{})
+	waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.1:8080/1/")
+
+	// Another service: the watcher restarts on it.
+	if _, err := b.Apply(consulConfig(t, strings.Replace(webPool, "service: web", "service: web2", 1))); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.2:8080/1/")
+	// A tag nothing has: none discovered.
+	if _, err := b.Apply(consulConfig(t, strings.Replace(webPool, "service: web", "service: web2, tag: blue", 1))); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, b, "web", "http://127.0.0.1:1/1/")
+	if _, err := b.Apply(consulConfig(t, strings.Replace(webPool, "service: web", "service: web2, tag: green", 1))); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.2:8080/1/")
+	// Discovery switched off: the discovered backends leave with it.
+	if _, err := b.Apply(consulConfig(t, "  - name: web\n    backends: [{url: \"http://127.0.0.1:1\"}]\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, b, "web", "http://127.0.0.1:1/1/")
+	// ... and stay out: no watcher is left for the pool.
+	from := len(fake.seen())
+	fake.set("web2", fakeInstance{Node: "n3", NodeAddress: "10.0.0.3", ID: "web2-3", Port: 8080, Tags: []string{"green"}})
+	time.Sleep(50 * time.Millisecond) // an absence: give a stray watcher a chance to show
+	if n := len(fake.seen()) - from; n != 0 {
+		t.Fatalf("got %d Consul queries after discovery was switched off; want 0", n)
+	}
+	if got := members(b, "web"); got != "http://127.0.0.1:1/1/" {
+		t.Fatalf("got backends %q; want only the configured one", got)
+	}
+}
+
+// End to end: a real backend, registered in the fake Consul only, receives proxied traffic
+// through a pool that has no configured backends.
+func TestConsulEndToEnd(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("from consul backend") }}
+	go func() { _ = backend.Serve(ln) }()
+	t.Cleanup(func() { _ = backend.Shutdown() })
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	portN, _ := strconv.Atoi(port)
+
+	fake := startFakeConsul(t)
+	b, _, _ := startConsul(t, fake, consulConfig(t, `  - name: web
+    discovery: { consul: { service: web } }
+    timeouts: { connect: 500ms, response: 2s }
+`), proxy.Hooks(nil))
+
+	px := proxy.New(proxy.Options{Store: &b.Store, Log: zerolog.Nop()})
+	srv := proxy.NewServer(px.ServeHTTP, b.Store.Load().Config.Server, zerolog.Nop())
+	pln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(pln) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	get := func() (int, string) {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI("http://" + pln.Addr().String() + "/hello")
+		if err := fasthttp.DoTimeout(req, resp, 5*time.Second); err != nil {
+			t.Fatalf("GET through the proxy: %v", err)
+		}
+		return resp.StatusCode(), string(resp.Body())
+	}
+
+	// Nothing registered yet: the empty pool answers 503.
+	waitUntil(t, 5*time.Second, "the first Consul answer", func() bool { return len(fake.seen()) > 0 })
+	if code, _ := get(); code != fasthttp.StatusServiceUnavailable {
+		t.Fatalf("got status %d with nothing discovered; want 503", code)
+	}
+	fake.set("web", fakeInstance{Node: "n1", NodeAddress: host, ID: "web-1", Port: portN})
+	waitMembers(t, b, "web", "http://"+ln.Addr().String()+"/1/")
+	for range 5 {
+		if code, body := get(); code != 200 || body != "from consul backend" {
+			t.Fatalf("got %d %q; want 200 from the discovered backend", code, body)
+		}
+	}
+}
