@@ -33,6 +33,7 @@ import (
 	"go-loadbalancer/ratelimit"
 	"go-loadbalancer/state"
 	"go-loadbalancer/sticky"
+	"go-loadbalancer/tracing"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -201,6 +202,15 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 	}
 	health := discovery.NewHealthChecker(builder, log)
 	defer health.Stop()
+	if cfg.Env.ConsulEnabled {
+		// The watchers follow the builder's tables: a reload that changes a pool's
+		// discovery.consul restarts that pool's watcher; Stop ends them all.
+		consul, err := discovery.NewConsul(discovery.ConsulOptions{Builder: builder, Log: log, Addr: cfg.Env.ConsulAddr})
+		if err != nil {
+			return err
+		}
+		defer consul.Stop()
+	}
 	sampleCtx, stopSampler := context.WithCancel(context.Background())
 	defer stopSampler()
 	go reg.Run(sampleCtx)
@@ -235,6 +245,14 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 	defer closeLimiter()
 	popts := proxy.Options{Store: &builder.Store, Log: log, AccessLog: alog, Sticky: store,
 		Limiter: limiter, OnRateLimited: reg.RateLimited.Inc}
+	if cfg.Tracing.Enabled {
+		tr, err := tracing.New(tracing.Options{Config: cfg.Tracing, Log: log})
+		if err != nil {
+			return err
+		}
+		defer tr.Close() // after shutdown has drained the requests: flushes their spans
+		popts.Tracer = tr
+	}
 	if cfg.Auth.JWT.Enabled {
 		v, err := auth.New(auth.Options{Config: cfg.Auth.JWT, Log: log})
 		if err != nil {
@@ -306,7 +324,7 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 		}
 		old := builder.Store.Load().Config
 		if restartNeeded(old, next) {
-			log.Warn().Msg("reload: changes to listen, admin, server, tls paths, auth, sticky.enabled, redis, rate_limit.scope, log and admin.pprof take effect after a restart")
+			log.Warn().Msg("reload: changes to listen, admin, server, tls paths, auth, sticky.enabled, redis, rate_limit.scope, log, admin.pprof and tracing take effect after a restart")
 		}
 		if serverCert != nil {
 			// Certificates rotated in place (cert-manager, certbot) are picked up here.
@@ -389,7 +407,7 @@ func shutdown(srv interface {
 // restartNeeded reports whether next changes settings that are fixed while the process
 // runs — listeners, server limits, TLS file paths (rotated contents are reloaded), auth.jwt,
 // whether sticky sessions exist, Redis, the rate limiter's scope, log level and access log,
-// pprof; everything else (trusted_proxies, routes, pools, rates, ...) is swapped in with
+// pprof, tracing; everything else (trusted_proxies, routes, pools, rates, ...) is swapped in with
 // the table.
 func restartNeeded(old, next *config.Config) bool {
 	a, b := old.Server, next.Server
@@ -399,7 +417,7 @@ func restartNeeded(old, next *config.Config) bool {
 		old.Sticky.Enabled != next.Sticky.Enabled || old.RateLimit.Scope != next.RateLimit.Scope ||
 		old.Env.RedisEnabled != next.Env.RedisEnabled || old.Redis != next.Redis ||
 		old.Log.Level != next.Log.Level || old.Log.AccessLogOn() != next.Log.AccessLogOn() ||
-		old.Admin.Pprof != next.Admin.Pprof
+		old.Admin.Pprof != next.Admin.Pprof || old.Tracing != next.Tracing
 }
 
 func tlsListener(ln net.Listener, c *tls.Config) net.Listener { return tls.NewListener(ln, c) }

@@ -144,14 +144,33 @@ func TestEnvValidate(t *testing.T) {
 		`environment: LOG_LEVEL: log level must be one of trace, debug, info, warn, error (got "verbose")`)
 	f(envMap("REDIS_URL", "http://redis:6379"),
 		`environment: REDIS_URL: url "http://redis:6379": scheme must be redis or rediss`)
-	f(envMap("CONSUL_ENABLED", "1", "CONSUL_ADDR", "consul:8500"),
-		`environment: CONSUL_ENABLED: Consul support is not available in this build yet (unset CONSUL_ENABLED or set it to false)`)
 
 	// Without the environment, the file's bad value is reported on its line.
 	c, err := Parse("lb.yaml", []byte(strings.Replace(envTestDoc, "level: debug", "level: verbose", 1)))
 	if err == nil || err.Error() != `lb.yaml:2: log.level: log level must be one of trace, debug, info, warn, error (got "verbose")` {
 		t.Fatalf("got %v, %v; want a log.level error on line 2", c, err)
 	}
+}
+
+func TestConsulDiscoveryNeedsConsulEnabled(t *testing.T) {
+	// A pool may take all its backends from Consul. The file alone is valid (Parse does not
+	// see the environment); with the environment applied, CONSUL_ENABLED must be true.
+	const doc = "pools:\n  - name: web\n    discovery:\n      consul: { service: web, tag: v2 }\n"
+	f := func(getenv func(string) string, want ...string) {
+		t.Helper()
+		c := mustParse(t, doc)
+		if errs := c.ApplyEnv(getenv); errs != nil {
+			t.Fatalf("ApplyEnv: %v", errs)
+		}
+		if got := errorLines(c.Validate()); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("got errors %q; want %q", got, want)
+		}
+	}
+	f(envMap("CONSUL_ENABLED", "true"))
+	f(envMap("CONSUL_ENABLED", "false"),
+		"lb.yaml:4: pools[0].discovery.consul.service: Consul discovery needs CONSUL_ENABLED=true (and CONSUL_ADDR unless Consul is at 127.0.0.1:8500)")
+	f(envMap(),
+		"lb.yaml:4: pools[0].discovery.consul.service: Consul discovery needs CONSUL_ENABLED=true (and CONSUL_ADDR unless Consul is at 127.0.0.1:8500)")
 }
 
 func TestAdminToken(t *testing.T) {

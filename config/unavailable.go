@@ -5,31 +5,8 @@ import "fmt"
 // unavailableFeatures lists the features that the config can switch on but that this build
 // does not implement yet. Validate rejects a config that switches one on, saying so, rather
 // than silently ignoring the setting. When a feature lands, delete its entry.
-var unavailableFeatures = []unavailableFeature{
-	{
-		what: "tracing is",
-		on: func(c *Config) []switchedOn {
-			return onIf(c.Tracing.Enabled, "tracing.enabled", "set enabled: false")
-		},
-	},
-	{
-		what: "Consul discovery is",
-		on: func(c *Config) []switchedOn {
-			var on []switchedOn
-			for i, p := range c.Pools {
-				path := indexPath("pools", i) + ".discovery.consul.service"
-				on = append(on, onIf(p.Discovery.Consul.Service != "", path, `set service: ""`)...)
-			}
-			return on
-		},
-	},
-	{
-		what: "Consul support is",
-		on: func(c *Config) []switchedOn {
-			return envOnIf(c.Env.ConsulEnabled, "CONSUL_ENABLED")
-		},
-	},
-}
+// Every feature of the spec is built now; the list stays for the next one.
+var unavailableFeatures = []unavailableFeature{}
 
 type unavailableFeature struct {
 	what string                       // subject and verb, e.g. "sticky sessions are"

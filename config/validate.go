@@ -34,9 +34,7 @@ func (c *Config) Validate() Errors {
 	v.redis()
 	v.rateLimit()
 	v.jwt()
-	if r := c.Tracing.SampleRatio; !(r >= 0 && r <= 1) {
-		v.errorf("tracing.sample_ratio", "sample_ratio must be between 0 and 1 (got %v)", r)
-	}
+	v.tracing()
 	if !slices.Contains(logLevels, c.Log.Level) {
 		v.errorf("log.level", "log level must be one of %s (got %q)", strings.Join(logLevels, ", "), c.Log.Level)
 	}
@@ -184,6 +182,11 @@ func (v *validator) pool(path string, p Pool) {
 	}
 	if len(p.Backends) == 0 && p.Discovery.Consul.Service == "" {
 		v.errorf(at("backends"), "pool %q has no backends (list them as backends: [{url: ...}])", p.Name)
+	}
+	// Only once the environment is applied (ApplyEnv leaves envFrom non-nil): Parse
+	// validates the file alone, and CONSUL_ENABLED is not in the file.
+	if p.Discovery.Consul.Service != "" && !v.c.Env.ConsulEnabled && v.c.envFrom != nil {
+		v.errorf(at("discovery.consul.service"), "Consul discovery needs CONSUL_ENABLED=true (and CONSUL_ADDR unless Consul is at 127.0.0.1:8500)")
 	}
 	seen := map[string]string{} // address -> path of the first backend with it
 	for i, b := range p.Backends {
@@ -491,5 +494,31 @@ func (v *validator) jwt() {
 	}
 	if u := j.JWKSURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
 		v.errorf("auth.jwt.jwks_url", "jwks_url must be an http(s) URL (got %q)", u)
+	}
+}
+
+// tracing checks the tracing section; otlp_endpoint is checked whenever it is set.
+func (v *validator) tracing() {
+	t := v.c.Tracing
+	if r := t.SampleRatio; !(r >= 0 && r <= 1) {
+		v.errorf("tracing.sample_ratio", "sample_ratio must be between 0 and 1 (got %v)", r)
+	}
+	if t.OTLPEndpoint != "" {
+		u, err := url.Parse(t.OTLPEndpoint)
+		switch {
+		case err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.Hostname() == "":
+			v.errorf("tracing.otlp_endpoint", "otlp_endpoint must be an OTLP/HTTP collector URL such as http://127.0.0.1:4318 (got %q)", t.OTLPEndpoint)
+		case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+			v.errorf("tracing.otlp_endpoint", "otlp_endpoint must not have a query, fragment or user (got %q)", t.OTLPEndpoint)
+		}
+	}
+	if !t.Enabled {
+		return
+	}
+	if t.OTLPEndpoint == "" {
+		v.errorf("tracing.enabled", "tracing needs tracing.otlp_endpoint, an OTLP/HTTP collector such as http://127.0.0.1:4318")
+	}
+	if t.ServiceName == "" {
+		v.errorf("tracing.service_name", "service_name must not be empty")
 	}
 }

@@ -153,6 +153,10 @@ func TestValidateRules(t *testing.T) {
 	f("auth:\n  jwt:\n    algorithms: [rs256] #<", `auth.jwt.algorithms[0]: algorithm "rs256" is not allowed (allowed: `+allowed+`)`)
 	f("tracing:\n  sample_ratio: 1.5 #<", `tracing.sample_ratio: sample_ratio must be between 0 and 1 (got 1.5)`)
 	f("tracing:\n  sample_ratio: -0.5 #<", `tracing.sample_ratio: sample_ratio must be between 0 and 1 (got -0.5)`)
+	f("tracing:\n  enabled: true #<", `tracing.enabled: tracing needs tracing.otlp_endpoint, an OTLP/HTTP collector such as http://127.0.0.1:4318`)
+	f("tracing:\n  otlp_endpoint: \"127.0.0.1:4318\" #<", `tracing.otlp_endpoint: otlp_endpoint must be an OTLP/HTTP collector URL such as http://127.0.0.1:4318 (got "127.0.0.1:4318")`)
+	f("tracing:\n  otlp_endpoint: \"http://c:4318/?x=1\" #<", `tracing.otlp_endpoint: otlp_endpoint must not have a query, fragment or user (got "http://c:4318/?x=1")`)
+	f("tracing:\n  enabled: true\n  otlp_endpoint: http://c:4318\n  service_name: \"\" #<", `tracing.service_name: service_name must not be empty`)
 	f("log:\n  level: INFO #<", `log.level: log level must be one of trace, debug, info, warn, error (got "INFO")`)
 }
 
@@ -180,24 +184,15 @@ func TestValidateRoutes(t *testing.T) {
 }
 
 func TestValidateUnavailable(t *testing.T) {
-	f := func(doc, want string) {
-		t.Helper()
-		if !strings.Contains(doc, "pools:") {
-			doc = strings.TrimSuffix(doc, "\n") + "\n" + basePool
-		}
-		checkErrors(t, doc, fmt.Sprintf("lb.yaml:%d: %s", markedLine(t, doc), want))
-	}
 	// JWT on needs a key source for its algorithms.
 	checkErrors(t, basePool+"auth:\n  jwt:\n    enabled: true\n    algorithms: [RS256, HS256]\n",
 		"lb.yaml:6: auth.jwt.algorithms: HMAC algorithms need auth.jwt.hmac_secret_file",
 		"lb.yaml:6: auth.jwt.algorithms: public-key algorithms need auth.jwt.jwks_file or jwks_url")
-	f("tracing:\n  enabled: true #<", "tracing.enabled: tracing is not available in this build yet (set enabled: false)")
-	f("pools:\n  - discovery:\n      consul: { service: web } #<",
-		`pools[0].discovery.consul.service: Consul discovery is not available in this build yet (set service: "")`)
 
 	// Switched off, their settings are accepted (and still checked).
 	mustParse(t, basePool+"sticky: { enabled: false, header: X-Session }\nrate_limit: { enabled: false, key: \"claim:sub\", scope: redis }\n"+
 		"auth: { jwt: { enabled: false, algorithms: [HS256, EdDSA] } }\ntracing: { enabled: false, sample_ratio: 1 }\n")
+	mustParse(t, basePool+"tracing: { enabled: true, otlp_endpoint: \"http://127.0.0.1:4318\", sample_ratio: 0 }\n")
 	checkErrors(t, basePool+"geo:\n  cidrs:\n    eu: [10.0.0.0/8, 10.0.0.300]\n",
 		`lb.yaml:5: geo.cidrs.eu[1]: "10.0.0.300" is not a valid IP address or CIDR`)
 	// Standby backends are checked like backends, duplicates across both included.

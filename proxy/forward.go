@@ -7,6 +7,7 @@ import (
 
 	"go-loadbalancer/config"
 	"go-loadbalancer/state"
+	"go-loadbalancer/tracing"
 )
 
 // retryPolicy is a pool's retry settings, decoded once per table.
@@ -96,6 +97,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 		defer putSession(sess)
 		p.stickyBegin(ctx, t, pool, &ext.sticky, now, sess)
 	}
+	rt := p.requestTrace(ctx) // nil unless the request is traced
+	if rt != nil {
+		rt.Pool(pool.Name)
+	}
 	var tried state.Tried
 	pick := func() (*state.Backend, state.Ticket) {
 		if local {
@@ -122,11 +127,18 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 		p.noteBackend(ctx, b)
 		req.URI().SetSchemeBytes(u.scheme)
 		st := b.Stats
+		var try *tracing.Try
+		if rt != nil {
+			try = startTry(rt, req, b.ID)
+		}
 		st.Inflight.Add(1)
 		st.Requests.Add(1)
 		err := u.hc.Do(req, resp)
 		st.Inflight.Add(-1)
 		now = time.Now().UnixNano()
+		if try != nil {
+			endTry(try, err, resp)
+		}
 
 		oc := classify(err, resp, pol)
 		failed := err != nil && oc != outcomeBusy && oc != outcomeClient || err == nil && resp.StatusCode() >= 500

@@ -12,6 +12,7 @@ import (
 	"go-loadbalancer/metrics"
 	"go-loadbalancer/state"
 	"go-loadbalancer/sticky"
+	"go-loadbalancer/tracing"
 )
 
 // inmemorySetup is a backend and, in front of it, the proxy, each on an in-memory listener,
@@ -35,9 +36,10 @@ func newInmemorySetupObserved(tb testing.TB, backendBody string, observed bool) 
 
 // inmemoryOptions vary newInmemorySetupWith's proxy.
 type inmemoryOptions struct {
-	observed bool         // metrics and the access log on
-	extra    string       // more top-level YAML for the config (say a sticky: section)
-	sticky   sticky.Store // Options.Sticky; nil: none
+	observed bool            // metrics and the access log on
+	extra    string          // more top-level YAML for the config (say a sticky: section)
+	sticky   sticky.Store    // Options.Sticky; nil: none
+	tracer   *tracing.Tracer // Options.Tracer; nil: tracing off
 }
 
 func newInmemorySetupWith(tb testing.TB, backendBody string, opt inmemoryOptions) *inmemorySetup {
@@ -51,7 +53,7 @@ func newInmemorySetupWith(tb testing.TB, backendBody string, opt inmemoryOptions
 	cfg := poolConfig(tb, opt.extra, "http://backend.invalid:80")
 	dial := func(string) (net.Conn, error) { return beLn.Dial() }
 	var b *state.Builder
-	opts := Options{Log: zerolog.Nop(), Sticky: opt.sticky}
+	opts := Options{Log: zerolog.Nop(), Sticky: opt.sticky, Tracer: opt.tracer}
 	if observed {
 		reg := metrics.New(metrics.Options{Current: func() *state.Table { return b.Store.Load() }})
 		b = state.NewBuilder(HooksWithMetrics(dial, reg))

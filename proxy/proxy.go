@@ -23,6 +23,7 @@ import (
 	"go-loadbalancer/ratelimit"
 	"go-loadbalancer/state"
 	"go-loadbalancer/sticky"
+	"go-loadbalancer/tracing"
 )
 
 // Options configure a Proxy.
@@ -44,6 +45,8 @@ type Options struct {
 	OnRateLimited func()
 	// AccessLog, if set, gets one line per request (log.access_log).
 	AccessLog *AccessLog
+	// Tracer, if set, traces sampled requests (tracing.enabled); nil costs one nil check.
+	Tracer *tracing.Tracer
 }
 
 // Proxy is the data-plane handler. Safe for concurrent use.
@@ -52,6 +55,8 @@ type Proxy struct {
 	log   zerolog.Logger
 	local func(path []byte) fasthttp.RequestHandler
 	alog  *AccessLog
+
+	tracer *tracing.Tracer
 
 	sticky sticky.Store
 
@@ -68,11 +73,19 @@ func New(o Options) *Proxy {
 		panic("BUG: proxy.Options.Store is nil")
 	}
 	return &Proxy{store: o.Store, log: o.Log, local: o.Local, alog: o.AccessLog, sticky: o.Sticky,
-		limiter: o.Limiter, onRateLimited: o.OnRateLimited, auth: o.Auth}
+		limiter: o.Limiter, onRateLimited: o.OnRateLimited, auth: o.Auth, tracer: o.Tracer}
 }
 
 // ServeHTTP proxies one request. It is a fasthttp.RequestHandler.
 func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
+	if p.tracer != nil {
+		p.serveTraced(ctx) // tracing.go
+		return
+	}
+	p.serve(ctx)
+}
+
+func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	if p.alog != nil {
 		defer p.alog.log(ctx, time.Now())
 	}
