@@ -1,12 +1,10 @@
 package discovery
 
 import (
-	"bytes"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,28 +12,10 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/config"
+	"go-loadbalancer/internal/logbuf"
 	"go-loadbalancer/proxy"
 	"go-loadbalancer/state"
 )
-
-// syncBuffer is a log sink safe for the watchers' goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// count is how many log lines contain s.
-func (b *syncBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
 
 // consulConfig parses a config with the given pools, as the binary does with
 // CONSUL_ENABLED=true.
@@ -66,13 +46,13 @@ const webPool = `  - name: web
 
 // startConsul builds cfg with a real Builder (hooks h) and watches fake for it.
 // Logs are kept at info, the production default: what an operator would see.
-func startConsul(t *testing.T, fake *fakeConsul, cfg *config.Config, h state.Hooks) (*state.Builder, *Consul, *syncBuffer) {
+func startConsul(t *testing.T, fake *fakeConsul, cfg *config.Config, h state.Hooks) (*state.Builder, *Consul, *logbuf.Buffer) {
 	t.Helper()
 	b := state.NewBuilder(h)
 	if _, err := b.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	c, err := NewConsul(ConsulOptions{Builder: b, Log: zerolog.New(logs).Level(zerolog.InfoLevel), Addr: fake.addr(),
 		WaitTime: 2 * time.Second, RetryMin: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond})
 	if err != nil {
@@ -267,7 +247,7 @@ func TestConsulOutageKeepsBackendsAndRecovers(t *testing.T) {
 		if got := members(b, "web"); got != "http://127.0.0.1:1/1/ http://10.0.0.1:8080/1/" {
 			t.Fatalf("got backends %q during the outage; want the last known ones", got)
 		}
-		if n := logs.count("cannot query Consul"); n != 1 {
+		if n := logs.Count("cannot query Consul"); n != 1 {
 			t.Fatalf("got %d outage log lines after 5 failures; want 1", n)
 		}
 
@@ -275,7 +255,7 @@ func TestConsulOutageKeepsBackendsAndRecovers(t *testing.T) {
 		fake.set("web", fakeInstance{Node: "n2", NodeAddress: "10.0.0.2", ID: "web-2", Port: 8080})
 		fake.fail(0, false)
 		waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.2:8080/1/")
-		if n := logs.count("Consul reachable again"); n != 1 {
+		if n := logs.Count("Consul reachable again"); n != 1 {
 			t.Fatalf("got %d recovery log lines; want 1", n)
 		}
 
@@ -283,7 +263,7 @@ func TestConsulOutageKeepsBackendsAndRecovers(t *testing.T) {
 		fake.fail(status, hangUp)
 		from = len(fake.seen())
 		waitRequests(t, fake, from, 3)
-		if n := logs.count("cannot query Consul"); n != 2 {
+		if n := logs.Count("cannot query Consul"); n != 2 {
 			t.Fatalf("got %d outage log lines after two outages; want 2", n)
 		}
 	}

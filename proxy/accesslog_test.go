@@ -5,34 +5,16 @@ import (
 	"encoding/json"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"go-loadbalancer/internal/logbuf"
 	"go-loadbalancer/metrics"
 	"go-loadbalancer/state"
 )
-
-// lockedBuffer is an io.Writer safe to read while the access log writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestAccessLogLine(t *testing.T) {
 	be := startBackend(t, named("b1"))
@@ -43,7 +25,7 @@ func TestAccessLogLine(t *testing.T) {
 	if _, err := b.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
-	var out lockedBuffer
+	var out logbuf.Buffer
 	al := NewAccessLog(&out, AccessLogOptions{Idle: time.Millisecond})
 	px := New(Options{Store: &b.Store, Log: zerolog.Nop(), AccessLog: al})
 	srv := NewServer(px.ServeHTTP, cfg.Server, zerolog.Nop())
@@ -142,7 +124,7 @@ func TestAccessLogNeverBlocks(t *testing.T) {
 
 // TestAccessLogCloseFlushes: every line logged before Close is written, in order.
 func TestAccessLogCloseFlushes(t *testing.T) {
-	var out lockedBuffer
+	var out logbuf.Buffer
 	al := NewAccessLog(&out, AccessLogOptions{Lines: 4096, Idle: time.Hour})
 	for i := 0; i < 3000; i++ {
 		al.log(testCtx("GET", "/n"), time.Now())

@@ -203,7 +203,7 @@ func TestRedisOutage(t *testing.T) {
 	if st.Outages != 1 || st.FlushedPins != 2 || st.QueuedPins != 0 || st.RedisErrors == 0 {
 		t.Fatalf("got stats %+v; want 1 outage, 2 flushed pins, none queued, some redis errors", st)
 	}
-	if w := logs.count("warn"); w != 1 {
+	if w := logs.Level("warn"); w != 1 {
 		t.Fatalf("got %d warnings; want 1\n%s", w, logs.String())
 	}
 	if !strings.Contains(logs.String(), "redis reachable again") {
@@ -228,7 +228,7 @@ func TestRedisStartDown(t *testing.T) {
 		t.Fatal("got nil Signer with Redis down")
 	}
 	time.Sleep(200 * time.Millisecond) // several failed probes: still one warning
-	if w := logs.count("warn"); w != 1 {
+	if w := logs.Level("warn"); w != 1 {
 		t.Fatalf("got %d warnings; want 1\n%s", w, logs.String())
 	}
 	if !strings.Contains(logs.String(), "redis unreachable at startup") {

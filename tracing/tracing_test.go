@@ -1,11 +1,9 @@
 package tracing
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"go-loadbalancer/config"
+	"go-loadbalancer/internal/logbuf"
 	"go-loadbalancer/internal/otlptest"
 )
 
@@ -197,24 +196,6 @@ func TestSpansReachTheCollector(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for the exporter's goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestCollectorOutageIsLoggedOnce: while the collector is down, every export fails but
 // one warning is logged; when it comes back, one recovery line.
 func TestCollectorOutageIsLoggedOnce(t *testing.T) {
@@ -224,7 +205,7 @@ func TestCollectorOutageIsLoggedOnce(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens: connection refused
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	tr := newTracer(t, "http://"+addr, 1, zerolog.New(&logs))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
