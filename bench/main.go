@@ -219,6 +219,10 @@ func run(o *options) (*report, error) {
 	}
 	if o.out == "" {
 		o.out = filepath.Join(root, "bench", "results", time.Now().Format("20060102-150405"))
+	} else if abs, err := filepath.Abs(o.out); err == nil {
+		// Targets run with their own working directories: a relative -out made nginx
+		// look for bench/results/x/nginx/bench/results/x/nginx/nginx.conf.
+		o.out = abs
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return nil, err
