@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/config"
+	"go-loadbalancer/internal/testtool"
 	"go-loadbalancer/metrics"
 	"go-loadbalancer/proxy"
 	"go-loadbalancer/state"
@@ -184,17 +183,10 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// needTool returns a command's path; missing, it skips the test, or fails it under CI.
+// needTool returns a command's path: see testtool.Need.
 func needTool(t testing.TB, name, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found; CI must install it (scripts/install-deps.sh: Debian package %s)", name, pkg)
-		}
-		t.Skipf("%s not found (Debian package %s; scripts/install-deps.sh installs it)", name, pkg)
-	}
-	return p
+	return testtool.Need(t, name, pkg)
 }
 
 // freePort returns a loopback address that was free a moment ago.

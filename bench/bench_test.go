@@ -5,10 +5,11 @@ import (
 	"context"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"go-loadbalancer/internal/testtool"
 )
 
 // TestMain lets the test binary serve as the harness's backends process too: the harness
@@ -23,12 +24,7 @@ func TestMain(m *testing.M) {
 // the harness works; its numbers mean nothing. Without wrk it is skipped, except under
 // CI=true, where a missing wrk fails it (scripts/install-deps.sh bench installs it).
 func TestHarness(t *testing.T) {
-	if _, err := exec.LookPath("wrk"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("wrk is not installed; CI must run scripts/install-deps.sh bench")
-		}
-		t.Skip("wrk is not installed (scripts/install-deps.sh bench)")
-	}
+	testtool.Need(t, "wrk", "wrk")
 	if testing.Short() {
 		t.Skip("starts processes and sends load for ~10 s")
 	}

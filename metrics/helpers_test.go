@@ -2,12 +2,11 @@ package metrics
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"go-loadbalancer/config"
+	"go-loadbalancer/internal/testtool"
 	"go-loadbalancer/state"
 )
 
@@ -61,17 +60,8 @@ func poolYAML(addrs ...string) string {
 	return sb.String()
 }
 
-// needTool returns the path of a command the test needs: it skips the test when the
-// command is missing, or fails it under CI (CI=true), where scripts/install-deps.sh must
-// have installed it.
+// needTool returns a command's path: see testtool.Need.
 func needTool(t testing.TB, name, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found; CI must install it (scripts/install-deps.sh: Debian package %s)", name, pkg)
-		}
-		t.Skipf("%s not found (Debian package %s; scripts/install-deps.sh installs it)", name, pkg)
-	}
-	return p
+	return testtool.Need(t, name, pkg)
 }

@@ -13,7 +13,6 @@ import (
 	"bytes"
 	"context"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -22,6 +21,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"go-loadbalancer/internal/testtool"
 )
 
 // Server is one redis-server on a fixed loopback port. Kill stops it like a crash; Start
@@ -41,14 +42,7 @@ type Server struct {
 // CI=true).
 func Need(t testing.TB) string {
 	t.Helper()
-	p, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis-server not found and CI=true: install it (scripts/install-deps.sh)")
-		}
-		t.Skip("redis-server not installed (apt-get install -y redis-server)")
-	}
-	return p
+	return testtool.Need(t, "redis-server", "redis-server")
 }
 
 // New returns a server on a free loopback port without starting it: a Redis that is down.

@@ -1,0 +1,24 @@
+// Package testtool finds the external programs tests run (redis-server, promtool,
+// prometheus, chromium, wrk). A missing one skips the test on a developer's machine, but
+// fails it under CI=true: a suite that silently skips its real-parts tests in CI would
+// pass without testing anything, so CI must install them (scripts/install-deps.sh).
+package testtool
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// Need returns the path of the command name (from Debian package pkg).
+func Need(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not found; CI must install it (scripts/install-deps.sh: Debian package %s)", name, pkg)
+		}
+		t.Skipf("%s not found (Debian package %s; scripts/install-deps.sh installs it)", name, pkg)
+	}
+	return p
+}
