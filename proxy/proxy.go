@@ -139,17 +139,41 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 
 	now := ctx.Time().UnixNano() // read once by fasthttp when the request arrived
 	if upgrade {
-		b, ticket := pool.Pick(0, now)
-		if b == nil {
-			writeError(ctx, errNoBackend)
-			return
-		}
-		b.Stats.Breaker.Release(ticket)
-		p.noteBackend(ctx, b)
-		p.tunnel(ctx, b, b.Upstream.(*upstream))
+		p.upgrade(ctx, t, pool, ext, now)
 		return
 	}
 	p.forward(ctx, t, pool, region, ext, now)
+}
+
+// upgrade sends a WebSocket upgrade to a backend — the session's, with sticky sessions —
+// and tunnels it. The session is pinned, and its cookie set on the 101, like any request.
+func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Pool, ext *tableData, now int64) {
+	var sess *session
+	if ext.sticky.on && p.sticky != nil {
+		sess = getSession()
+		defer putSession(sess)
+		p.stickyBegin(ctx, t, pool, &ext.sticky, now, sess)
+	}
+	var b *state.Backend
+	var ticket state.Ticket
+	if sess != nil && sess.preferred != nil {
+		if ticket = sess.preferred.Stats.Breaker.Acquire(now); ticket != state.TicketRejected {
+			b = sess.preferred
+		}
+	}
+	if b == nil {
+		if b, ticket = pool.Pick(0, now); b == nil {
+			writeError(ctx, errNoBackend)
+			return
+		}
+	}
+	b.Stats.Breaker.Release(ticket) // a tunnel's fate is not a request outcome
+	p.noteBackend(ctx, b)
+	p.tunnel(ctx, b, b.Upstream.(*upstream), func() {
+		if sess != nil && sess.active {
+			p.stickyEnd(ctx, &ext.sticky, sess, b)
+		}
+	})
 }
 
 // Limiter is a rate limiter (package ratelimit).

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"go-loadbalancer/sticky"
 )
 
 const streamSize = 1 << 30 // 1 GiB each way
@@ -291,5 +293,53 @@ func TestRefusedUpgradeIsNotATunnel(t *testing.T) {
 	}
 	if !closed {
 		t.Fatal("the client connection stayed open after a refused upgrade")
+	}
+}
+
+// TestWebSocketFollowsStickySessions: an upgrade gets the session cookie on its 101, and
+// later upgrades with that cookie reach the same backend.
+func TestWebSocketFollowsStickySessions(t *testing.T) {
+	a, b := startBackend(t, wsEcho), startBackend(t, wsEcho)
+	px := startProxy(t, poolConfig(t, "sticky: { enabled: true }\n", a.url, b.url),
+		withSticky(newMemoryStore(t, sticky.Options{})))
+	upgrade := func(cookie string) string {
+		t.Helper()
+		c, err := net.Dial("tcp", px.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n", cookie)
+		r := bufio.NewReader(c)
+		status, _ := r.ReadString('\n')
+		if !strings.HasPrefix(status, "HTTP/1.1 101") {
+			t.Fatalf("got %q; want 101", status)
+		}
+		setCookie := ""
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				break
+			}
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Set-Cookie") {
+				setCookie = strings.TrimSpace(v)
+			}
+		}
+		return setCookie
+	}
+	sc := upgrade("")
+	if !strings.HasPrefix(sc, "lb_sticky=") {
+		t.Fatalf("got Set-Cookie %q on the 101; want the session cookie", sc)
+	}
+	cookie := "Cookie: " + strings.SplitN(sc, ";", 2)[0] + "\r\n"
+	first := map[bool]int64{true: a.hits.Load(), false: b.hits.Load()}
+	onA := first[true] == 1
+	for range 4 {
+		upgrade(cookie)
+	}
+	if onA && a.hits.Load() != 5 || !onA && b.hits.Load() != 5 {
+		t.Fatalf("a got %d, b got %d upgrades; want all 5 on the session's backend", a.hits.Load(), b.hits.Load())
 	}
 }

@@ -21,7 +21,10 @@ const maxRefusalBody = 1 << 20
 // into a raw tunnel (hijacked, bytes copied both ways until either side closes); any other
 // answer is relayed as a normal response and the backend connection closed, so a refused
 // upgrade can never leave an unfiltered byte pipe to the backend behind it.
-func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream) {
+//
+// answered is called once the backend's answer is in ctx.Response and before it is sent,
+// so that headers (a sticky session's cookie) can be added to it.
+func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, answered func()) {
 	conn, err := u.dial(b.Addr)
 	if err == nil {
 		_ = conn.SetDeadline(time.Now().Add(u.tr.responseTimeout))
@@ -74,11 +77,13 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream) 
 			b.Stats.Failures.Add(1)
 		}
 		cleanResponse(resp)
+		answered()
 		resp.SetConnectionClose()
 		return
 	}
 	// Upgraded. The 101 goes to the client as parsed, then whatever the backend already
 	// sent after it, then the raw streams.
+	answered()
 	head := append([]byte(nil), resp.Header.Header()...)
 	early, _ := br.Peek(br.Buffered())
 	head = append(head, early...)
