@@ -169,3 +169,18 @@ func TestAccessLogLongestLineFits(t *testing.T) {
 		t.Errorf("got %q; want \"é\\ufffd\"", got)
 	}
 }
+
+func TestAppendLogTime(t *testing.T) {
+	for _, s := range []string{"2026-11-26T13:05:09.007Z", "1999-12-31T23:59:59.999Z", "2026-01-01T00:00:00.000Z", "2026-11-26T13:05:09.120Z"} {
+		tm, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, loc := range []*time.Location{time.UTC, time.FixedZone("x", 3600)} {
+			got := string(appendLogTime(nil, tm.In(loc)))
+			if want := tm.UTC().Format("2006-01-02T15:04:05.000Z07:00"); got != want {
+				t.Fatalf("appendLogTime(%v) = %q; want %q", tm.In(loc), got, want)
+			}
+		}
+	}
+}
