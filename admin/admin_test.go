@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"go-loadbalancer/internal/testtool"
 )
 
 func TestHealthAndReady(t *testing.T) {
@@ -36,7 +38,7 @@ func TestMetricsJSON(t *testing.T) {
 	l.get(t, "/", 60)
 	// Rates come from the once-a-second sampler: poll until it has seen the traffic.
 	var doc map[string]any
-	waitFor(t, 5*time.Second, "a sample with traffic", func() bool {
+	testtool.WaitFor(t, 5*time.Second, "a sample with traffic", func() bool {
 		doc = nil
 		getJSON(t, l.admin+"/metrics?history=1", &doc)
 		b := doc["backends"].([]any)[0].(map[string]any)
@@ -239,7 +241,7 @@ func TestDrainUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 5*time.Second, "traffic on the victim", func() bool { return victim.hits.Load() >= 20 })
+	testtool.WaitFor(t, 5*time.Second, "traffic on the victim", func() bool { return victim.hits.Load() >= 20 })
 	code, _, body := do(t, "POST", l.admin+"/api/backends/"+l.backendID(1)+"/drain", "t", "")
 	if code != 200 {
 		t.Fatalf("drain: got %d %s", code, body)
@@ -247,7 +249,7 @@ func TestDrainUnderLoad(t *testing.T) {
 	// Requests already picked before the swap may still arrive: at most one per worker.
 	atDrain := victim.hits.Load()
 	sentAtDrain := sent.Load()
-	waitFor(t, 10*time.Second, "300 more requests", func() bool { return sent.Load() >= sentAtDrain+300 })
+	testtool.WaitFor(t, 10*time.Second, "300 more requests", func() bool { return sent.Load() >= sentAtDrain+300 })
 	stop.Store(true)
 	wg.Wait()
 	if late := victim.hits.Load() - atDrain; late > workers {

@@ -14,6 +14,8 @@ import (
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"go-loadbalancer/internal/testtool"
 )
 
 // TestDashboardInChromium loads the dashboard in headless Chromium: no console error,
@@ -131,7 +133,7 @@ func TestDashboardInChromium(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`tr[data-id="`+id+`"] button.toggle`))); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "the Enable button to take effect", func() bool { return !l.builder.Store.Load().Backend(id).Drained })
+	testtool.WaitFor(t, 3*time.Second, "the Enable button to take effect", func() bool { return !l.builder.Store.Load().Backend(id).Drained })
 	poll(3*time.Second, "the enable on the page", row+`.querySelector(".state").textContent`, "up")
 
 	mu.Lock()

@@ -171,18 +171,6 @@ func (l *lb) get(t testing.TB, path string, n int) {
 	}
 }
 
-// waitFor polls cond every 20 ms until it is true or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // needTool returns a command's path: see testtool.Need.
 func needTool(t testing.TB, name, pkg string) string {
 	t.Helper()

@@ -13,6 +13,7 @@ import (
 
 	"go-loadbalancer/config"
 	"go-loadbalancer/internal/logbuf"
+	"go-loadbalancer/internal/testtool"
 	"go-loadbalancer/proxy"
 	"go-loadbalancer/state"
 )
@@ -62,18 +63,6 @@ func startConsul(t *testing.T, fake *fakeConsul, cfg *config.Config, h state.Hoo
 	return b, c, logs
 }
 
-// waitUntil polls cond until it holds or within passes.
-func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // members renders pool's backends as "URL/weight/region ..." in table order.
 func members(b *state.Builder, pool string) string {
 	var s []string
@@ -98,7 +87,7 @@ func waitMembers(t *testing.T, b *state.Builder, pool, want string) {
 // waitRequests waits until the fake has answered n more requests than it had at from.
 func waitRequests(t *testing.T, fake *fakeConsul, from, n int) {
 	t.Helper()
-	waitUntil(t, 5*time.Second, strconv.Itoa(n)+" more Consul queries", func() bool { return len(fake.seen()) >= from+n })
+	testtool.WaitFor(t, 5*time.Second, strconv.Itoa(n)+" more Consul queries", func() bool { return len(fake.seen()) >= from+n })
 }
 
 func TestConsulDiscoversAndFollowsChanges(t *testing.T) {
@@ -152,7 +141,7 @@ func TestConsulSkipsNoOpUpdates(t *testing.T) {
 		change()
 		index := fake.currentIndex()
 		// The watcher has seen the new index once it asks for what comes after it.
-		waitUntil(t, 5*time.Second, "a query past the new index", func() bool {
+		testtool.WaitFor(t, 5*time.Second, "a query past the new index", func() bool {
 			return slices.ContainsFunc(fake.seen(), func(r fakeRequest) bool { return r.Index == index })
 		})
 	}
@@ -166,7 +155,7 @@ func TestConsulIndexGoingBackwardsResets(t *testing.T) {
 	fake.restore(100, "web", fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "web-1", Port: 8080})
 	b, _, _ := startConsul(t, fake, consulConfig(t, webPool), state.Hooks{})
 	waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.1:8080/1/")
-	waitUntil(t, 5*time.Second, "a query blocking at index 100", func() bool {
+	testtool.WaitFor(t, 5*time.Second, "a query blocking at index 100", func() bool {
 		return slices.ContainsFunc(fake.seen(), func(r fakeRequest) bool { return r.Index == 100 })
 	})
 
@@ -176,7 +165,7 @@ func TestConsulIndexGoingBackwardsResets(t *testing.T) {
 	from := len(fake.seen())
 	fake.restore(7, "web", fakeInstance{Node: "n2", NodeAddress: "10.0.0.2", ID: "web-2", Port: 8080})
 	waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.2:8080/1/")
-	waitUntil(t, 5*time.Second, "queries at index 0 and then 7", func() bool {
+	testtool.WaitFor(t, 5*time.Second, "queries at index 0 and then 7", func() bool {
 		seen := fake.seen()[from:]
 		i := slices.IndexFunc(seen, func(r fakeRequest) bool { return r.Index == 0 })
 		return i >= 0 && slices.ContainsFunc(seen[i+1:], func(r fakeRequest) bool { return r.Index == 7 })
@@ -232,7 +221,7 @@ func TestConsulOutageKeepsBackendsAndRecovers(t *testing.T) {
 
 		from := len(fake.seen())
 		fake.fail(status, hangUp)
-		waitUntil(t, 5*time.Second, "5 failed queries", func() bool {
+		testtool.WaitFor(t, 5*time.Second, "5 failed queries", func() bool {
 			n := 0
 			for _, r := range fake.seen()[from:] {
 				if r.Failed {
@@ -399,7 +388,7 @@ func TestConsulEndToEnd(t *testing.T) {
 	}
 
 	// Nothing registered yet: the empty pool answers 503.
-	waitUntil(t, 5*time.Second, "the first Consul answer", func() bool { return len(fake.seen()) > 0 })
+	testtool.WaitFor(t, 5*time.Second, "the first Consul answer", func() bool { return len(fake.seen()) > 0 })
 	if code, _ := get(); code != fasthttp.StatusServiceUnavailable {
 		t.Fatalf("got status %d with nothing discovered; want 503", code)
 	}

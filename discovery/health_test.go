@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/config"
+	"go-loadbalancer/internal/testtool"
 	"go-loadbalancer/proxy"
 	"go-loadbalancer/state"
 )
@@ -91,7 +92,7 @@ func TestHealthDownAndUp(t *testing.T) {
 	hb := startHealthBackend(t)
 	other := startHealthBackend(t)
 	b := startChecker(t, "200-399", hb.url, other.url)
-	waitFor(t, "first checks", func() bool { return hb.checks.Load() > 0 })
+	testtool.WaitFor(t, 10*time.Second, "first checks", func() bool { return hb.checks.Load() > 0 })
 	if !healthy(b, 0) {
 		t.Fatal("a backend passing its checks is down")
 	}
@@ -109,7 +110,7 @@ func TestHealthDownAndUp(t *testing.T) {
 func TestHealthListenerClosed(t *testing.T) {
 	hb := startHealthBackend(t)
 	b := startChecker(t, "200", hb.url)
-	waitFor(t, "first checks", func() bool { return hb.checks.Load() > 0 })
+	testtool.WaitFor(t, 10*time.Second, "first checks", func() bool { return hb.checks.Load() > 0 })
 	hb.ln.Close()
 	waitHealth(t, b, 0, false, fall*interval+slack)
 }
@@ -121,7 +122,7 @@ func TestHealthExpectStatusRanges(t *testing.T) {
 		hb.code.Store(int64(code))
 		b := startChecker(t, expect, hb.url)
 		// Wait for well over fall checks, then the verdict must be settled.
-		waitFor(t, "checks", func() bool { return hb.checks.Load() >= fall+2 })
+		testtool.WaitFor(t, 10*time.Second, "checks", func() bool { return hb.checks.Load() >= fall+2 })
 		if got := healthy(b, 0); got != wantHealthy {
 			t.Fatalf("expect_status %q with %d: got healthy=%v; want %v", expect, code, got, wantHealthy)
 		}
@@ -158,34 +159,23 @@ func TestHealthFlappingDoesNotFlip(t *testing.T) {
 func TestHealthFollowsReload(t *testing.T) {
 	a, c := startHealthBackend(t), startHealthBackend(t)
 	b := startChecker(t, "200", a.url)
-	waitFor(t, "checks of a", func() bool { return a.checks.Load() > 0 })
+	testtool.WaitFor(t, 10*time.Second, "checks of a", func() bool { return a.checks.Load() > 0 })
 	cfg := *b.Store.Load().Config
 	cfg.Pools = append([]config.Pool(nil), cfg.Pools...)
 	cfg.Pools[0].Backends = []config.Backend{{URL: c.url, Weight: 1}}
 	if _, err := b.Apply(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "checks of the new backend", func() bool { return c.checks.Load() > 0 })
+	testtool.WaitFor(t, 10*time.Second, "checks of the new backend", func() bool { return c.checks.Load() > 0 })
 	// The removed backend's prober stops.
 	n := a.checks.Load()
-	waitFor(t, "no more checks of the removed backend", func() bool {
+	testtool.WaitFor(t, 10*time.Second, "no more checks of the removed backend", func() bool {
 		time.Sleep(3 * interval)
 		m := a.checks.Load()
 		stopped := m == n
 		n = m
 		return stopped
 	})
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // TestHealthCorrectsAStaleVerdict: a verdict written by someone else — a prober replaced by
@@ -195,7 +185,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestHealthCorrectsAStaleVerdict(t *testing.T) {
 	hb := startHealthBackend(t)
 	b := startChecker(t, "200", hb.url)
-	waitFor(t, "first checks", func() bool { return hb.checks.Load() > 0 })
+	testtool.WaitFor(t, 10*time.Second, "first checks", func() bool { return hb.checks.Load() > 0 })
 	id := b.Store.Load().Backends()[0].ID
 	if _, err := b.SetHealthy(id, false); err != nil { // the stale verdict
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/internal/logbuf"
+	"go-loadbalancer/internal/testtool"
 	"go-loadbalancer/metrics"
 	"go-loadbalancer/state"
 )
@@ -44,7 +45,7 @@ func TestAccessLogLine(t *testing.T) {
 	if err := fasthttp.DoTimeout(req, resp, 5*time.Second); err != nil || resp.StatusCode() != 200 {
 		t.Fatalf("GET: status %d, err %v", resp.StatusCode(), err)
 	}
-	waitFor(t, 3*time.Second, "the access log line", func() bool { return strings.Contains(out.String(), "\n") })
+	testtool.WaitFor(t, 3*time.Second, "the access log line", func() bool { return strings.Contains(out.String(), "\n") })
 
 	var line map[string]any
 	if err := json.Unmarshal([]byte(strings.TrimSpace(out.String())), &line); err != nil {

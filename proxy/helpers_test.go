@@ -182,15 +182,3 @@ func (p *testProxy) raw(t testing.TB, request string) (resp string, closed bool)
 		}
 	}
 }
-
-// waitFor polls cond every 10 ms until it is true or the deadline passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

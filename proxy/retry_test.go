@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/discovery"
+	"go-loadbalancer/internal/testtool"
 )
 
 // resetBackend accepts connections, reads one request header, then closes the connection
@@ -208,7 +209,7 @@ func TestConnectionLimitOverflowsElsewhere(t *testing.T) {
 			results <- resp.StatusCode
 		}()
 	}
-	waitFor(t, 5*time.Second, "both backends busy", func() bool { return a.hits.Load() == 1 && b.hits.Load() == 1 })
+	testtool.WaitFor(t, 5*time.Second, "both backends busy", func() bool { return a.hits.Load() == 1 && b.hits.Load() == 1 })
 	// Both connections are taken: a third request is refused at once, not queued.
 	resp := px.get(t, "/")
 	if resp.StatusCode() != 503 || !strings.Contains(string(resp.Body()), "capacity") {
@@ -239,7 +240,7 @@ func TestPanicModeServesWhenEveryCheckFails(t *testing.T) {
 	px := startProxy(t, parseConfig(t, retryConfig(t, "    health_check: { interval: 50ms, timeout: 40ms, fall: 2, rise: 1 }\n", a.url, b.url)))
 	hc := discovery.NewHealthChecker(px.builder, zerolog.Nop())
 	t.Cleanup(hc.Stop)
-	waitFor(t, 5*time.Second, "both backends marked down", func() bool {
+	testtool.WaitFor(t, 5*time.Second, "both backends marked down", func() bool {
 		return px.builder.Store.Load().DefaultPool().Panic(time.Now().UnixNano())
 	})
 	for range 10 {
@@ -276,7 +277,7 @@ func TestClientFailuresDoNotTripBreakers(t *testing.T) {
 		c.Close()
 	}
 	be0 := px.builder.Store.Load().Backends()[0]
-	waitFor(t, 5*time.Second, "the broken uploads to finish", func() bool { return be0.Stats.Inflight.Load() == 0 })
+	testtool.WaitFor(t, 5*time.Second, "the broken uploads to finish", func() bool { return be0.Stats.Inflight.Load() == 0 })
 	if f, s := be0.Stats.Failures.Load(), be0.Stats.Breaker.State(); f != 0 || s.String() != "closed" {
 		t.Fatalf("after 12 client-side failures the backend has %d failures and its breaker is %s; want 0 and closed", f, s)
 	}

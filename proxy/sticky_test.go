@@ -24,6 +24,7 @@ import (
 
 	"go-loadbalancer/config"
 	"go-loadbalancer/internal/testredis"
+	"go-loadbalancer/internal/testtool"
 	"go-loadbalancer/state"
 	"go-loadbalancer/sticky"
 )
@@ -537,7 +538,7 @@ func TestStickyTTL(t *testing.T) {
 		t.Fatalf("second request within the TTL: got %s; want a", r.backend)
 	}
 	// The picker's next choice is b: the session lands there once its pin has expired.
-	waitFor(t, 5*time.Second, "the session's pin to expire", func() bool {
+	testtool.WaitFor(t, 5*time.Second, "the session's pin to expire", func() bool {
 		return c.send(t, "", "X-Session-Id", "k").backend != "a"
 	})
 	if d := time.Since(start); d < ttl {
@@ -562,7 +563,7 @@ func TestStickyCookieTTLExpiry(t *testing.T) {
 	cookie, first := r.cookie(), r.backend
 	sid, _ := parseHint(t, cookie)
 	pins := st.Stats().Pins
-	waitFor(t, 5*time.Second, "the session's pin to expire", func() bool {
+	testtool.WaitFor(t, 5*time.Second, "the session's pin to expire", func() bool {
 		_, o := st.Lookup([]byte(sid), time.Now().UnixNano())
 		return o == sticky.Miss
 	})
@@ -715,7 +716,7 @@ func TestStickyTwoInstances(t *testing.T) {
 	// cookie (a browser that has not been back to A) is the harder case: its hint still
 	// names the old backend.
 	var last lbReply
-	waitFor(t, time.Second, "B to route the re-pinned session to "+moved, func() bool {
+	testtool.WaitFor(t, time.Second, "B to route the re-pinned session to "+moved, func() bool {
 		last = b.send(t, cookies[0])
 		return last.backend == moved
 	})
@@ -798,7 +799,7 @@ func (l *load) fail(msg string) {
 func (l *load) await(t testing.TB, n int64, what string) {
 	t.Helper()
 	target := l.n.Load() + n
-	waitFor(t, 10*time.Second, fmt.Sprintf("%d more requests %s", n, what), func() bool { return l.n.Load() >= target })
+	testtool.WaitFor(t, 10*time.Second, fmt.Sprintf("%d more requests %s", n, what), func() bool { return l.n.Load() >= target })
 }
 
 // finish stops the load and fails the test if any request went wrong.
@@ -868,7 +869,7 @@ func TestStickyRedisOutage(t *testing.T) {
 			l.await(t, 500, "before the kill")
 
 			rs.Kill()
-			waitFor(t, 5*time.Second, "both stores to notice the outage", func() bool {
+			testtool.WaitFor(t, 5*time.Second, "both stores to notice the outage", func() bool {
 				return !stA.Stats().RedisUp && !stB.Stats().RedisUp
 			})
 			l.await(t, 1000, "during the outage")
@@ -902,7 +903,7 @@ func TestStickyRedisOutage(t *testing.T) {
 			}
 
 			rs.Start() // same port, no data
-			waitFor(t, 5*time.Second, "both stores to use Redis again", func() bool {
+			testtool.WaitFor(t, 5*time.Second, "both stores to use Redis again", func() bool {
 				return stA.Stats().RedisUp && stB.Stats().RedisUp
 			})
 			l.await(t, 1000, "after Redis is back")
@@ -924,7 +925,7 @@ func TestStickyRedisOutage(t *testing.T) {
 				}
 				want = s.id[r.backend]
 				var got string
-				waitFor(t, 5*time.Second, "pin of "+key+" in Redis", func() bool {
+				testtool.WaitFor(t, 5*time.Second, "pin of "+key+" in Redis", func() bool {
 					got, _ = rs.Get(pinKey(key))
 					return got == want
 				})
@@ -936,7 +937,7 @@ func TestStickyRedisOutage(t *testing.T) {
 			// connection pays the dial and handshake inside the 50 ms budget, which a loaded
 			// race-detector run can exceed. Nothing may be lost either way.
 			for _, st := range []sticky.Store{stA, stB} {
-				waitFor(t, 5*time.Second, "the store to be up with nothing queued", func() bool {
+				testtool.WaitFor(t, 5*time.Second, "the store to be up with nothing queued", func() bool {
 					got := st.Stats()
 					return got.RedisUp && got.QueuedPins == 0
 				})
@@ -991,7 +992,7 @@ func TestStickyRedisDownAtStart(t *testing.T) {
 	}
 
 	rs.Start()
-	waitFor(t, 5*time.Second, "the store to use Redis", func() bool { return st.Stats().RedisUp })
+	testtool.WaitFor(t, 5*time.Second, "the store to use Redis", func() bool { return st.Stats().RedisUp })
 	for i, v := range cookies {
 		sid, _ := parseHint(t, v)
 		if got, _ := rs.Get(pinKey(sid)); got != s.id[backends[i]] {
@@ -1032,7 +1033,7 @@ func TestStickyOutageMoveIsStored(t *testing.T) {
 	sid, _ := parseHint(t, cookie)
 
 	rs.Start()
-	waitFor(t, 5*time.Second, "the store to use Redis", func() bool { return st.Stats().RedisUp })
+	testtool.WaitFor(t, 5*time.Second, "the store to use Redis", func() bool { return st.Stats().RedisUp })
 	if got, _ := rs.Get(pinKey(sid)); got != s.id[r.backend] {
 		t.Fatalf("pin in Redis after the outage: got %q (%s); want %q (%s), where the session moved", got, s.name[got], s.id[r.backend], r.backend)
 	}

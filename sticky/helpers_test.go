@@ -2,7 +2,6 @@ package sticky
 
 import (
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -23,16 +22,4 @@ func newRedisStore(t testing.TB, url string, o Options) (*Redis, *logbuf.Buffer)
 	}
 	t.Cleanup(r.Close)
 	return r, logs
-}
-
-// eventually polls cond every 5 ms until it is true or d has passed.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go-loadbalancer/internal/testredis"
+	"go-loadbalancer/internal/testtool"
 )
 
 // TestRedisCacheHitNoRoundTrip: after warm-up, 1,000 lookups over a few sessions are
@@ -65,7 +66,7 @@ func TestRedisTwoInstances(t *testing.T) {
 	}
 
 	a.Repin(key, "web-two", time.Minute)
-	eventually(t, time.Second, "A's re-pin seen by B", func() bool {
+	testtool.WaitFor(t, time.Second, "A's re-pin seen by B", func() bool {
 		id, _ := b.Lookup(key, time.Now().UnixNano())
 		return id == "web-two"
 	})
@@ -74,7 +75,7 @@ func TestRedisTwoInstances(t *testing.T) {
 		t.Fatalf("B after invalidation: got %q, %v; want web-two, cache_hit", id, o)
 	}
 	// A sees its own re-pin too (its cached copy was invalidated as well).
-	eventually(t, time.Second, "A's re-pin seen by A", func() bool {
+	testtool.WaitFor(t, time.Second, "A's re-pin seen by A", func() bool {
 		id, _ := a.Lookup(key, time.Now().UnixNano())
 		return id == "web-two"
 	})
@@ -97,7 +98,7 @@ func TestRedisTTLExpiry(t *testing.T) {
 		}
 	}
 	for _, st := range []*Redis{a, b} {
-		eventually(t, 2*time.Second, "pin expiry", func() bool {
+		testtool.WaitFor(t, 2*time.Second, "pin expiry", func() bool {
 			id, o := st.Lookup(key, time.Now().UnixNano())
 			return id == "" && o == Miss
 		})
@@ -157,7 +158,7 @@ func TestRedisOutage(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond)
 	s.Kill()
-	eventually(t, 2*time.Second, "store down", func() bool { return !r.Stats().RedisUp })
+	testtool.WaitFor(t, 2*time.Second, "store down", func() bool { return !r.Stats().RedisUp })
 	before := fallbacks.Load()
 	time.Sleep(500 * time.Millisecond) // lookups keep running against the dead server
 	during := fallbacks.Load() - before
@@ -170,7 +171,7 @@ func TestRedisOutage(t *testing.T) {
 	}
 
 	s.Start() // same port
-	eventually(t, 3*time.Second, "store up again", func() bool { return r.Stats().RedisUp })
+	testtool.WaitFor(t, 3*time.Second, "store up again", func() bool { return r.Stats().RedisUp })
 	stop.Store(true)
 	wg.Wait()
 
@@ -236,7 +237,7 @@ func TestRedisStartDown(t *testing.T) {
 	}
 
 	s.Start()
-	eventually(t, 3*time.Second, "store up", func() bool { return r.Stats().RedisUp })
+	testtool.WaitFor(t, 3*time.Second, "store up", func() bool { return r.Stats().RedisUp })
 	if id, o := r.Lookup([]byte("k"), time.Now().UnixNano()); id != "web-one" || o != RedisHit {
 		t.Fatalf("got %q, %v after Redis came up; want web-one, redis (the queued pin)", id, o)
 	}
@@ -260,7 +261,7 @@ func TestRedisSharedHintKey(t *testing.T) {
 	late, _ := newRedisStore(t, down.URL(), Options{Backoff: 50 * time.Millisecond})
 	early := late.Signer().AppendCookieValue(nil, sid, "web-x")
 	down.Start()
-	eventually(t, 3*time.Second, "late store up", func() bool { return late.Stats().RedisUp })
+	testtool.WaitFor(t, 3*time.Second, "late store up", func() bool { return late.Stats().RedisUp })
 	// down is a different server: late's key is what it stored there; a fresh instance on
 	// the same server must agree with it.
 	peer, _ := newRedisStore(t, down.URL(), Options{})

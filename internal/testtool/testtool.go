@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 )
 
 // Need returns the path of the command name (from Debian package pkg).
@@ -21,4 +22,17 @@ func Need(t testing.TB, name, pkg string) string {
 		t.Skipf("%s not found (Debian package %s; scripts/install-deps.sh installs it)", name, pkg)
 	}
 	return p
+}
+
+// WaitFor polls cond every 5 ms until it holds, failing t once d has passed: tests wait
+// for what they expect instead of sleeping and hoping.
+func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
