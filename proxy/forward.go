@@ -89,14 +89,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 	pol := &ext.pools[pool.Index]
 	pool.Stats.CountRequest(now)
 	replayable := isIdempotent(req) && bufferBody(req)
-	var sess *session // nil: no sticky session
-	if ext.sticky.on && p.sticky != nil {
-		// Slow path: the session's key escapes into the store's interface, so its
-		// buffers come from a pool rather than this stack.
-		sess = getSession()
-		defer putSession(sess)
-		p.stickyBegin(ctx, t, pool, &ext.sticky, now, sess)
-	}
+	sess := p.session(ctx, t, pool, ext, now) // nil: no sticky session
+	defer putSession(sess)
 	rt := p.requestTrace(ctx) // nil unless the request is traced
 	if rt != nil {
 		rt.Pool(pool.Name)
@@ -108,14 +102,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 		}
 		return pool.Pick(tried, now)
 	}
-	var b *state.Backend
-	var ticket state.Ticket
-	if sess != nil && sess.preferred != nil {
-		// The session's backend, if its breaker still admits the request.
-		if ticket = sess.preferred.Stats.Breaker.Acquire(now); ticket != state.TicketRejected {
-			b = sess.preferred
-		}
-	}
+	b, ticket := sess.admit(now)
 	if b == nil {
 		if b, ticket = pick(); b == nil {
 			writeError(ctx, errNoBackend)

@@ -23,6 +23,9 @@ var sessionPool = sync.Pool{New: func() any { return new(session) }}
 func getSession() *session { return sessionPool.Get().(*session) }
 
 func putSession(s *session) {
+	if s == nil {
+		return
+	}
 	*s = session{}
 	sessionPool.Put(s)
 }

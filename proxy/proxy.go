@@ -148,19 +148,9 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 // upgrade sends a WebSocket upgrade to a backend — the session's, with sticky sessions —
 // and tunnels it. The session is pinned, and its cookie set on the 101, like any request.
 func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Pool, ext *tableData, now int64) {
-	var sess *session
-	if ext.sticky.on && p.sticky != nil {
-		sess = getSession()
-		defer putSession(sess)
-		p.stickyBegin(ctx, t, pool, &ext.sticky, now, sess)
-	}
-	var b *state.Backend
-	var ticket state.Ticket
-	if sess != nil && sess.preferred != nil {
-		if ticket = sess.preferred.Stats.Breaker.Acquire(now); ticket != state.TicketRejected {
-			b = sess.preferred
-		}
-	}
+	sess := p.session(ctx, t, pool, ext, now)
+	defer putSession(sess)
+	b, ticket := sess.admit(now)
 	if b == nil {
 		if b, ticket = pool.Pick(0, now); b == nil {
 			writeError(ctx, errNoBackend)

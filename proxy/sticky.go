@@ -55,6 +55,30 @@ type session struct {
 	preferred  *state.Backend
 }
 
+// session returns the request's sticky session, begun (stickyBegin), or nil when sticky
+// sessions are off. Slow path: the session's key escapes into the store's interface, so
+// its buffers come from a pool rather than the caller's stack; release it with putSession.
+func (p *Proxy) session(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Pool, ext *tableData, now int64) *session {
+	if !ext.sticky.on || p.sticky == nil {
+		return nil
+	}
+	s := getSession()
+	p.stickyBegin(ctx, t, pool, &ext.sticky, now, s)
+	return s
+}
+
+// admit returns the session's backend and its breaker ticket, or nil when there is no
+// session, no preferred backend, or its breaker refuses the request. Nil-safe.
+func (s *session) admit(now int64) (*state.Backend, state.Ticket) {
+	if s == nil || s.preferred == nil {
+		return nil, state.TicketRejected
+	}
+	if t := s.preferred.Stats.Breaker.Acquire(now); t != state.TicketRejected {
+		return s.preferred, t
+	}
+	return nil, state.TicketRejected
+}
+
 // stickyBegin finds the request's session and the backend it should go to (s.preferred,
 // nil to pick normally), following the sequence in package sticky's doc.
 func (p *Proxy) stickyBegin(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Pool, sc *stickyConf, now int64, s *session) {
@@ -68,19 +92,20 @@ func (p *Proxy) stickyBegin(ctx *fasthttp.RequestCtx, t *state.Table, pool *stat
 	} else {
 		s.cookieMode = true
 		raw := req.Header.Cookie(sc.spec.Name)
-		c, ok := sticky.ParseCookie(raw)
-		if !ok || len(raw) > len(s.cookieBuf) {
+		// The cookie is copied first: its parsed parts must outlive header rewrites.
+		var ok bool
+		if len(raw) <= len(s.cookieBuf) {
+			s.cookie, ok = sticky.ParseCookie(append(s.cookieBuf[:0], raw...))
+		}
+		if !ok {
 			// A new session: its id is made now, its backend by the picker.
 			s.active = true
 			s.key = sticky.AppendSessionID(s.keyBuf[:0])
 			s.action = pinNew
 			return
 		}
-		raw = append(s.cookieBuf[:0], raw...)
-		s.cookie, _ = sticky.ParseCookie(raw)
 		s.hasCookie = true
 		s.key = s.cookie.SID
-		_ = c
 	}
 	s.active = true
 	usable := func(b *state.Backend) bool {
