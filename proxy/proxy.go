@@ -87,7 +87,7 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	if p.alog != nil {
-		defer p.alog.log(ctx, time.Now())
+		defer p.alog.log(ctx, ctx.Time()) // the arrival time fasthttp already read
 	}
 	t := p.store.Load()
 	if t == nil {
