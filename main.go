@@ -138,7 +138,8 @@ func runDemoBackend(addr string, stderr io.Writer) int {
 }
 
 // loadConfig reads the config (the demo one with -demo and no -config), then applies
-// environment and flags, in that order of precedence (SPEC §3).
+// environment and flags, in that order of precedence, validates it and opens the files it
+// names (preflight). -check-config, a start and a reload all go through it.
 func loadConfig(f *flags, getenv func(string) string) (*config.Config, error) {
 	var cfg *config.Config
 	if f.config != "" {
@@ -160,6 +161,9 @@ func loadConfig(f *flags, getenv func(string) string) (*config.Config, error) {
 		cfg.Admin.Listen = f.admin
 	}
 	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, errs
+	}
+	if errs := preflight(cfg); len(errs) > 0 {
 		return nil, errs
 	}
 	return cfg, nil

@@ -82,8 +82,14 @@ type process struct {
 
 func start(t *testing.T, args ...string) *process {
 	t.Helper()
+	return startEnv(t, append(os.Environ(), "LOG_LEVEL=info"), args...)
+}
+
+// startEnv starts go-loadbalancer with the environment env and waits until it serves.
+func startEnv(t *testing.T, env []string, args ...string) *process {
+	t.Helper()
 	p := &process{cmd: exec.Command(binary, args...), exited: make(chan error, 1)}
-	p.cmd.Env = append(os.Environ(), "LOG_LEVEL=info")
+	p.cmd.Env = env
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

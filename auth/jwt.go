@@ -7,10 +7,14 @@ package auth
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"strings"
@@ -39,6 +43,7 @@ var (
 // Verifier checks tokens. Safe for concurrent use.
 type Verifier struct {
 	algs      []jose.SignatureAlgorithm
+	algNames  []string
 	hmac      []byte
 	keys      atomic.Pointer[jose.JSONWebKeySet]
 	expected  jwt.Expected
@@ -73,6 +78,7 @@ func New(o Options) (*Verifier, error) {
 		expected: jwt.Expected{Issuer: c.Issuer},
 		skip:     c.SkipPaths,
 		jwksURL:  c.JWKSURL,
+		algNames: c.Algorithms,
 		client:   o.Client,
 		log:      o.Log,
 	}
@@ -86,23 +92,16 @@ func New(o Options) (*Verifier, error) {
 		v.forward = append(v.forward, ClaimHeader{Claim: claim, Header: header})
 	}
 	if c.HMACSecretFile != "" {
-		b, err := os.ReadFile(c.HMACSecretFile)
+		secret, err := LoadHMACSecret(c.HMACSecretFile)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read auth.jwt.hmac_secret_file %q: %w", c.HMACSecretFile, err)
+			return nil, fmt.Errorf("auth.jwt.hmac_secret_file: %w", err)
 		}
-		v.hmac = []byte(strings.TrimSpace(string(b)))
-		if len(v.hmac) < 32 {
-			return nil, fmt.Errorf("cannot use auth.jwt.hmac_secret_file %q: the secret must be at least 32 bytes", c.HMACSecretFile)
-		}
+		v.hmac = secret
 	}
 	if c.JWKSFile != "" {
-		b, err := os.ReadFile(c.JWKSFile)
+		set, err := LoadJWKS(c.JWKSFile, c.Algorithms)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read auth.jwt.jwks_file %q: %w", c.JWKSFile, err)
-		}
-		set, err := parseJWKS(b)
-		if err != nil {
-			return nil, fmt.Errorf("cannot use auth.jwt.jwks_file %q: %w", c.JWKSFile, err)
+			return nil, fmt.Errorf("auth.jwt.jwks_file: %w", err)
 		}
 		v.keys.Store(set)
 	}
@@ -111,7 +110,7 @@ func New(o Options) (*Verifier, error) {
 			v.client = &http.Client{Timeout: 5 * time.Second}
 		}
 		if err := v.fetch(context.Background()); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("auth.jwt.jwks_url: %w", err)
 		}
 		refresh := o.Refresh
 		if refresh <= 0 {
@@ -134,7 +133,41 @@ func (v *Verifier) Close() {
 	}
 }
 
-func parseJWKS(b []byte) (*jose.JSONWebKeySet, error) {
+// MinHMACSecret is the shortest HMAC secret accepted, in bytes (RFC 7518 §3.2: a key at
+// least as long as the hash output, 256 bits for HS256).
+const MinHMACSecret = 32
+
+// LoadHMACSecret reads an HMAC secret file (surrounding white space trimmed) and checks
+// its length.
+func LoadHMACSecret(file string) ([]byte, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %q: %w", file, pathErr(err))
+	}
+	secret := []byte(strings.TrimSpace(string(b)))
+	if len(secret) < MinHMACSecret {
+		return nil, fmt.Errorf("cannot use %q: the secret is %d bytes; it must be at least %d", file, len(secret), MinHMACSecret)
+	}
+	return secret, nil
+}
+
+// LoadJWKS reads a JWKS file and checks it as ParseJWKS does.
+func LoadJWKS(file string, algorithms []string) (*jose.JSONWebKeySet, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %q: %w", file, pathErr(err))
+	}
+	set, err := ParseJWKS(b, algorithms)
+	if err != nil {
+		return nil, fmt.Errorf("cannot use %q: %w", file, err)
+	}
+	return set, nil
+}
+
+// ParseJWKS parses a JWKS document (RFC 7517 §5): every key must be a public key, and
+// when algorithms name a public-key algorithm at least one key must be usable with one of
+// them — a set of EC keys under algorithms: [RS256] could verify no token.
+func ParseJWKS(b []byte, algorithms []string) (*jose.JSONWebKeySet, error) {
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(b, &set); err != nil {
 		return nil, fmt.Errorf("not a JWKS document: %w", err)
@@ -147,29 +180,80 @@ func parseJWKS(b []byte) (*jose.JSONWebKeySet, error) {
 			return nil, fmt.Errorf("key %q is not a public key", k.KeyID)
 		}
 	}
-	return &set, nil
+	var public []string
+	for _, a := range algorithms {
+		if !strings.HasPrefix(a, "HS") {
+			public = append(public, a)
+		}
+	}
+	if len(public) == 0 {
+		return &set, nil
+	}
+	for _, k := range set.Keys {
+		for _, a := range public {
+			if keyFits(k, a) {
+				return &set, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("no key in the set can verify %s", strings.Join(public, ", "))
 }
 
-func (v *Verifier) fetch(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.jwksURL, nil)
-	if err != nil {
-		return fmt.Errorf("cannot fetch auth.jwt.jwks_url %q: %w", v.jwksURL, err)
+// keyFits reports whether k can verify signatures of algorithm alg: its type matches and,
+// when the key names an algorithm ("alg"), it is alg.
+func keyFits(k jose.JSONWebKey, alg string) bool {
+	if k.Algorithm != "" && k.Algorithm != alg {
+		return false
 	}
-	resp, err := v.client.Do(req)
+	switch k.Key.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey:
+		return strings.HasPrefix(alg, "ES")
+	case ed25519.PublicKey:
+		return alg == "EdDSA"
+	}
+	return false
+}
+
+// FetchJWKS gets a JWKS document from url (at most 1 MiB) and checks it as ParseJWKS does.
+func FetchJWKS(ctx context.Context, client *http.Client, url string, algorithms []string) (*jose.JSONWebKeySet, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return fmt.Errorf("cannot fetch auth.jwt.jwks_url %q: %w", v.jwksURL, err)
+		return nil, fmt.Errorf("cannot fetch %q: %w", url, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot fetch %q: %w", url, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("cannot fetch auth.jwt.jwks_url %q: status %d", v.jwksURL, resp.StatusCode)
+		return nil, fmt.Errorf("cannot fetch %q: status %d", url, resp.StatusCode)
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return fmt.Errorf("cannot fetch auth.jwt.jwks_url %q: %w", v.jwksURL, err)
+		return nil, fmt.Errorf("cannot fetch %q: %w", url, err)
 	}
-	set, err := parseJWKS(b)
+	set, err := ParseJWKS(b, algorithms)
 	if err != nil {
-		return fmt.Errorf("cannot use auth.jwt.jwks_url %q: %w", v.jwksURL, err)
+		return nil, fmt.Errorf("cannot use %q: %w", url, err)
+	}
+	return set, nil
+}
+
+// pathErr drops the "open FILE:" of an *fs.PathError, whose file the caller names.
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func (v *Verifier) fetch(ctx context.Context) error {
+	set, err := FetchJWKS(ctx, v.client, v.jwksURL, v.algNames)
+	if err != nil {
+		return err
 	}
 	v.keys.Store(set)
 	v.refreshed.Add(1)

@@ -71,3 +71,14 @@ const envFile = "environment"
 func envError(name, msg string) Error {
 	return Error{File: envFile, Path: name, Msg: msg}
 }
+
+// ErrorAt returns a problem with the value at path (such as "tls.client_ca_file") found
+// after Validate — a file that does not open or parse, say — located like Validate's
+// errors: on the key's line in File, or under the environment variable that set it.
+func (c *Config) ErrorAt(path string, err error) Error {
+	msg := err.Error()
+	if name, ok := c.envFrom[path]; ok {
+		return envError(name, msg)
+	}
+	return Error{File: c.File, Line: c.src.line(path), Path: path, Msg: msg}
+}

@@ -2,9 +2,7 @@ package proxy
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"os"
 	"sync/atomic"
 
 	"github.com/rs/zerolog"
@@ -56,9 +54,9 @@ type ServerCert struct {
 
 // Reload reads the certificate and key files again; on error the old pair stays in use.
 func (c *ServerCert) Reload() error {
-	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	cert, err := LoadKeyPair(c.certFile, c.keyFile)
 	if err != nil {
-		return fmt.Errorf("cannot load tls certificate %q: %w", c.certFile, err)
+		return fmt.Errorf("tls.cert_file: %w", err)
 	}
 	c.cert.Store(&cert)
 	return nil
@@ -82,13 +80,9 @@ func ServerTLS(c config.TLS) (*tls.Config, *ServerCert, error) {
 		},
 	}
 	if c.ClientCAFile != "" {
-		pem, err := os.ReadFile(c.ClientCAFile)
+		pool, err := LoadCertPool(c.ClientCAFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("cannot read tls.client_ca_file %q: %w", c.ClientCAFile, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, nil, fmt.Errorf("cannot use tls.client_ca_file %q: no PEM certificates in it", c.ClientCAFile)
+			return nil, nil, fmt.Errorf("tls.client_ca_file: %w", err)
 		}
 		tc.ClientCAs = pool
 		tc.ClientAuth = tls.RequireAndVerifyClientCert

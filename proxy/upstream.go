@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"net/netip"
@@ -136,20 +135,16 @@ func fileStamps(paths ...string) string {
 func upstreamTLS(c config.UpstreamTLS) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, ClientSessionCache: tls.NewLRUClientSessionCache(64)}
 	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
+		pool, err := LoadCertPool(c.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read upstream_tls.ca_file %q: %w", c.CAFile, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("cannot use upstream_tls.ca_file %q: no PEM certificates in it", c.CAFile)
+			return nil, fmt.Errorf("upstream_tls.ca_file: %w", err)
 		}
 		tc.RootCAs = pool
 	}
 	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		cert, err := LoadKeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("cannot load upstream_tls client certificate %q: %w", c.CertFile, err)
+			return nil, fmt.Errorf("upstream_tls.cert_file: %w", err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
