@@ -204,6 +204,7 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 	if err != nil {
 		return err
 	}
+	logIgnoredRoutes(cfg, log)
 	health := discovery.NewHealthChecker(builder, log)
 	defer health.Stop()
 	if cfg.Env.ConsulEnabled {
@@ -342,6 +343,7 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 			return err
 		}
 		log.Info().Uint64("table", nt.Version).Int("backends", len(nt.Backends())).Msg("configuration reloaded")
+		logIgnoredRoutes(next, log)
 		return nil
 	}
 
@@ -356,6 +358,14 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 			}
 			return shutdown(srv, adminSrv, &draining, cfg.Server.ShutdownTimeout, log)
 		}
+	}
+}
+
+// logIgnoredRoutes says, at start and after each reload, that TRAFFIC_POLICIES_ENABLED=false
+// leaves the config's routes unused.
+func logIgnoredRoutes(cfg *config.Config, log zerolog.Logger) {
+	if cfg.Env.TrafficPoliciesOff {
+		log.Warn().Int("routes", len(cfg.Routes)).Msg("TRAFFIC_POLICIES_ENABLED=false: routes are ignored; every request goes to the first pool")
 	}
 }
 

@@ -51,7 +51,9 @@ type Config struct {
 // variables (REDIS_ENABLED, TRAFFIC_POLICIES_ENABLED, MTLS_*, CONSUL_*).
 type EnvSettings struct {
 	RedisEnabled           bool
-	TrafficPoliciesEnabled bool // routes are applied only when true or when routes are configured
+	// TrafficPoliciesOff is TRAFFIC_POLICIES_ENABLED=false: the routes are ignored and
+	// every request goes to the first pool. Unset or true applies them.
+	TrafficPoliciesOff bool
 	MTLSEnabled            bool
 	ConsulEnabled          bool
 	ConsulAddr             string

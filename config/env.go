@@ -13,7 +13,8 @@ import (
 // nothing.
 //
 //   - REDIS_ENABLED, TRAFFIC_POLICIES_ENABLED, CONSUL_ENABLED set c.Env; booleans take the
-//     forms of strconv.ParseBool ("1", "true", "0", "false", ...).
+//     forms of strconv.ParseBool ("1", "true", "0", "false", ...). TRAFFIC_POLICIES_ENABLED
+//     unset means true (routes apply).
 //   - REDIS_URL sets redis.url; CONSUL_ADDR sets Env.ConsulAddr; LOG_LEVEL sets log.level
 //     (case-insensitive).
 //   - MTLS_ENABLED=true sets the upstream_tls cert_file and key_file of every pool from
@@ -36,7 +37,9 @@ func (c *Config) ApplyEnv(getenv func(string) string) Errors {
 
 	e.boolVar("REDIS_ENABLED", &c.Env.RedisEnabled)
 	e.stringVar("REDIS_URL", &c.Redis.URL, "redis.url")
-	e.boolVar("TRAFFIC_POLICIES_ENABLED", &c.Env.TrafficPoliciesEnabled)
+	if on := true; e.boolVar("TRAFFIC_POLICIES_ENABLED", &on) {
+		c.Env.TrafficPoliciesOff = !on
+	}
 	if e.boolVar("MTLS_ENABLED", &c.Env.MTLSEnabled) && c.Env.MTLSEnabled {
 		e.mtls()
 	}

@@ -27,6 +27,24 @@ pools:
     backends: [{url: "https://b"}]
 `
 
+func TestApplyEnvTrafficPolicies(t *testing.T) {
+	f := func(value string, wantOff bool) {
+		t.Helper()
+		c := mustParse(t, envTestDoc)
+		if errs := c.ApplyEnv(envMap("TRAFFIC_POLICIES_ENABLED", value)); errs != nil {
+			t.Fatalf("ApplyEnv: %v", errs)
+		}
+		if c.Env.TrafficPoliciesOff != wantOff {
+			t.Fatalf("TRAFFIC_POLICIES_ENABLED=%q: got TrafficPoliciesOff %v; want %v", value, c.Env.TrafficPoliciesOff, wantOff)
+		}
+	}
+	f("", false)
+	f("true", false)
+	f("1", false)
+	f("false", true)
+	f("0", true)
+}
+
 func TestApplyEnv(t *testing.T) {
 	c := mustParse(t, envTestDoc)
 	errs := c.ApplyEnv(envMap(
@@ -47,7 +65,7 @@ func TestApplyEnv(t *testing.T) {
 	if errs := c.Validate(); errs != nil {
 		t.Fatalf("Validate after ApplyEnv: %v", errs)
 	}
-	wantEnv := EnvSettings{TrafficPoliciesEnabled: true, MTLSEnabled: true, ConsulAddr: "127.0.0.1:8500"}
+	wantEnv := EnvSettings{MTLSEnabled: true, ConsulAddr: "127.0.0.1:8500"}
 	if c.Env != wantEnv {
 		t.Fatalf("got Env %+v; want %+v", c.Env, wantEnv)
 	}

@@ -107,3 +107,35 @@ routes:
 		t.Fatalf("got backend %s for region eu; want the eu backend of the geo pool (d)", b)
 	}
 }
+
+// TestTrafficPoliciesOff: with TRAFFIC_POLICIES_ENABLED=false the routes are ignored and
+// every request goes to the first pool.
+func TestTrafficPoliciesOff(t *testing.T) {
+	urls := map[string]string{}
+	for _, n := range []string{"a", "b", "c", "d", "e"} {
+		urls[n] = startBackend(t, named(n)).url
+	}
+	cfg := parseConfig(t, routesConfig(t, urls, `routes:
+  - match: { headers: { X-Canary: "true" } }
+    pool: canary
+  - match: { path_prefix: /api }
+    pool: api
+`))
+	if errs := cfg.ApplyEnv(func(name string) string {
+		if name == "TRAFFIC_POLICIES_ENABLED" {
+			return "false"
+		}
+		return ""
+	}); errs != nil {
+		t.Fatal(errs)
+	}
+	px := startProxy(t, cfg)
+	for _, req := range []string{
+		"GET / HTTP/1.1\r\nHost: x\r\nX-Canary: true\r\nConnection: close\r\n\r\n",
+		"GET /api/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+	} {
+		if resp, _ := px.raw(t, req); !strings.HasSuffix(resp, "\r\n\r\na") {
+			t.Fatalf("%q: got %q; want the first pool's backend a", req, resp)
+		}
+	}
+}

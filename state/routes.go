@@ -104,6 +104,9 @@ func hostEqual(host, want []byte) bool {
 }
 
 func buildRoutes(cfg *config.Config, pools map[string]*Pool) ([]Route, error) {
+	if cfg.Env.TrafficPoliciesOff {
+		return nil, nil // TRAFFIC_POLICIES_ENABLED=false: every request goes to the first pool
+	}
 	var routes []Route
 	for i, rc := range cfg.Routes {
 		rt := Route{
