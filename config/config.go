@@ -50,13 +50,13 @@ type Config struct {
 // EnvSettings holds the founding document's switches that exist only as environment
 // variables (REDIS_ENABLED, TRAFFIC_POLICIES_ENABLED, MTLS_*, CONSUL_*).
 type EnvSettings struct {
-	RedisEnabled           bool
+	RedisEnabled bool
 	// TrafficPoliciesOff is TRAFFIC_POLICIES_ENABLED=false: the routes are ignored and
 	// every request goes to the first pool. Unset or true applies them.
 	TrafficPoliciesOff bool
-	MTLSEnabled            bool
-	ConsulEnabled          bool
-	ConsulAddr             string
+	MTLSEnabled        bool
+	ConsulEnabled      bool
+	ConsulAddr         string
 }
 
 // Admin configures the admin, dashboard and metrics listener (SPEC §6).
