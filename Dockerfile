@@ -16,5 +16,10 @@ COPY --from=build /out/go-loadbalancer /usr/local/bin/go-loadbalancer
 USER nonroot:nonroot
 # 8080 data plane; 9901 admin (binds 127.0.0.1 unless -admin says otherwise).
 EXPOSE 8080 9901
+# The image has no shell or curl: the binary checks itself. -healthcheck requests the admin
+# port's /health (127.0.0.1:9901 by default; a container run with -config FILE that moves
+# admin.listen needs the same -config here, e.g. docker run --health-cmd).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
+  CMD ["/usr/local/bin/go-loadbalancer", "-healthcheck"]
 ENTRYPOINT ["/usr/local/bin/go-loadbalancer"]
 CMD ["-demo"]

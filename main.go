@@ -46,6 +46,7 @@ type flags struct {
 	admin       string
 	demo        bool
 	checkConfig bool
+	healthcheck bool
 	version     bool
 	demoBackend string
 	set         map[string]bool // flags given explicitly: they beat env and file
@@ -60,6 +61,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.admin, "admin", "127.0.0.1:9901", "admin listen `address` (overrides the config file)")
 	fs.BoolVar(&f.demo, "demo", false, "start three demo backends on 127.0.0.1:8081-8083 (weights 3:2:1) and balance them")
 	fs.BoolVar(&f.checkConfig, "check-config", false, "validate -config and exit: 0 valid, 1 invalid")
+	fs.BoolVar(&f.healthcheck, "healthcheck", false, "request the admin port's /health and exit: 0 healthy, 1 not (for Docker's HEALTHCHECK)")
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	fs.StringVar(&f.demoBackend, "demo-backend", "", "run only one demo backend on `address` (no balancer); for tests and benchmarks")
 	if err := fs.Parse(args); err != nil {
@@ -89,6 +91,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	if f.version {
 		fmt.Fprintln(stdout, "go-loadbalancer", version)
 		return 0
+	}
+	if f.healthcheck {
+		return healthcheck(f, getenv, stdout, stderr) // healthcheck.go
 	}
 	if f.demoBackend != "" {
 		return runDemoBackend(f.demoBackend, stderr)

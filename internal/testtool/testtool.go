@@ -1,5 +1,6 @@
 // Package testtool finds the external programs tests run (redis-server, promtool,
-// prometheus, chromium, wrk). A missing one skips the test on a developer's machine, but
+// prometheus, chromium, wrk; the Consul agent and OpenTelemetry Collector that
+// scripts/install-deps.sh builds). A missing one skips the test on a developer's machine, but
 // fails it under CI=true: a suite that silently skips its real-parts tests in CI would
 // pass without testing anything, so CI must install them (scripts/install-deps.sh).
 package testtool
@@ -7,6 +8,7 @@ package testtool
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -22,6 +24,35 @@ func Need(t testing.TB, name, pkg string) string {
 		t.Skipf("%s not found (Debian package %s; scripts/install-deps.sh installs it)", name, pkg)
 	}
 	return p
+}
+
+// Built returns the path of a program scripts/install-deps.sh builds from source into its
+// tools directory, rel being its path there ("consul-1.16.3/consul"). The directory is
+// $GOLB_TOOLS when set, else /var/cache/go-loadbalancer or ~/.cache/go-loadbalancer, as in
+// the script. A missing program skips t, or fails it under CI=true; arg is the script's
+// argument that builds it.
+func Built(t testing.TB, rel, arg string) string {
+	t.Helper()
+	var dirs []string
+	if d := os.Getenv("GOLB_TOOLS"); d != "" {
+		dirs = append(dirs, d)
+	} else {
+		dirs = append(dirs, "/var/cache/go-loadbalancer")
+		if home, err := os.UserHomeDir(); err == nil {
+			dirs = append(dirs, filepath.Join(home, ".cache", "go-loadbalancer"))
+		}
+	}
+	for _, d := range dirs {
+		p := filepath.Join(d, rel)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s not found in %v; CI must build it (scripts/install-deps.sh %s)", rel, dirs, arg)
+	}
+	t.Skipf("%s not found in %v (build it with scripts/install-deps.sh %s)", rel, dirs, arg)
+	return ""
 }
 
 // WaitFor polls cond every 5 ms until it holds, failing t once d has passed: tests wait
