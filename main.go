@@ -381,7 +381,10 @@ func newStickyStore(cfg *config.Config, log zerolog.Logger) (sticky.Store, error
 	if !cfg.Sticky.Enabled {
 		return nil, nil
 	}
-	o := sticky.Options{Log: log, TTL: cfg.Sticky.TTL}
+	o := sticky.Options{Log: log, TTL: cfg.Sticky.TTL, HintKey: cfg.Sticky.Secret, PreviousHintKey: cfg.Sticky.PreviousSecret}
+	if cfg.Sticky.Secret == nil && !cfg.Env.RedisEnabled {
+		log.Warn().Msg("sticky sessions: no sticky.secret_file or STICKY_SECRET; cookies are signed with a random per-process key, so several instances (or a restart) will not recognise each other's cookies and a client moves between backends — set a shared secret")
+	}
 	if cfg.Env.RedisEnabled {
 		o.RedisURL = cfg.Redis.URL
 		o.ClientCacheTTL = cfg.Redis.ClientCacheTTL

@@ -8,6 +8,7 @@
 // Parse (and Load) decode, fill in defaults (SPEC §4; a key the file leaves out gets its
 // default, a key the file sets to zero keeps it and is validated) and Validate. Relative
 // file paths in the file (tls.*_file, pools[].upstream_tls.*_file, admin.token_file,
+// sticky.secret_file, sticky.previous_secret_file,
 // geo.mmdb_file, auth.jwt.jwks_file, auth.jwt.hmac_secret_file) are resolved against the
 // directory of the config file at parse time, so they do not depend on the working
 // directory; paths from environment variables are used as given.
@@ -219,7 +220,18 @@ type Sticky struct {
 	Cookie  string        `yaml:"cookie"`
 	Header  string        `yaml:"header"`
 	TTL     time.Duration `yaml:"ttl"`
+	// SecretFile holds the key that signs session cookies and makes their backend
+	// references; PreviousSecretFile the key it replaced (still accepted during a rotation).
+	SecretFile         string `yaml:"secret_file"`
+	PreviousSecretFile string `yaml:"previous_secret_file"`
+	// Secret and PreviousSecret are the keys, from STICKY_SECRET / STICKY_PREVIOUS_SECRET or
+	// else the files (surrounding white space trimmed); nil when neither is set.
+	Secret         []byte `yaml:"-"`
+	PreviousSecret []byte `yaml:"-"`
 }
+
+// MinSecretLen is the shortest sticky secret accepted (128 bits).
+const MinSecretLen = 16
 
 // Redis configures the Redis connection used when REDIS_ENABLED is set.
 type Redis struct {

@@ -22,6 +22,10 @@ import (
 //     set. These paths are used as given (relative to the working directory).
 //   - ADMIN_TOKEN sets Admin.Token; without it the token is read from admin.token_file
 //     (surrounding white space trimmed), if set.
+//   - STICKY_SECRET sets Sticky.Secret; without it the secret is read from
+//     sticky.secret_file (surrounding white space trimmed), if set. The same for
+//     STICKY_PREVIOUS_SECRET, sticky.previous_secret_file and Sticky.PreviousSecret. Each
+//     must be at least MinSecretLen bytes.
 //
 // ApplyEnv returns the problems with the variables it could not apply; the others are
 // applied. It does not validate: call Validate afterwards, which then reports a bad value
@@ -52,6 +56,8 @@ func (c *Config) ApplyEnv(getenv func(string) string) Errors {
 		e.from["log.level"] = "LOG_LEVEL"
 	}
 	e.adminToken()
+	c.Sticky.Secret = e.secret("STICKY_SECRET", "sticky.secret_file", c.Sticky.SecretFile)
+	c.Sticky.PreviousSecret = e.secret("STICKY_PREVIOUS_SECRET", "sticky.previous_secret_file", c.Sticky.PreviousSecretFile)
 
 	c.envFrom = e.from
 	return e.errs
@@ -130,4 +136,34 @@ func (e *envApplier) adminToken() {
 		return
 	}
 	c.Admin.Token = token
+}
+
+// secret returns the secret from the variable name, else from file (the value at key path),
+// else nil. Neither the secret nor the file's content is ever put in an error.
+func (e *envApplier) secret(name, path, file string) []byte {
+	c := e.c
+	if s := strings.TrimSpace(e.getenv(name)); s != "" {
+		if len(s) < MinSecretLen {
+			e.errs = append(e.errs, envError(name, fmt.Sprintf("secret is %d bytes; want at least %d", len(s), MinSecretLen)))
+			return nil
+		}
+		return []byte(s)
+	}
+	if file == "" {
+		return nil
+	}
+	fail := func(msg string) {
+		e.errs = append(e.errs, Error{File: c.File, Line: c.src.line(path), Path: path, Msg: msg})
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		fail(fmt.Sprintf("cannot read secret file %q: %v", file, errorText(err)))
+		return nil
+	}
+	s := strings.TrimSpace(string(data))
+	if len(s) < MinSecretLen {
+		fail(fmt.Sprintf("secret in %q is %d bytes; want at least %d", file, len(s), MinSecretLen))
+		return nil
+	}
+	return []byte(s)
 }

@@ -249,3 +249,67 @@ func TestAdminToken(t *testing.T) {
 		t.Fatalf("got token %q, errors %v; want none", c.Admin.Token, errs)
 	}
 }
+
+// TestStickySecret: the sticky signing key comes from STICKY_SECRET, else from
+// sticky.secret_file; the previous key likewise; a short or unreadable one is an error that
+// never shows the secret.
+func TestStickySecret(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "lb.yaml")
+	doc := "pools:\n  - backends: [{url: \"http://a\"}]\nsticky:\n  secret_file: s\n  previous_secret_file: p\n"
+	parse := func() *Config {
+		t.Helper()
+		c, err := Parse(file, []byte(doc))
+		if err != nil {
+			t.Fatalf("Parse: %v", err)
+		}
+		return c
+	}
+	write := func(name, v string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := parse()
+	errs := c.ApplyEnv(envMap())
+	want := file + `:4: sticky.secret_file: cannot read secret file "` + filepath.Join(dir, "s") + `": no such file or directory` + "\n" +
+		file + `:5: sticky.previous_secret_file: cannot read secret file "` + filepath.Join(dir, "p") + `": no such file or directory`
+	if errs.Error() != want {
+		t.Fatalf("got %q; want %q", errs, want)
+	}
+	write("s", "short-secret\n")
+	write("p", "the previous secret, 32 bytes...\n")
+	c = parse()
+	errs = c.ApplyEnv(envMap())
+	want = file + `:4: sticky.secret_file: secret in "` + filepath.Join(dir, "s") + `" is 12 bytes; want at least 16`
+	if errs.Error() != want || strings.Contains(errs.Error(), "short-secret") {
+		t.Fatalf("got %q; want %q", errs, want)
+	}
+	write("s", "  the current secret, 32 bytes..\n")
+	c = parse()
+	if errs := c.ApplyEnv(envMap()); errs != nil {
+		t.Fatalf("ApplyEnv: %v", errs)
+	}
+	if string(c.Sticky.Secret) != "the current secret, 32 bytes.." || string(c.Sticky.PreviousSecret) != "the previous secret, 32 bytes..." {
+		t.Fatalf("got secrets %q, %q; want the files' trimmed contents", c.Sticky.Secret, c.Sticky.PreviousSecret)
+	}
+	// The environment wins over the files.
+	c = parse()
+	if errs := c.ApplyEnv(envMap("STICKY_SECRET", "from the environment..", "STICKY_PREVIOUS_SECRET", "previous from the environment")); errs != nil {
+		t.Fatalf("ApplyEnv: %v", errs)
+	}
+	if string(c.Sticky.Secret) != "from the environment.." || string(c.Sticky.PreviousSecret) != "previous from the environment" {
+		t.Fatalf("got secrets %q, %q; want the variables'", c.Sticky.Secret, c.Sticky.PreviousSecret)
+	}
+	c = parse()
+	errs = c.ApplyEnv(envMap("STICKY_SECRET", "tooshort"))
+	if want := "environment: STICKY_SECRET: secret is 8 bytes; want at least 16"; errs.Error() != want {
+		t.Fatalf("got %q; want %q", errs, want)
+	}
+	// Neither: no secret, no error (a random per-process key, with a warning at startup).
+	c = mustParse(t, basePool)
+	if errs := c.ApplyEnv(envMap()); errs != nil || c.Sticky.Secret != nil {
+		t.Fatalf("got secret %q, errors %v; want none", c.Sticky.Secret, errs)
+	}
+}

@@ -122,6 +122,8 @@ func (c *Config) resolvePaths(dir string) {
 		}
 	}
 	abs(&c.Admin.TokenFile)
+	abs(&c.Sticky.SecretFile)
+	abs(&c.Sticky.PreviousSecretFile)
 	abs(&c.TLS.CertFile)
 	abs(&c.TLS.KeyFile)
 	abs(&c.TLS.ClientCAFile)

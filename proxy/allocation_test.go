@@ -33,13 +33,14 @@ func TestProxiedGETAllocatesNothing(t *testing.T) {
 	}
 }
 
-// TestStickyHitAllocatesNothing: a GET that carries the cookie of a pinned session — cookie
-// parsed, session looked up (the memory table, or rueidis's client cache for Redis), no
-// Set-Cookie — allocates no more than a plain one: nothing, process-wide. (AllocsPerRun
-// rounds the average down: the Redis store's shared deadline context, renewed every
-// Timeout/4, is a few allocations per 12.5 ms, far below one per request.)
+// TestStickyHitAllocatesNothing: a GET that carries the cookie of a session — cookie
+// parsed and verified, its reference resolved, the store asked whether the session moved
+// (the memory table, or rueidis's client cache for Redis, which caches the "no pin" answer
+// too), no Set-Cookie — allocates no more than a plain one: nothing, process-wide.
+// (AllocsPerRun rounds the average down: the Redis store's shared deadline context, renewed
+// every Timeout/4, is a few allocations per 12.5 ms, far below one per request.)
 func TestStickyHitAllocatesNothing(t *testing.T) {
-	f := func(name string, st sticky.Store) {
+	f := func(name string, st sticky.Store, gets func() int) {
 		t.Run(name, func(t *testing.T) {
 			s := newStickySetup(t, st)
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
@@ -49,12 +50,19 @@ func TestStickyHitAllocatesNothing(t *testing.T) {
 			for i := 0; i < 100; i++ { // warm pools and buffers
 				get(t, s.proxied, req, resp)
 			}
-			before := st.Stats().CacheHits
+			before, getsBefore := st.Stats(), gets()
 			if n := testing.AllocsPerRun(1000, func() { get(t, s.proxied, req, resp) }); n != 0 {
 				t.Fatalf("got %.2f allocs per sticky-hit GET; want 0", n)
 			}
-			if hits := st.Stats().CacheHits - before; hits < 1000 {
-				t.Fatalf("got %d cache hits in 1,001 lookups; want every measured lookup to be one", hits)
+			after := st.Stats()
+			if n := after.CacheHits + after.Misses - before.CacheHits - before.Misses; n < 1000 {
+				t.Fatalf("got %d answered lookups in 1,001; want every measured lookup answered", n)
+			}
+			if n := gets() - getsBefore; n > 1 {
+				t.Fatalf("got %d Redis GETs for 1,001 requests of one session; want at most 1 (cached)", n)
+			}
+			if len(resp.Header.PeekCookie("lb_sticky")) != 0 {
+				t.Fatalf("sticky hit: got Set-Cookie %q; want none", resp.Header.PeekCookie("lb_sticky"))
 			}
 		})
 	}
@@ -62,7 +70,7 @@ func TestStickyHitAllocatesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f("memory", mem)
+	f("memory", mem, func() int { return 0 })
 	rs := testredis.Start(t)
 	// A generous Timeout: on a loaded machine one slow first reply would otherwise count as
 	// an outage, and the measured lookups would be fallbacks, not cache hits.
@@ -71,7 +79,7 @@ func TestStickyHitAllocatesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(red.Close)
-	f("redis", red)
+	f("redis", red, func() int { return rs.Calls("get") })
 }
 
 // TestRoutedGETAllocatesNothing: traffic policies and geo (a CIDR lookup, header and path

@@ -40,6 +40,42 @@ const (
 	pinCheck           // pinned: re-pin only if a retry ended elsewhere
 )
 
+// stickyRefs resolves the backend references of session cookies (sticky.Signer.Ref) for
+// one table and one signer: built once, on the first cookie request after the table or the
+// signer changed (the Redis store adopts a shared key once), then read-only.
+type stickyRefs struct {
+	signer *sticky.Signer
+	byRef  map[string]refTarget // reference under any of the signer's keys → backend
+	cur    map[string]string    // backend ID → its reference under the signing key
+}
+
+// refTarget is the backend a reference stands for and the index of the key that made it.
+type refTarget struct {
+	b   *state.Backend
+	key int
+}
+
+// stickyRefs returns the reference maps of table t for signer s. Slow path the first time
+// for a table and signer: it computes one HMAC per backend and key, and allocates the maps.
+func (d *tableData) stickyRefs(t *state.Table, s *sticky.Signer) *stickyRefs {
+	if r := d.refs.Load(); r != nil && r.signer == s {
+		return r
+	}
+	bs := t.Backends()
+	r := &stickyRefs{signer: s, byRef: make(map[string]refTarget, len(bs)*s.Keys()), cur: make(map[string]string, len(bs))}
+	for _, b := range bs {
+		for k := s.Keys() - 1; k >= 0; k-- { // the signing key's entry wins a (2^-96) clash
+			ref := s.Ref(k, b.ID)
+			r.byRef[ref] = refTarget{b: b, key: k}
+			if k == 0 {
+				r.cur[b.ID] = ref
+			}
+		}
+	}
+	d.refs.Store(r)
+	return r
+}
+
 // session is one request's sticky-session state. It lives on forward's stack; the key
 // and cookie are copied out of the request header, which the client may rewrite.
 type session struct {
@@ -47,10 +83,12 @@ type session struct {
 	key        []byte
 	keyBuf     [sticky.MaxKeyLen]byte
 	cookie     sticky.Cookie
-	cookieBuf  [sticky.SessionIDLen + sticky.MaxBackendIDLen + 64]byte
-	hasCookie  bool // cookie mode with a cookie that parsed
+	cookieBuf  [sticky.CookieLen + 2]byte
+	hasCookie  bool // cookie mode with a cookie that parsed and verified
 	cookieMode bool
-	pinned     string // backend ID the store had, "" if none
+	refs       *stickyRefs // cookie mode
+	hint       refTarget   // what the cookie's reference resolved to; b nil if nothing
+	pinned     string      // backend ID the session is on (store pin or cookie), "" if none
 	action     pinAction
 	preferred  *state.Backend
 }
@@ -63,7 +101,7 @@ func (p *Proxy) session(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 		return nil
 	}
 	s := getSession()
-	p.stickyBegin(ctx, t, pool, &ext.sticky, now, s)
+	p.stickyBegin(ctx, t, pool, ext, now, s)
 	return s
 }
 
@@ -81,44 +119,57 @@ func (s *session) admit(now int64) (*state.Backend, state.Ticket) {
 
 // stickyBegin finds the request's session and the backend it should go to (s.preferred,
 // nil to pick normally), following the sequence in package sticky's doc.
-func (p *Proxy) stickyBegin(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Pool, sc *stickyConf, now int64, s *session) {
+//
+// A cookie session is carried by its cookie: the signed reference names its backend, so a
+// new session writes nothing to the store, and any instance sharing the key places it
+// alike. The store holds only what the cookie cannot say: a session moved to another
+// backend (its pin overrides the cookie until the client holds the re-issued one) and
+// header-keyed sessions.
+func (p *Proxy) stickyBegin(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Pool, ext *tableData, now int64, s *session) {
 	req := &ctx.Request
-	if sc.header != nil {
-		k := req.Header.PeekBytes(sc.header)
-		if len(k) == 0 || len(k) > sticky.MaxKeyLen {
-			return
-		}
-		s.key = append(s.keyBuf[:0], k...)
-	} else {
-		s.cookieMode = true
+	sc := &ext.sticky
+	usable := func(b *state.Backend) bool {
+		return b != nil && b.Pool == pool.Name && b.Healthy && !b.Drained && b.Stats.Breaker.Ready(now)
+	}
+	if sc.header == nil {
+		s.active, s.cookieMode = true, true
+		s.refs = ext.stickyRefs(t, p.sticky.Signer())
 		raw := req.Header.Cookie(sc.spec.Name)
 		// The cookie is copied first: its parsed parts must outlive header rewrites.
 		var ok bool
 		if len(raw) <= len(s.cookieBuf) {
 			s.cookie, ok = sticky.ParseCookie(append(s.cookieBuf[:0], raw...))
 		}
-		if !ok {
-			// A new session: its id is made now, its backend by the picker.
-			s.active = true
+		if !ok || !s.refs.signer.Verify(s.cookie) {
+			// A new session (or a forged or foreign cookie, which is treated as none): its
+			// id is made now, its backend by the picker, and its cookie alone carries it.
 			s.key = sticky.AppendSessionID(s.keyBuf[:0])
-			s.action = pinNew
 			return
 		}
 		s.hasCookie = true
 		s.key = s.cookie.SID
-	}
-	s.active = true
-	usable := func(b *state.Backend) bool {
-		return b != nil && b.Pool == pool.Name && b.Healthy && !b.Drained && b.Stats.Breaker.Ready(now)
-	}
-	hinted := func() *state.Backend {
-		if s.hasCookie && p.sticky.Signer().Verify(s.cookie) {
-			if b := t.BackendByID(s.cookie.Backend); usable(b) {
-				return b
-			}
+		s.hint = s.refs.byRef[string(s.cookie.Ref)]
+		var b *state.Backend
+		if id, o := p.sticky.Lookup(s.key, now); o == sticky.CacheHit || o == sticky.RedisHit {
+			s.pinned, b = id, t.Backend(id) // the session was moved: the store wins
+		} else if s.hint.b != nil {
+			s.pinned, b = s.hint.b.ID, s.hint.b
 		}
-		return nil
+		if usable(b) {
+			s.preferred, s.action = b, pinCheck
+		} else {
+			// Unhealthy, open, drained or gone: the session moves, and the move is stored
+			// (queued while Redis is down) so every instance follows it.
+			s.action = pinMove
+		}
+		return
 	}
+	k := req.Header.PeekBytes(sc.header)
+	if len(k) == 0 || len(k) > sticky.MaxKeyLen {
+		return
+	}
+	s.key = append(s.keyBuf[:0], k...)
+	s.active = true
 	id, o := p.sticky.Lookup(s.key, now)
 	switch o {
 	case sticky.CacheHit, sticky.RedisHit:
@@ -130,20 +181,8 @@ func (p *Proxy) stickyBegin(ctx *fasthttp.RequestCtx, t *state.Table, pool *stat
 			s.action = pinMove // unhealthy, open, drained or gone: the session moves
 		}
 	case sticky.Miss:
-		s.preferred = hinted()
 		s.action = pinNew
 	case sticky.Fallback:
-		if s.cookieMode {
-			if s.preferred = hinted(); s.preferred == nil {
-				s.action = pinMove // queued by the store until Redis returns
-			} else {
-				// The hint stands in for the pin: if a retry ends on another backend, that
-				// move is queued too, or Redis would send the session back afterwards.
-				s.pinned = s.preferred.ID
-				s.action = pinCheck
-			}
-			return
-		}
 		bs := pool.Backends
 		if i := sticky.Rendezvous(s.key, bs, backendID, func(i int) bool { return usable(bs[i]) }); i >= 0 {
 			s.preferred = bs[i]
@@ -154,7 +193,8 @@ func (p *Proxy) stickyBegin(ctx *fasthttp.RequestCtx, t *state.Table, pool *stat
 
 func backendID(b *state.Backend) string { return b.ID }
 
-// stickyEnd records where the session landed (b answered) and refreshes the cookie.
+// stickyEnd records where the session landed (b answered) and refreshes the cookie: a new
+// session's, one that names another backend, or one made with a previous key.
 func (p *Proxy) stickyEnd(ctx *fasthttp.RequestCtx, sc *stickyConf, s *session, b *state.Backend) {
 	switch {
 	case s.action == pinNew:
@@ -162,15 +202,13 @@ func (p *Proxy) stickyEnd(ctx *fasthttp.RequestCtx, sc *stickyConf, s *session, 
 	case s.action == pinMove, s.action == pinCheck && s.pinned != b.ID:
 		p.sticky.Repin(s.key, b.ID, sc.ttl)
 	}
-	if s.cookieMode && (!s.hasCookie || string(s.cookie.Backend) != b.ID) {
-		var sid []byte
-		if s.hasCookie {
-			sid = s.cookie.SID
-		} else {
-			sid = s.key
+	if s.cookieMode && (!s.hasCookie || s.hint.b != b || s.hint.key != 0) {
+		ref, ok := s.refs.cur[b.ID]
+		if !ok {
+			ref = s.refs.signer.Ref(0, b.ID) // b is not in the table the refs were built from
 		}
 		sc2 := getScratch()
-		sc2.b = sc.spec.AppendSetCookie(sc2.b[:0], p.sticky.Signer(), sid, b.ID)
+		sc2.b = sc.spec.AppendSetCookie(sc2.b[:0], s.refs.signer, s.key, ref)
 		ctx.Response.Header.AddBytesV("Set-Cookie", sc2.b)
 		putScratch(sc2)
 	}

@@ -195,14 +195,20 @@ func (c *lbClient) newSession(t testing.TB) (cookie, backend string) {
 	return r.cookie(), r.backend
 }
 
-// parseHint parses a cookie value and returns its session ID and hinted backend ID.
-func parseHint(t testing.TB, v string) (sid, backendID string) {
+// parseHint parses a cookie value and returns its session ID and backend reference.
+func parseHint(t testing.TB, v string) (sid, ref string) {
 	t.Helper()
 	c, ok := sticky.ParseCookie([]byte(v))
 	if !ok {
 		t.Fatalf("cookie value %q does not parse", v)
 	}
-	return string(c.SID), string(c.Backend)
+	return string(c.SID), string(c.Ref)
+}
+
+// signed returns a cookie value for a new session on backend name, made with st's key.
+func (s *stickyBackends) signed(st sticky.Store, name string) string {
+	sg := st.Signer()
+	return string(sg.AppendCookieValue(nil, sticky.AppendSessionID(nil), sg.Ref(0, s.id[name])))
 }
 
 // checkHint checks that cookie value v hints backend name and is signed by st's signer.
@@ -212,8 +218,8 @@ func checkHint(t testing.TB, st sticky.Store, s *stickyBackends, v, name string)
 	if !ok {
 		t.Fatalf("cookie value %q does not parse", v)
 	}
-	if got := s.name[string(c.Backend)]; got != name {
-		t.Fatalf("cookie %q hints backend %q (%s); want %s", v, c.Backend, got, name)
+	if want := st.Signer().Ref(0, s.id[name]); string(c.Ref) != want {
+		t.Fatalf("cookie %q refers to %q; want %s's reference %q", v, c.Ref, name, want)
 	}
 	if !st.Signer().Verify(c) {
 		t.Fatalf("cookie %q: signature does not verify", v)
@@ -350,8 +356,9 @@ func TestStickyCookieSessionStaysOnBackend(t *testing.T) {
 	for i := range cookies {
 		stayOn(t, c, s, backends[i], 100, cookies[i])
 	}
-	if got := st.Stats(); got.Pins != 6 || got.Repins != 0 || got.CacheHits != 600 {
-		t.Fatalf("store stats: got %d pins, %d re-pins, %d cache hits; want 6, 0, 600", got.Pins, got.Repins, got.CacheHits)
+	// The cookies carry the sessions: nothing was stored, every lookup found no move.
+	if got := st.Stats(); got.Pins != 0 || got.Repins != 0 || got.Misses != 600 || st.Len() != 0 {
+		t.Fatalf("store stats: got %d pins, %d re-pins, %d misses, %d stored; want 0, 0, 600, 0", got.Pins, got.Repins, got.Misses, st.Len())
 	}
 }
 
@@ -549,35 +556,43 @@ func TestStickyTTL(t *testing.T) {
 	}
 }
 
-// TestStickyCookieTTLExpiry: when a cookie session's pin expires while the browser still holds
-// the cookie (Max-Age is the same TTL, but clocks and reloads differ), the signed hint keeps
-// it on its backend and it is pinned again.
+// TestStickyCookieTTLExpiry: the store keeps a moved session's pin for sticky.ttl; once it
+// has expired, the re-issued cookie alone carries the session (Max-Age is the same TTL, but
+// clocks and reloads differ), and nothing is pinned again.
 func TestStickyCookieTTLExpiry(t *testing.T) {
 	s := startStickyBackends(t)
 	st := newMemoryStore(t, sticky.Options{TTL: 200 * time.Millisecond})
-	c := newLBClient(startStickyProxy(t, s, s.config(t, "ttl: 200ms", ""), st))
+	px := startStickyProxy(t, s, s.config(t, "ttl: 200ms", ""), st)
+	c := newLBClient(px)
 	r := c.send(t, "")
 	if !strings.Contains(r.setCookie, "; Max-Age=1;") {
 		t.Fatalf("Set-Cookie %q: want Max-Age=1 (200ms rounded up to whole seconds)", r.setCookie)
 	}
-	cookie, first := r.cookie(), r.backend
+	if r.backend != "a" {
+		t.Fatalf("first backend: got %s; want a", r.backend)
+	}
+	if _, err := px.builder.Drain(s.id["a"]); err != nil {
+		t.Fatal(err)
+	}
+	r = c.send(t, r.cookie())
+	cookie, moved := r.cookie(), r.backend
 	sid, _ := parseHint(t, cookie)
-	pins := st.Stats().Pins
+	if id, o := st.Lookup([]byte(sid), time.Now().UnixNano()); o != sticky.CacheHit || s.name[id] != moved {
+		t.Fatalf("pin of the moved session: got %q, %v; want %s's ID, cache_hit", id, o, moved)
+	}
 	testtool.WaitFor(t, 5*time.Second, "the session's pin to expire", func() bool {
 		_, o := st.Lookup([]byte(sid), time.Now().UnixNano())
 		return o == sticky.Miss
 	})
-	stayOn(t, c, s, first, 1, cookie)
-	if got := st.Stats().Pins; got != pins+1 {
-		t.Fatalf("pins after the expired session came back: got %d; want %d", got, pins+1)
-	}
-	if id, o := st.Lookup([]byte(sid), time.Now().UnixNano()); o != sticky.CacheHit || s.name[id] != first {
-		t.Fatalf("pin after the expired session came back: got %q, %v; want %s's ID, cache_hit", id, o, first)
+	pins, repins := st.Stats().Pins, st.Stats().Repins
+	stayOn(t, c, s, moved, 5, cookie)
+	if got := st.Stats(); got.Pins != pins || got.Repins != repins {
+		t.Fatalf("pins, re-pins after the pin expired: got %d, %d; want %d, %d (the cookie carries the session)", got.Pins, got.Repins, pins, repins)
 	}
 }
 
 // tamper returns variants of a valid cookie value whose signature no longer matches.
-func tamper(t testing.TB, v string, otherBackendID string) map[string]string {
+func tamper(t testing.TB, v string, otherRef string) map[string]string {
 	t.Helper()
 	c, ok := sticky.ParseCookie([]byte(v))
 	if !ok {
@@ -591,9 +606,9 @@ func tamper(t testing.TB, v string, otherBackendID string) map[string]string {
 	}
 	otherSID := sticky.AppendSessionID(nil)
 	return map[string]string{
-		"signature changed": string(c.SID) + "." + string(c.Backend) + "." + string(sig),
-		"backend changed":   string(c.SID) + "." + otherBackendID + "." + string(c.Sig),
-		"session changed":   string(otherSID) + "." + string(c.Backend) + "." + string(c.Sig),
+		"signature changed": string(c.SID) + "." + string(c.Ref) + "." + string(sig),
+		"backend changed":   string(c.SID) + "." + otherRef + "." + string(c.Sig),
+		"session changed":   string(otherSID) + "." + string(c.Ref) + "." + string(c.Sig),
 	}
 }
 
@@ -605,7 +620,7 @@ func TestStickyTamperedHintIgnored(t *testing.T) {
 	st := newMemoryStore(t, sticky.Options{})
 	c := newLBClient(startStickyProxy(t, s, s.config(t, "", ""), st))
 	signed := func(backend string) string {
-		return string(st.Signer().AppendCookieValue(nil, sticky.AppendSessionID(nil), s.id[backend]))
+		return s.signed(st, backend)
 	}
 	// Control: six unpinned sessions with a valid hint of c (weight 1) all land on c.
 	for i := range 6 {
@@ -623,7 +638,7 @@ func TestStickyTamperedHintIgnored(t *testing.T) {
 				if name == "backend changed" {
 					v = signed("b")
 				}
-				r := c.send(t, tamper(t, v, s.id["c"])[name])
+				r := c.send(t, tamper(t, v, st.Signer().Ref(0, s.id["c"]))[name])
 				if r.backend == "c" {
 					onC++
 				}
@@ -643,8 +658,8 @@ func TestStickyTamperedHintIgnored(t *testing.T) {
 
 // TestStickyRedisNoRoundTripOnHit: with the Redis store, once each session has been read
 // once, 1,000 sticky requests through the proxy are served from rueidis's tracked client
-// cache: Redis's GET count rises by at most the number of distinct sessions, and the pins
-// are stored with the TTL.
+// cache (which holds "no pin" answers too): Redis's GET count rises by at most the number
+// of distinct sessions.
 func TestStickyRedisNoRoundTripOnHit(t *testing.T) {
 	rs := testredis.Start(t)
 	s := startStickyBackends(t)
@@ -655,11 +670,6 @@ func TestStickyRedisNoRoundTripOnHit(t *testing.T) {
 	for i := range cookies {
 		cookies[i], backends[i] = c.newSession(t)
 		stayOn(t, c, s, backends[i], 1, cookies[i]) // warm-up: the first read is a round trip
-	}
-	sid, _ := parseHint(t, cookies[0])
-	pttl, err := rs.Client().Do(t.Context(), rs.Client().B().Pttl().Key(pinKey(sid)).Build()).AsInt64()
-	if err != nil || pttl <= 0 || pttl > (10*time.Minute).Milliseconds() {
-		t.Fatalf("PTTL of a pin: got %d, %v; want in (0, 600000] ms (sticky.ttl)", pttl, err)
 	}
 	gets, before := rs.Calls("get"), st.Stats()
 	for i := range 1000 {
@@ -672,8 +682,133 @@ func TestStickyRedisNoRoundTripOnHit(t *testing.T) {
 		t.Fatalf("1,000 sticky requests over %d warm sessions: got %d Redis GETs; want at most %d", sessions, got, sessions)
 	}
 	after := st.Stats()
-	if hits := after.CacheHits - before.CacheHits; hits < 1000-sessions {
-		t.Fatalf("1,000 sticky requests: got %d client-cache hits (%d round trips); want at least %d", hits, after.RedisHits-before.RedisHits, 1000-sessions)
+	if n := after.Misses - before.Misses; n != 1000 {
+		t.Fatalf("1,000 sticky requests of sessions never moved: got %d lookups finding no pin; want 1000", n)
+	}
+}
+
+// TestStickyTwoInstancesSharedSecret: two proxies without Redis, each with its own memory
+// store but one configured secret, agree on every session: a session started on A goes to
+// the same backend through B, which has never seen it, without B storing anything or
+// re-issuing the cookie. With different keys (the per-process default) B does not
+// recognise A's cookie and starts a new session.
+func TestStickyTwoInstancesSharedSecret(t *testing.T) {
+	s := startStickyBackends(t)
+	cfg := s.config(t, "", "")
+	secret := []byte("a shared secret of 32 bytes.....")
+	stA, stB := newMemoryStore(t, sticky.Options{HintKey: secret}), newMemoryStore(t, sticky.Options{HintKey: secret})
+	a, b := newLBClient(startStickyProxy(t, s, cfg, stA)), newLBClient(startStickyProxy(t, s, cfg, stB))
+	cookies, backends := make([]string, 6), make([]string, 6)
+	for i := range cookies {
+		cookies[i], backends[i] = a.newSession(t)
+	}
+	// B's own picker would send a new session to a first: sessions elsewhere prove the cookie.
+	for i := range cookies {
+		stayOn(t, b, s, backends[i], 10, cookies[i])
+		stayOn(t, a, s, backends[i], 2, cookies[i])
+	}
+	if got := stB.Stats(); got.Pins+got.Repins != 0 || stB.Len() != 0 {
+		t.Fatalf("B's store: got %d pins, %d re-pins, %d stored; want none", got.Pins, got.Repins, stB.Len())
+	}
+
+	stC := newMemoryStore(t, sticky.Options{}) // a random per-process key
+	c := newLBClient(startStickyProxy(t, s, cfg, stC))
+	if r := c.send(t, cookies[3]); r.setCookie == "" || r.cookie() == cookies[3] {
+		t.Fatalf("instance with another key: got Set-Cookie %q; want a new session's cookie", r.setCookie)
+	}
+}
+
+// TestStickyCookieNamesNoBackend: the cookie the proxy sets holds no backend ID, address or
+// port (it carried "web-127.0.0.1_8082" before), for every backend and after a move.
+func TestStickyCookieNamesNoBackend(t *testing.T) {
+	s := startStickyBackends(t)
+	st := newMemoryStore(t, sticky.Options{})
+	px := startStickyProxy(t, s, s.config(t, "", ""), st)
+	c := newLBClient(px)
+	check := func(v string) {
+		t.Helper()
+		for n, be := range s.be {
+			_, port, _ := net.SplitHostPort(be.addr)
+			for _, leak := range []string{s.id[n], be.addr, "127.0.0.1", "127-0-0-1", port} {
+				if strings.Contains(v, leak) {
+					t.Fatalf("cookie %q contains %q of backend %s", v, leak, n)
+				}
+			}
+		}
+	}
+	for range 6 {
+		cookie, _ := c.newSession(t)
+		check(cookie)
+	}
+	cookie, first := c.newSession(t)
+	if _, err := px.builder.Drain(s.id[first]); err != nil {
+		t.Fatal(err)
+	}
+	r := c.send(t, cookie)
+	if r.setCookie == "" {
+		t.Fatal("moved session: got no Set-Cookie; want the cookie re-issued")
+	}
+	check(r.setCookie)
+}
+
+// TestStickyRedisBurstWritesNothing: a wrk-like burst of cookie-less requests (every one a
+// new session) over concurrent keep-alive connections writes no key to Redis: a new cookie
+// session is carried by its cookie alone (it wrote one key per request before: 190,457
+// after 10 s of wrk). A moved session is stored, with sticky.ttl.
+func TestStickyRedisBurstWritesNothing(t *testing.T) {
+	rs := testredis.Start(t)
+	s := startStickyBackends(t)
+	st := newRedisStore(t, rs, sticky.Options{Timeout: 2 * time.Second})
+	px := startStickyProxy(t, s, s.config(t, "ttl: 10m", ""), st)
+	c := newLBClient(px)
+	sessionKeys := func() int {
+		keys, err := rs.Client().Do(t.Context(), rs.Client().B().Keys().Pattern(sticky.DefaultKeyPrefix+"s:*").Build()).AsStrSlice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(keys)
+	}
+	const workers, each = 8, 250
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				if r, err := c.try(""); err != nil || r.status != 200 || r.setCookie == "" {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := failed.Load(); n != 0 {
+		t.Fatalf("%d of %d cookie-less requests failed or set no cookie", n, workers*each)
+	}
+	if n := sessionKeys(); n != 0 {
+		t.Fatalf("after %d new cookie sessions: got %d session keys in Redis; want 0", workers*each, n)
+	}
+	if got := st.Stats(); got.Pins+got.Repins != 0 {
+		t.Fatalf("store: got %d pins, %d re-pins; want none", got.Pins, got.Repins)
+	}
+
+	// A moved session is the one thing stored, with the TTL.
+	cookie, first := c.newSession(t)
+	if _, err := px.builder.Drain(s.id[first]); err != nil {
+		t.Fatal(err)
+	}
+	r := c.send(t, cookie)
+	sid, _ := parseHint(t, cookie)
+	if got, _ := rs.Get(pinKey(sid)); got != s.id[r.backend] || r.backend == first {
+		t.Fatalf("moved session: got pin %q, backend %s; want %s's ID, not %s", got, r.backend, r.backend, first)
+	}
+	pttl, err := rs.Client().Do(t.Context(), rs.Client().B().Pttl().Key(pinKey(sid)).Build()).AsInt64()
+	if err != nil || pttl <= 0 || pttl > (10*time.Minute).Milliseconds() {
+		t.Fatalf("PTTL of the pin: got %d, %v; want in (0, 600000] ms (sticky.ttl)", pttl, err)
+	}
+	if n := sessionKeys(); n != 1 {
+		t.Fatalf("session keys in Redis: got %d; want 1 (the moved session)", n)
 	}
 }
 
@@ -696,8 +831,9 @@ func TestStickyTwoInstances(t *testing.T) {
 	for i := range cookies {
 		stayOn(t, b, s, backends[i], 20, cookies[i]) // B reads the pin once, then from its cache
 	}
-	if got := stB.Stats(); got.RedisHits != 6 || got.CacheHits != 6*19 || got.Pins != 0 {
-		t.Fatalf("B's store: got %d round trips, %d cache hits, %d pins; want 6, %d, 0", got.RedisHits, got.CacheHits, got.Pins, 6*19)
+	// Carried by their cookies: neither instance stored anything.
+	if a, b := stA.Stats(), stB.Stats(); a.Pins+a.Repins+b.Pins+b.Repins != 0 {
+		t.Fatalf("stores: got A %d pins %d re-pins, B %d pins %d re-pins; want none", a.Pins, a.Repins, b.Pins, b.Repins)
 	}
 
 	// Re-pin on A: drain session 0's backend on A only.
@@ -819,7 +955,7 @@ func (l *load) finish(t testing.TB) {
 // and restarted on the same port, empty. Throughout: no 5xx (no error at all). Cookie sessions
 // never leave their backend (their signed hint places them while Redis is down); header
 // sessions are placed alike by both instances (rendezvous hashing); once Redis is back the
-// pins are in Redis again — those lost with its data, and those made during the outage.
+// header sessions' pins are in Redis again, and cookie sessions that never moved have none.
 func TestStickyRedisOutage(t *testing.T) {
 	f := func(name string, headerMode bool) {
 		t.Run(name, func(t *testing.T) {
@@ -924,11 +1060,15 @@ func TestStickyRedisOutage(t *testing.T) {
 					t.Fatalf("cookie session after the outage: got %s; want %s", r.backend, sess.want)
 				}
 				want = s.id[r.backend]
-				var got string
-				testtool.WaitFor(t, 5*time.Second, "pin of "+key+" in Redis", func() bool {
-					got, _ = rs.Get(pinKey(key))
-					return got == want
-				})
+				if headerMode {
+					testtool.WaitFor(t, 5*time.Second, "pin of "+key+" in Redis", func() bool {
+						got, _ := rs.Get(pinKey(key))
+						return got == want
+					})
+				} else if got, ok := rs.Get(pinKey(key)); ok {
+					// Never moved: the cookie carries it, nothing was stored or queued.
+					t.Fatalf("cookie session that never moved: got pin %q in Redis; want none", got)
+				}
 				if r2 := b.send(t, sess.cookie, sess.headers()...); r2.backend != r.backend {
 					t.Fatalf("after the outage: A sends the session to %s, B to %s; want the same", r.backend, r2.backend)
 				}
@@ -952,8 +1092,8 @@ func TestStickyRedisOutage(t *testing.T) {
 }
 
 // TestStickyRedisDownAtStart: a proxy whose Redis is down when it starts serves every
-// request (no 5xx), cookie sessions stay on their hinted backend, a tampered hint is not
-// trusted, and once Redis comes up the pins queued meanwhile are written and read back.
+// request (no 5xx), cookie sessions stay on their cookie's backend, a tampered cookie is not
+// trusted, and new sessions need no pin, queued or written, before or after Redis comes up.
 func TestStickyRedisDownAtStart(t *testing.T) {
 	rs := testredis.New(t) // not started
 	s := startStickyBackends(t)
@@ -975,8 +1115,8 @@ func TestStickyRedisDownAtStart(t *testing.T) {
 	// A tampered hint of c with Redis down: the picker decides (c once in six).
 	onC := 0
 	for range 6 {
-		v := string(st.Signer().AppendCookieValue(nil, sticky.AppendSessionID(nil), s.id["b"]))
-		r := c.send(t, tamper(t, v, s.id["c"])["backend changed"])
+		v := s.signed(st, "b")
+		r := c.send(t, tamper(t, v, st.Signer().Ref(0, s.id["c"]))["backend changed"])
 		if r.backend == "c" {
 			onC++
 		}
@@ -987,25 +1127,21 @@ func TestStickyRedisDownAtStart(t *testing.T) {
 	if onC != 1 {
 		t.Fatalf("six sessions with a tampered hint of c, Redis down: got %d on c; want 1", onC)
 	}
-	if got := st.Stats().QueuedPins; got < 6 {
-		t.Fatalf("queued pins with Redis down: got %d; want at least 6", got)
+	// New cookie sessions are carried by their cookies: nothing to queue.
+	if got := st.Stats().QueuedPins; got != 0 {
+		t.Fatalf("queued pins with Redis down: got %d; want 0", got)
 	}
 
 	rs.Start()
 	testtool.WaitFor(t, 5*time.Second, "the store to use Redis", func() bool { return st.Stats().RedisUp })
 	for i, v := range cookies {
 		sid, _ := parseHint(t, v)
-		if got, _ := rs.Get(pinKey(sid)); got != s.id[backends[i]] {
-			t.Fatalf("pin of session %d in Redis after it came up: got %q; want %q", i, got, s.id[backends[i]])
+		if got, ok := rs.Get(pinKey(sid)); ok {
+			t.Fatalf("session %d in Redis after it came up: got pin %q; want none", i, got)
 		}
 	}
-	before := st.Stats()
 	for i := range cookies {
 		stayOn(t, c, s, backends[i], 5, cookies[i])
-	}
-	after := st.Stats()
-	if got := after.RedisHits + after.CacheHits - before.RedisHits - before.CacheHits; got != 30 {
-		t.Fatalf("lookups after Redis came up: got %d hits; want 30", got)
 	}
 }
 

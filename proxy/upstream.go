@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -157,6 +158,7 @@ type tableData struct {
 	maxBody   int64
 	pools     []retryPolicy // by state.Pool.Index
 	sticky    stickyConf
+	refs      atomic.Pointer[stickyRefs] // cookie references, built on first use
 	rateLimit rateLimitConf
 
 	readTimeout, writeTimeout time.Duration // server.read_timeout / write_timeout

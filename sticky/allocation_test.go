@@ -35,7 +35,8 @@ func TestCookieAllocatesNothing(t *testing.T) {
 	spec := CookieSpec{Name: "lb_sticky", MaxAge: 30 * time.Minute, Secure: true}
 	buf := make([]byte, 0, 256)
 	sid := AppendSessionID(nil)
-	value := s.AppendCookieValue(nil, sid, "web-127.0.0.1_8081")
+	ref := s.Ref(0, "web-127.0.0.1_8081")
+	value := s.AppendCookieValue(nil, sid, ref)
 	checkNoAllocs(t, "ParseCookie+Verify", func() {
 		c, ok := ParseCookie(value)
 		if !ok || !s.Verify(c) {
@@ -43,8 +44,8 @@ func TestCookieAllocatesNothing(t *testing.T) {
 		}
 	})
 	checkNoAllocs(t, "AppendSessionID", func() { buf = AppendSessionID(buf[:0]) })
-	checkNoAllocs(t, "AppendCookieValue", func() { buf = s.AppendCookieValue(buf[:0], sid, "web-127.0.0.1_8081") })
-	checkNoAllocs(t, "AppendSetCookie", func() { buf = spec.AppendSetCookie(buf[:0], s, sid, "web-127.0.0.1_8081") })
+	checkNoAllocs(t, "AppendCookieValue", func() { buf = s.AppendCookieValue(buf[:0], sid, ref) })
+	checkNoAllocs(t, "AppendSetCookie", func() { buf = spec.AppendSetCookie(buf[:0], s, sid, ref) })
 }
 
 func TestRendezvousAllocatesNothing(t *testing.T) {

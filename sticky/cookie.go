@@ -11,16 +11,16 @@ import (
 // SessionIDLen is the length of a session ID: 128 random bits in unpadded base64url.
 const SessionIDLen = 22
 
-// MaxBackendIDLen is the longest backend ID a cookie may carry.
-const MaxBackendIDLen = 200
+// CookieLen is the length of a cookie value: "<sid>.<ref>.<sig>".
+const CookieLen = SessionIDLen + 1 + RefLen + 1 + sigLen
 
-// Cookie is a parsed session cookie value "<sid>.<backendID>.<sig>". Its fields are
-// sub-slices of the parsed value: valid only as long as that buffer (for fasthttp, until the
-// request is released).
+// Cookie is a parsed session cookie value "<sid>.<ref>.<sig>". Its fields are sub-slices of
+// the parsed value: valid only as long as that buffer (for fasthttp, until the request is
+// released).
 type Cookie struct {
-	SID     []byte // session ID: the store key
-	Backend []byte // hinted backend ID; trust it only after Signer.Verify
-	Sig     []byte // base64url truncated HMAC
+	SID []byte // session ID: the store key
+	Ref []byte // opaque reference to the session's backend (Signer.Ref); trust it only after Signer.Verify
+	Sig []byte // base64url truncated HMAC
 }
 
 // ParseCookie splits a cookie value into its parts and checks their syntax (not the
@@ -31,32 +31,14 @@ func ParseCookie(v []byte) (c Cookie, ok bool) {
 	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 		v = v[1 : len(v)-1]
 	}
-	n := len(v)
-	if n < SessionIDLen+1+1+1+sigLen || n > SessionIDLen+1+MaxBackendIDLen+1+sigLen {
+	if len(v) != CookieLen || v[SessionIDLen] != '.' || v[SessionIDLen+1+RefLen] != '.' {
 		return Cookie{}, false
 	}
-	if v[SessionIDLen] != '.' || v[n-sigLen-1] != '.' {
-		return Cookie{}, false
-	}
-	c = Cookie{SID: v[:SessionIDLen], Backend: v[SessionIDLen+1 : n-sigLen-1], Sig: v[n-sigLen:]}
-	if !isBase64URL(c.SID) || !isBase64URL(c.Sig) || !IsBackendID(c.Backend) {
+	c = Cookie{SID: v[:SessionIDLen], Ref: v[SessionIDLen+1 : SessionIDLen+1+RefLen], Sig: v[CookieLen-sigLen:]}
+	if !isBase64URL(c.SID) || !isBase64URL(c.Ref) || !isBase64URL(c.Sig) {
 		return Cookie{}, false
 	}
 	return c, true
-}
-
-// IsBackendID reports whether id is a syntactically valid backend ID: 1 to MaxBackendIDLen
-// bytes of [A-Za-z0-9._-] (what state.BackendID produces).
-func IsBackendID(id []byte) bool {
-	if len(id) == 0 || len(id) > MaxBackendIDLen {
-		return false
-	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func isBase64URL(b []byte) bool {
@@ -116,13 +98,14 @@ func isTokenChar(c byte) bool {
 
 // AppendSetCookie appends a whole Set-Cookie header value for the session to dst:
 //
-//	<name>=<sid>.<backendID>.<sig>; Path=/; Max-Age=<s>; HttpOnly; SameSite=Lax[; Secure]
+//	<name>=<sid>.<ref>.<sig>; Path=/; Max-Age=<s>; HttpOnly; SameSite=Lax[; Secure]
 //
-// and returns the extended buffer. Allocation-free when dst has room.
-func (c *CookieSpec) AppendSetCookie(dst []byte, s *Signer, sid []byte, backendID string) []byte {
+// (ref is s.Ref(0, backendID)) and returns the extended buffer. Allocation-free when dst has
+// room.
+func (c *CookieSpec) AppendSetCookie(dst []byte, s *Signer, sid []byte, ref string) []byte {
 	dst = append(dst, c.Name...)
 	dst = append(dst, '=')
-	dst = s.AppendCookieValue(dst, sid, backendID)
+	dst = s.AppendCookieValue(dst, sid, ref)
 	dst = append(dst, "; Path=/"...)
 	if c.MaxAge > 0 {
 		dst = append(dst, "; Max-Age="...)

@@ -1,8 +1,8 @@
 // Package sticky keeps sticky sessions: which backend a session is pinned to. It provides
 // the session store (Store: Memory for one process, Redis shared by every instance), the
-// session cookie (a random ID plus a signed hint of its backend), and the rendezvous hash
+// session cookie (a random ID plus a signed, opaque reference to its backend), and the rendezvous hash
 // that places header-keyed sessions while Redis is unreachable. It fails open: Redis is an
-// accelerator, never a reason to fail a request (SPEC §5).
+// accelerator, never a reason to fail a request (see the README).
 //
 // # Stores
 //
@@ -32,50 +32,60 @@
 // outage every key's first read is a round trip again — never a stale hit — and the cookie
 // hint is what keeps a cookie session on its backend in the meantime.
 //
-// # Cookie and hint
+// # Cookie and reference
 //
-// The cookie value is "<sid>.<backendID>.<sig>": sid is SessionIDLen base64url characters
-// (128 random bits, the store key); sig is HMAC-SHA256(key, sid "." backendID) truncated to
-// 128 bits, base64url. The HMAC key is Options.HintKey, or one random key shared through
-// Redis (SET NX: the first instance's key wins; a Signer keeps verifying the keys it
-// replaced). The hint is trusted only when Redis cannot answer; a value that does not parse
-// or verify is treated as no hint. Anyone with access to Redis can read the shared key.
+// The cookie value is "<sid>.<ref>.<sig>": sid is SessionIDLen base64url characters (128
+// random bits, the store key); ref is HMAC-SHA256(key, "ref" 0x00 backendID) truncated to
+// 96 bits, base64url — an opaque reference that names no backend ID, address or port, which
+// the proxy resolves with a map from reference to backend built once per table; sig is
+// HMAC-SHA256(key, sid "." ref) truncated to 128 bits. The key is Options.HintKey (config
+// sticky.secret_file or STICKY_SECRET, shared by every instance), with
+// Options.PreviousHintKey still accepted during a rotation; without one, the Redis store
+// shares one random key through Redis (SET NX: the first instance's key wins; a Signer keeps
+// verifying the keys it replaced; anyone with access to Redis can read it) and the memory
+// store uses a random per-process key. A value that does not parse or verify is no cookie.
+//
+// # What is stored
+//
+// A new cookie session is carried by its cookie alone: nothing is written. The store records
+// what the cookie cannot say — a session moved to another backend (drain, failure, a retry
+// that ended elsewhere), whose pin overrides the cookie until the client holds the
+// re-issued one and keeps every instance on the new backend, and header-keyed sessions. So
+// the Redis keys are bounded by the moves and distinct header keys within one sticky.ttl
+// (each key expires with it, SET PX), not by the request rate.
 //
 // # Per request (the proxy's sequence)
 //
-// Once per table: a CookieSpec (Name, MaxAge = sticky.ttl, Secure for a TLS listener) and
-// ttl = sticky.ttl, passed to every Pin and Repin (a reload may change it; the store keeps
-// the TTL it was made with). Per request, with now := time.Now().UnixNano() (the value also passed to Pool.Pick):
+// Once per table: a CookieSpec (Name, MaxAge = sticky.ttl, Secure for a TLS listener), the
+// reference map of the current Signer, and ttl = sticky.ttl, passed to every Pin and Repin.
+// Per request, with now := time.Now().UnixNano() (the value also passed to Pool.Pick):
 //
-//  1. Key. Cookie mode: c, ok := ParseCookie(req.Header.Cookie(spec.Name)); key = c.SID
-//     (no valid cookie: a new session, go to 7). Header mode: key = req.Header.Peek(name);
-//     an empty key or one over MaxKeyLen is no session: pick normally and stop.
-//  2. id, o := store.Lookup(key, now), then choose the backend b by the outcome (3–5).
-//  3. CacheHit or RedisHit: b = the table's backend with that ID. If it is missing, in
-//     another pool, unhealthy, breaker-open or drained, the session moves: b = Pick, and
-//     store.Repin(key, b.ID, ttl). Drained backends lose their sessions too, unlike HAProxy
-//     (whose drain keeps persistent sessions): drain here means "empty this backend".
-//  4. Miss: in cookie mode, if store.Signer().Verify(c) and the hinted backend is usable,
-//     b = that backend (the pin was lost — expired, or Redis restarted empty — but the
-//     browser still holds a valid placement); otherwise b = Pick. Then store.Pin(key, b.ID, ttl).
-//  5. Fallback (Redis down): cookie mode — b = the hinted backend if Verify(c) passes and
-//     it is usable (a retry that ends elsewhere Repins, queued), else b = Pick and
-//     store.Repin (queued). Header mode — b = backends[i] with i := Rendezvous(key,
-//     pool.Backends, idOf, usable) (i < 0: Pick); no pin, so the session returns to its
-//     Redis pin when Redis does. Every instance with the same view of backend health places
-//     it alike.
-//  6. Cookie mode: when the cookie's hinted backend differs from b (a re-pin, here or by
-//     another instance), re-issue the cookie with the same sid:
-//     resp.Header.Add("Set-Cookie", spec.AppendSetCookie(scratch, store.Signer(), c.SID, b.ID)).
-//  7. New cookie session (from 1): sid := AppendSessionID(scratch); b = Pick; store.Pin(sid, b.ID, ttl);
-//     Set-Cookie as in 6. A retry that ends on another backend Repins to the one that served.
-//  8. Count o for lb_sticky_lookups_total{result=o.String()} — or read Store.Stats().
+//  1. Cookie mode: c, ok := ParseCookie(req.Header.Cookie(spec.Name)); no valid cookie, or
+//     !Signer().Verify(c): a new session — sid := AppendSessionID(scratch), b = Pick, set
+//     the cookie (6); nothing is stored. Header mode: key = req.Header.Peek(name); an empty
+//     key or one over MaxKeyLen is no session: pick normally and stop.
+//  2. id, o := store.Lookup(key, now).
+//  3. Cookie mode: on CacheHit or RedisHit the session was moved and b = the backend id
+//     names; otherwise b = the backend c.Ref resolves to. If b is missing, in another pool,
+//     unhealthy, breaker-open or drained, the session moves: b = Pick and
+//     store.Repin(sid, b.ID, ttl) (queued while Redis is down). Drained backends lose their
+//     sessions too, unlike HAProxy (whose drain keeps persistent sessions): drain here means
+//     "empty this backend". A retry that ends on another backend Repins too.
+//  4. Header mode, CacheHit or RedisHit: as 3 with the pinned backend. Miss: b = Pick,
+//     store.Pin(key, b.ID, ttl). Fallback (Redis down): b = backends[i] with i :=
+//     Rendezvous(key, pool.Backends, idOf, usable) (i < 0: Pick); no pin, so the session
+//     returns to its Redis pin when Redis does. Every instance with the same view of backend
+//     health places it alike.
+//  5. Count o for lb_sticky_lookups_total{result=o.String()} — or read Store.Stats().
+//  6. Cookie mode: when the session is new, moved, or its cookie was made with a previous
+//     key, set the cookie with the same sid: resp.Header.Add("Set-Cookie",
+//     spec.AppendSetCookie(scratch, signer, sid, refOf[b.ID])).
 //
 // Costs: Lookup (both stores, on a hit), ParseCookie, Signer.Verify, CookieSpec.AppendSetCookie
 // with a scratch buffer of room, AppendSessionID and Rendezvous allocate nothing. Pin and
-// Repin allocate (a map entry, a Redis command): they run once per session or move. Look the
-// hinted ID up with a map index written as m[string(c.Backend)], which Go does without
-// allocating; passing string(c.Backend) to a function may allocate for IDs over 32 bytes.
+// Repin allocate (a map entry, a Redis command): they run once per header session or move.
+// Resolve the reference with a map index written as m[string(c.Ref)], which Go does without
+// allocating.
 //
 // Every type is safe for concurrent use unless its doc says otherwise.
 package sticky

@@ -26,14 +26,15 @@ func NewMemory(o Options) (*Memory, error) {
 		return nil, err
 	}
 	o = o.withDefaults()
-	key := o.HintKey
+	key, prev := o.HintKey, o.PreviousHintKey
 	if key == nil {
+		prev = nil
 		key = make([]byte, 32)
 		if _, err := rand.Read(key); err != nil {
 			return nil, fmt.Errorf("cannot generate sticky hint key: %w", err)
 		}
 	}
-	return &Memory{t: newTable(o.MaxSessions), ttl: o.TTL, signer: NewSigner(key)}, nil
+	return &Memory{t: newTable(o.MaxSessions), ttl: o.TTL, signer: NewSigner(key, prev)}, nil
 }
 
 // Lookup implements Store. Outcomes: CacheHit or Miss.

@@ -163,14 +163,22 @@ func TestMemoryInvalidKeys(t *testing.T) {
 func TestMemoryHintKey(t *testing.T) {
 	key := []byte("0123456789abcdef")
 	m := newMemory(t, Options{HintKey: key})
-	c, _ := ParseCookie(m.Signer().AppendCookieValue(nil, AppendSessionID(nil), "web-1"))
+	c, _ := ParseCookie(m.Signer().AppendCookieValue(nil, AppendSessionID(nil), m.Signer().Ref(0, "web-1")))
 	if !NewSigner(key).Verify(c) {
 		t.Fatal("memory store does not sign with Options.HintKey")
 	}
 	// Without a key each store makes its own.
 	a, b := newMemory(t, Options{}), newMemory(t, Options{})
-	c, _ = ParseCookie(a.Signer().AppendCookieValue(nil, AppendSessionID(nil), "web-1"))
+	c, _ = ParseCookie(a.Signer().AppendCookieValue(nil, AppendSessionID(nil), a.Signer().Ref(0, "web-1")))
 	if !a.Signer().Verify(c) || b.Signer().Verify(c) {
 		t.Fatal("generated keys: want each store to verify its own hints only")
+	}
+	// Rotation: a store with a new key and the previous one accepts cookies of both, and
+	// resolves references made with the previous key (Ref(1)).
+	next := []byte("fedcba9876543210")
+	r := newMemory(t, Options{HintKey: next, PreviousHintKey: key})
+	c, _ = ParseCookie(NewSigner(key).AppendCookieValue(nil, AppendSessionID(nil), NewSigner(key).Ref(0, "web-1")))
+	if !r.Signer().Verify(c) || r.Signer().Ref(1, "web-1") != string(c.Ref) || r.Signer().Ref(0, "web-1") == string(c.Ref) {
+		t.Fatal("rotated store: want the previous key's cookie verified and its reference resolvable as Ref(1)")
 	}
 }

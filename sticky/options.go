@@ -36,11 +36,16 @@ type Options struct {
 	// Zero means DefaultTTL.
 	TTL time.Duration
 
-	// HintKey is the HMAC-SHA256 key that signs the backend hint in cookies. Nil means: the
-	// Redis store shares one random key through Redis (SET NX, so the first instance's key
-	// wins and every instance signs alike); the memory store makes a random per-process key.
-	// At least MinHintKeyLen bytes when set.
+	// HintKey is the HMAC-SHA256 key that makes the cookie's backend reference and signs the
+	// cookie (config sticky.secret_file or STICKY_SECRET). Nil means: the Redis store shares
+	// one random key through Redis (SET NX, so the first instance's key wins and every
+	// instance signs alike); the memory store makes a random per-process key, so instances
+	// do not recognise each other's cookies. At least MinHintKeyLen bytes when set.
 	HintKey []byte
+	// PreviousHintKey, if set, is a key replaced by HintKey during a rotation (config
+	// sticky.previous_secret_file or STICKY_PREVIOUS_SECRET): cookies made with it are still
+	// accepted, and re-issued under HintKey. Ignored without HintKey.
+	PreviousHintKey []byte
 
 	// MaxSessions bounds the memory store (and the Redis store's key-intern table). Zero
 	// means DefaultMaxSessions. Past it the entry nearest to expiry in the same bucket is
@@ -84,6 +89,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("cannot use sticky TTL %v: must not be negative", o.TTL)
 	case o.HintKey != nil && len(o.HintKey) < MinHintKeyLen:
 		return fmt.Errorf("cannot use sticky hint key of %d bytes: want at least %d", len(o.HintKey), MinHintKeyLen)
+	case o.PreviousHintKey != nil && len(o.PreviousHintKey) < MinHintKeyLen:
+		return fmt.Errorf("cannot use previous sticky hint key of %d bytes: want at least %d", len(o.PreviousHintKey), MinHintKeyLen)
 	case o.MaxSessions < 0:
 		return fmt.Errorf("cannot use sticky MaxSessions %d: must not be negative", o.MaxSessions)
 	case o.ClientCacheTTL < 0:

@@ -95,16 +95,17 @@ func NewRedis(o Options) (*Redis, error) {
 		q:           pinQueue{max: o.MaxQueuedPins},
 		done:        make(chan struct{}),
 	}
-	key := o.HintKey
+	key, prev := o.HintKey, o.PreviousHintKey
 	if key != nil {
 		r.fixedKey = true
 	} else {
+		prev = nil
 		key = make([]byte, 32)
 		if _, err := rand.Read(key); err != nil {
 			return nil, fmt.Errorf("cannot generate sticky hint key: %w", err)
 		}
 	}
-	r.signer.Store(NewSigner(key))
+	r.signer.Store(NewSigner(key, prev))
 
 	client, err := rueidis.NewClient(co)
 	if client == nil {

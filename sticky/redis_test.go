@@ -251,7 +251,7 @@ func TestRedisSharedHintKey(t *testing.T) {
 	a, _ := newRedisStore(t, s.URL(), Options{})
 	b, _ := newRedisStore(t, s.URL(), Options{})
 	sid := AppendSessionID(nil)
-	v := a.Signer().AppendCookieValue(nil, sid, "web-127.0.0.1_8081")
+	v := a.Signer().AppendCookieValue(nil, sid, a.Signer().Ref(0, "web-127.0.0.1_8081"))
 	c, ok := ParseCookie(v)
 	if !ok || !b.Signer().Verify(c) {
 		t.Fatalf("B does not verify A's hint %q (parsed %v)", v, ok)
@@ -259,13 +259,13 @@ func TestRedisSharedHintKey(t *testing.T) {
 
 	down := testredis.New(t)
 	late, _ := newRedisStore(t, down.URL(), Options{Backoff: 50 * time.Millisecond})
-	early := late.Signer().AppendCookieValue(nil, sid, "web-x")
+	early := late.Signer().AppendCookieValue(nil, sid, late.Signer().Ref(0, "web-x"))
 	down.Start()
 	testtool.WaitFor(t, 3*time.Second, "late store up", func() bool { return late.Stats().RedisUp })
 	// down is a different server: late's key is what it stored there; a fresh instance on
 	// the same server must agree with it.
 	peer, _ := newRedisStore(t, down.URL(), Options{})
-	v2 := peer.Signer().AppendCookieValue(nil, sid, "web-y")
+	v2 := peer.Signer().AppendCookieValue(nil, sid, peer.Signer().Ref(0, "web-y"))
 	if c, _ := ParseCookie(v2); !late.Signer().Verify(c) {
 		t.Fatal("late store does not verify its peer's hint")
 	}
@@ -279,7 +279,7 @@ func TestRedisConfiguredHintKey(t *testing.T) {
 	s := testredis.Start(t)
 	key := []byte("0123456789abcdef0123456789abcdef")
 	r, _ := newRedisStore(t, s.URL(), Options{HintKey: key})
-	v := r.Signer().AppendCookieValue(nil, AppendSessionID(nil), "web-a")
+	v := r.Signer().AppendCookieValue(nil, AppendSessionID(nil), r.Signer().Ref(0, "web-a"))
 	c, _ := ParseCookie(v)
 	if !NewSigner(key).Verify(c) {
 		t.Fatal("hint not signed with the configured key")

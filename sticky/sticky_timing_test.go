@@ -68,7 +68,7 @@ func BenchmarkRedisGETRoundTrip(b *testing.B) {
 
 func BenchmarkCookieParseVerify(b *testing.B) {
 	s := NewSigner([]byte("0123456789abcdef0123456789abcdef"))
-	value := s.AppendCookieValue(nil, AppendSessionID(nil), "web-127.0.0.1_8081")
+	value := s.AppendCookieValue(nil, AppendSessionID(nil), s.Ref(0, "web-127.0.0.1_8081"))
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -82,7 +82,7 @@ func BenchmarkCookieParseVerify(b *testing.B) {
 
 func BenchmarkCookieParse(b *testing.B) {
 	s := NewSigner([]byte("0123456789abcdef0123456789abcdef"))
-	value := s.AppendCookieValue(nil, AppendSessionID(nil), "web-127.0.0.1_8081")
+	value := s.AppendCookieValue(nil, AppendSessionID(nil), s.Ref(0, "web-127.0.0.1_8081"))
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, ok := ParseCookie(value); !ok {
@@ -95,9 +95,10 @@ func BenchmarkSetCookie(b *testing.B) {
 	s := NewSigner([]byte("0123456789abcdef0123456789abcdef"))
 	spec := CookieSpec{Name: "lb_sticky", MaxAge: 30 * time.Minute}
 	buf := make([]byte, 0, 256)
+	ref := s.Ref(0, "web-127.0.0.1_8081")
 	b.ReportAllocs()
 	for b.Loop() {
-		buf = spec.AppendSetCookie(buf[:0], s, AppendSessionID(buf[200:200]), "web-127.0.0.1_8081")
+		buf = spec.AppendSetCookie(buf[:0], s, AppendSessionID(buf[200:200]), ref)
 	}
 }
 
