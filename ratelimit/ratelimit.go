@@ -8,13 +8,16 @@
 // memory that does not grow with the number of clients. Two keys that hash to the same
 // slot share a limit (with the default 1<<20 slots, about one client in a thousand at
 // 1,000 active clients): a collision can only make limiting stricter, never let a client
-// through that should have been stopped.
+// through that should have been stopped. The hash is seeded at random per limiter
+// (hash/maphash), so colliding keys cannot be computed offline to get a victim limited by
+// someone else's traffic.
 //
 // Rate and burst are passed with each call rather than fixed in the limiter, so a reload
 // that changes them applies at once and keeps every client's state.
 package ratelimit
 
 import (
+	"hash/maphash"
 	"math"
 	"sync/atomic"
 	"time"
@@ -42,6 +45,7 @@ func (l Limit) Interval() time.Duration { return time.Duration(l.interval) }
 type Local struct {
 	slots []atomic.Int64 // theoretical arrival time (UnixNano) per hashed key
 	mask  uint64
+	seed  maphash.Seed // random per limiter: which keys share a slot is unpredictable
 }
 
 // DefaultSlots is the number of slots of NewLocal(0): 8 MiB of state.
@@ -57,13 +61,13 @@ func NewLocal(slots int) *Local {
 	for n < slots {
 		n <<= 1
 	}
-	return &Local{slots: make([]atomic.Int64, n), mask: uint64(n - 1)}
+	return &Local{slots: make([]atomic.Int64, n), mask: uint64(n - 1), seed: maphash.MakeSeed()}
 }
 
 // Allow reports whether a request under key may pass at now (UnixNano) under l; when it
 // may not, retryAfter says how long until it would. Allocation-free.
 func (lc *Local) Allow(key []byte, now int64, l Limit) (ok bool, retryAfter time.Duration) {
-	slot := &lc.slots[hash(key)&lc.mask]
+	slot := &lc.slots[lc.index(key)]
 	for {
 		old := slot.Load()
 		tat := max(old, now)
@@ -77,17 +81,6 @@ func (lc *Local) Allow(key []byte, now int64, l Limit) (ok bool, retryAfter time
 	}
 }
 
-// hash is FNV-1a over key with a final avalanche (murmur3's fmix64).
-func hash(key []byte) uint64 {
-	h := uint64(14695981039346656037)
-	for _, c := range key {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
-}
+// index returns key's slot: maphash (AES-based where the CPU has it) under the limiter's
+// random seed. Allocation-free.
+func (lc *Local) index(key []byte) uint64 { return maphash.Bytes(lc.seed, key) & lc.mask }

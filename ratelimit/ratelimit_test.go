@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -157,4 +158,30 @@ func newRedis(t *testing.T, url string) *Redis {
 	}
 	t.Cleanup(r.Close)
 	return r
+}
+
+// TestLocalSlotsSeeded: which keys share a slot differs from limiter to limiter (a random
+// seed per process), so a pair colliding in one — as an attacker could compute offline
+// against an unseeded hash, to get a victim limited by their own traffic — does not collide
+// in the next ones.
+func TestLocalSlotsSeeded(t *testing.T) {
+	a := NewLocal(1024)
+	victim := []byte("203.0.113.7")
+	var attacker []byte
+	for i := 0; attacker == nil; i++ {
+		k := []byte("198.51.100." + strconv.Itoa(i))
+		if a.index(k) == a.index(victim) {
+			attacker = k
+		}
+	}
+	collisions := 0
+	for range 20 {
+		b := NewLocal(1024)
+		if b.index(attacker) == b.index(victim) {
+			collisions++
+		}
+	}
+	if collisions > 2 { // 1 in 1024 each by chance
+		t.Fatalf("keys colliding in one limiter: got them colliding in %d of 20 other limiters; want about none", collisions)
+	}
 }
