@@ -233,7 +233,8 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 	}
 	var draining atomic.Bool
 	var reload func() error
-	adm := admin.New(admin.Options{Builder: builder, Metrics: reg, Ready: func() bool { return !draining.Load() },
+	adminHost, _, _ := net.SplitHostPort(cfg.Admin.Listen)
+	adm := admin.New(admin.Options{Builder: builder, Metrics: reg, Ready: func() bool { return !draining.Load() }, ListenHost: adminHost,
 		Reload: func() error { return reload() }, Pprof: cfg.Admin.Pprof, Log: log})
 	store, err := newStickyStore(cfg, log)
 	if err != nil {

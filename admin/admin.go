@@ -6,7 +6,17 @@
 // The runtime API (drain, enable, weight, reload) needs `Authorization: Bearer <token>`,
 // the token being ADMIN_TOKEN or the contents of admin.token_file, read from the running
 // table's config (a reload can change it). With no token configured the API answers 403
-// and says how to enable it; a missing or wrong token gets 401.
+// and says how to enable it; a missing or wrong token gets 401. The scheme name "Bearer" is
+// matched case-insensitively (RFC 9110 §11.1).
+//
+// Every request's Host must be an IP literal, "localhost", the admin listen host, or a name
+// in admin.allowed_hosts (port ignored); any other Host gets 421. A browser page on a
+// rebound DNS name (evil.example resolving to 127.0.0.1) thus cannot read /metrics or the
+// dashboard; an IP literal cannot be rebound, and is what Kubernetes probes and Prometheus
+// scrapes send (the pod IP), so it is always accepted.
+//
+// Error texts (a rejected reload's reasons) are truncated before they are answered or
+// logged.
 package admin
 
 import (
@@ -16,13 +26,16 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/http/pprof"
 	"strconv"
 	"strings"
 
 	"github.com/rs/zerolog"
 
+	"go-loadbalancer/internal/redact"
 	"go-loadbalancer/metrics"
 	"go-loadbalancer/state"
 )
@@ -41,6 +54,10 @@ type Options struct {
 	Reload func() error
 	// Pprof serves /debug/pprof/ (admin.pprof in the config).
 	Pprof bool
+	// ListenHost is the host part of the admin listen address (admin.listen); a Host
+	// header naming it is accepted. Empty or an IP adds nothing (IP literals are always
+	// accepted).
+	ListenHost string
 	Log   zerolog.Logger
 }
 
@@ -81,8 +98,41 @@ func New(o Options) *Server {
 	return s
 }
 
-// ServeHTTP serves the admin port.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the admin port, to requests whose Host is allowed (see the package doc).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.hostAllowed(r.Host) {
+		// RFC 9110 §15.5.20: this server will not answer for that authority.
+		writeError(w, http.StatusMisdirectedRequest, "host not allowed on the admin port: use its address, localhost, or add the name to admin.allowed_hosts")
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// hostAllowed reports whether a request for host (the Host header, maybe with a port) may
+// be answered.
+func (s *Server) hostAllowed(host string) bool {
+	if host == "" {
+		return true // HTTP/1.0 without Host: not a browser
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), ".")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	if strings.EqualFold(host, "localhost") || (s.o.ListenHost != "" && strings.EqualFold(host, s.o.ListenHost)) {
+		return true
+	}
+	if t := s.o.Builder.Store.Load(); t != nil && t.Config != nil {
+		for _, a := range t.Config.Admin.AllowedHosts {
+			if strings.EqualFold(host, a) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // Demo returns the read-only subset answered on the data-plane port in -demo mode:
 // /, /metrics, /health and /prometheus (the founding document's paths). Its JSON says
@@ -152,8 +202,8 @@ func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusForbidden, "the admin API is disabled: set the ADMIN_TOKEN environment variable or admin.token_file in the config, then send Authorization: Bearer <token>")
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !tokenEqual(strings.TrimSpace(got), want) {
+		got, ok := bearer(r.Header.Get("Authorization"))
+		if !ok || !tokenEqual(got, want) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="go-loadbalancer admin"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 			s.o.Log.Warn().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Msg("admin API: rejected token")
@@ -161,6 +211,16 @@ func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
+}
+
+// bearer returns the token of an Authorization header value "Bearer <token>", the scheme
+// name in any case (RFC 9110 §11.1: auth-scheme is case-insensitive).
+func bearer(v string) (string, bool) {
+	const scheme = "bearer "
+	if len(v) < len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
+		return "", false
+	}
+	return strings.TrimSpace(v[len(scheme):]), true
 }
 
 // tokenEqual compares in constant time; hashing first hides the token's length too.
@@ -205,7 +265,7 @@ func (s *Server) control(w http.ResponseWriter, r *http.Request, action string, 
 		return
 	case err != nil:
 		s.o.Log.Error().Err(err).Str("backend", id).Str("action", action).Msg("admin API: change failed")
-		writeError(w, http.StatusInternalServerError, "cannot "+action+" the backend: "+err.Error())
+		writeError(w, http.StatusInternalServerError, "cannot "+action+" the backend: "+redact.Truncate(err.Error(), maxErrorText))
 		return
 	}
 	b := t.Backend(id)
@@ -229,7 +289,7 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	s.o.Log.Info().Str("remote", r.RemoteAddr).Msg("admin API: reload requested")
 	if err := s.o.Reload(); err != nil {
 		// The operator needs the reason (like `nginx -t`); the caller holds the token.
-		writeError(w, http.StatusUnprocessableEntity, "reload rejected; the running configuration keeps serving: "+err.Error())
+		writeError(w, http.StatusUnprocessableEntity, "reload rejected; the running configuration keeps serving: "+redact.Truncate(err.Error(), maxErrorText))
 		return
 	}
 	var v uint64
@@ -241,6 +301,10 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 		Table  uint64 `json:"table_version"`
 	}{"reloaded", v})
 }
+
+// maxErrorText bounds an error text in an answer: the reasons of a rejected reload are
+// already bounded per problem (config.MaxMsgLen), this bounds any other error too.
+const maxErrorText = 8 << 10
 
 func writeJSON(w http.ResponseWriter, status int, body string) {
 	w.Header().Set("Content-Type", "application/json")

@@ -62,7 +62,8 @@ type lb struct {
 }
 
 type lbOptions struct {
-	token string
+	token        string
+	allowedHosts []string
 	pprof bool
 	demo  bool // answer the demo paths on the data plane too
 }
@@ -83,6 +84,7 @@ func startLB(t testing.TB, n int, o lbOptions) *lb {
 	}
 	cfg.Admin.Token = o.token
 	cfg.Admin.Pprof = o.pprof
+	cfg.Admin.AllowedHosts = o.allowedHosts
 	l.reg = metrics.New(metrics.Options{Current: func() *state.Table { return l.builder.Store.Load() }})
 	l.builder = state.NewBuilder(proxy.HooksWithMetrics(nil, l.reg))
 	if _, err := l.builder.Apply(cfg); err != nil {

@@ -66,6 +66,9 @@ type Admin struct {
 	TokenFile string `yaml:"token_file"`
 	Token     string `yaml:"-"` // from ADMIN_TOKEN or token_file
 	Pprof     bool   `yaml:"pprof"`
+	// AllowedHosts are host names (no port) the admin port answers besides IP literals,
+	// localhost and the listen host; a request with another Host gets 421.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
 // TLS configures TLS on the front listener; ClientCAFile turns on client certificate

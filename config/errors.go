@@ -3,6 +3,16 @@ package config
 import (
 	"strconv"
 	"strings"
+
+	"go-loadbalancer/internal/redact"
+)
+
+// MaxMsgLen bounds the message of one Error as printed, and MaxPrinted the problems an
+// Errors prints: a config error goes to logs and to the admin API, and must not echo a
+// multi-megabyte line of the file it quotes a value from.
+const (
+	MaxMsgLen  = 256
+	MaxPrinted = 20
 )
 
 // Error is one problem found in a configuration. It prints as "FILE:LINE: PATH: MSG", for
@@ -37,7 +47,7 @@ func (e Error) Error() string {
 		b.WriteString(e.Path)
 		b.WriteString(": ")
 	}
-	b.WriteString(e.Msg)
+	b.WriteString(redact.Truncate(e.Msg, MaxMsgLen))
 	return b.String()
 }
 
@@ -47,11 +57,15 @@ func (e Error) Error() string {
 // A nil Errors stored in an error variable is a non-nil error; use Err to convert.
 type Errors []Error
 
-// Error prints one problem per line.
+// Error prints one problem per line, the first MaxPrinted of them.
 func (es Errors) Error() string {
-	lines := make([]string, len(es))
+	lines := make([]string, 0, min(len(es), MaxPrinted+1))
 	for i, e := range es {
-		lines[i] = e.Error()
+		if i == MaxPrinted {
+			lines = append(lines, "… and "+strconv.Itoa(len(es)-i)+" more problems")
+			break
+		}
+		lines = append(lines, e.Error())
 	}
 	return strings.Join(lines, "\n")
 }

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go-loadbalancer/internal/redact"
 )
 
 // Validate checks c and returns every problem found, or nil. Errors carry the line of the
@@ -84,6 +86,11 @@ func (v *validator) listeners() {
 	v.hostPort("admin.listen", c.Admin.Listen)
 	if c.Listen == c.Admin.Listen && !strings.HasSuffix(c.Listen, ":0") {
 		v.errorf("admin.listen", "admin.listen must differ from listen (both are %q)", c.Listen)
+	}
+	for i, h := range c.Admin.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, ":/ []@") {
+			v.errorf(indexPath("admin.allowed_hosts", i), "%q is not a host name (no port, scheme or path)", h)
+		}
 	}
 }
 
@@ -438,12 +445,13 @@ func (v *validator) redis() {
 	r := v.c.Redis
 	u, err := url.Parse(r.URL)
 	switch {
+	// The URL may hold a password: it is printed redacted.
 	case err != nil:
-		v.errorf("redis.url", "invalid url %q", r.URL)
+		v.errorf("redis.url", "invalid url %q: %v", redact.URL(r.URL), redact.Err(err))
 	case u.Scheme != "redis" && u.Scheme != "rediss":
-		v.errorf("redis.url", "url %q: scheme must be redis or rediss", r.URL)
+		v.errorf("redis.url", "url %q: scheme must be redis or rediss", redact.URL(r.URL))
 	case u.Host == "":
-		v.errorf("redis.url", "url %q has no host", r.URL)
+		v.errorf("redis.url", "url %q has no host", redact.URL(r.URL))
 	}
 	v.positive("redis.client_cache_ttl", r.ClientCacheTTL)
 }

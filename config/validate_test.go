@@ -138,7 +138,7 @@ func TestValidateRules(t *testing.T) {
 	f("sticky:\n  ttl: 0s #<", `sticky.ttl: duration must be greater than 0 (got 0s)`)
 	f("redis:\n  url: \"http://127.0.0.1:6379\" #<", `redis.url: url "http://127.0.0.1:6379": scheme must be redis or rediss`)
 	f("redis:\n  url: \"redis://\" #<", `redis.url: url "redis://" has no host`)
-	f("redis:\n  url: \"%zz\" #<", `redis.url: invalid url "%zz"`)
+	f("redis:\n  url: \"%zz\" #<", `redis.url: invalid url "%zz": invalid URL escape "%zz"`)
 	f("redis:\n  client_cache_ttl: 0s #<", `redis.client_cache_ttl: duration must be greater than 0 (got 0s)`)
 	f("rate_limit:\n  key: cookie:x #<", `rate_limit.key: key must be ip, header:NAME or claim:NAME (got "cookie:x")`)
 	f("rate_limit:\n  key: \"header:\" #<", `rate_limit.key: key must be ip, header:NAME or claim:NAME (got "header:")`)
@@ -358,4 +358,37 @@ func TestBackendAddr(t *testing.T) {
 	f("HTTP://Example.COM", "Example.COM:80", false)
 	f("", "", false)
 	f("http://[::1", "", false)
+}
+
+// TestErrorsBounded: a config error never prints a whole runaway line of the file (it
+// went whole, 3 MB, into the log and the admin API's reload answer), never more than
+// MaxPrinted problems, and never the Redis password.
+func TestErrorsBounded(t *testing.T) {
+	big := strings.Repeat("A", 3<<20)
+	f := func(doc string, maxLen int, forbidden ...string) {
+		t.Helper()
+		_, err := Parse("lb.yaml", []byte(doc))
+		if err == nil {
+			t.Fatal("got no error")
+		}
+		s := err.Error()
+		if len(s) > maxLen {
+			t.Fatalf("error of %d bytes; want at most %d: %.200s…", len(s), maxLen, s)
+		}
+		for _, x := range forbidden {
+			if strings.Contains(s, x) {
+				t.Fatalf("error %q contains %q", s, x)
+			}
+		}
+	}
+	f("pools:\n  - backends: [{url: \"http://a\"}]\nlisten: \""+big+"\"\n", MaxMsgLen+100)
+	f("pools:\n  - backends: [{url: \"http://a\", weight: "+big+"}]\n", MaxMsgLen+100)
+	var many strings.Builder
+	many.WriteString("pools:\n  - backends:\n")
+	for range 500 {
+		many.WriteString("      - {url: \"http://a\", weight: 0}\n")
+	}
+	f(many.String(), (MaxPrinted+1)*(MaxMsgLen+100))
+	f("pools:\n  - backends: [{url: \"http://a\"}]\nredis: {url: \"redis://u:hunter2secret@h:port/0\"}\n", 300, "hunter2secret")
+	f("pools:\n  - backends: [{url: \"http://a\"}]\nredis: {url: \"http://u:hunter2secret@h:6379/0\"}\n", 300, "hunter2secret")
 }

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -183,5 +184,14 @@ func TestLocalSlotsSeeded(t *testing.T) {
 	}
 	if collisions > 2 { // 1 in 1024 each by chance
 		t.Fatalf("keys colliding in one limiter: got them colliding in %d of 20 other limiters; want about none", collisions)
+	}
+}
+
+// TestRedisURLNotPrinted: a bad Redis URL is reported without its password (the whole URL
+// was printed before).
+func TestRedisURLNotPrinted(t *testing.T) {
+	_, err := NewRedis(RedisOptions{URL: "redis://u:hunter2secret@h:port/0"})
+	if err == nil || strings.Contains(err.Error(), "hunter2secret") {
+		t.Fatalf("got %v; want an error without the password", err)
 	}
 }

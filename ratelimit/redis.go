@@ -9,6 +9,8 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/rs/zerolog"
+
+	"go-loadbalancer/internal/redact"
 )
 
 // gcraScript is GCRA in Redis, on Redis's own clock (TIME) so that instances with skewed
@@ -57,7 +59,7 @@ type RedisOptions struct {
 func NewRedis(o RedisOptions) (*Redis, error) {
 	opt, err := rueidis.ParseURL(o.URL)
 	if err != nil {
-		return nil, fmt.Errorf("cannot use redis url %q: %w", o.URL, err)
+		return nil, fmt.Errorf("cannot use redis url %q: %w", redact.URL(o.URL), redact.Err(err))
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 50 * time.Millisecond
@@ -74,7 +76,7 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 	// by the first call, which switches to the local fallback.
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
-		return nil, fmt.Errorf("cannot create redis client for %q: %w", o.URL, err)
+		return nil, fmt.Errorf("cannot create redis client for %q: %w", redact.URL(o.URL), redact.Err(err))
 	}
 	r.client = c
 	return r, nil
