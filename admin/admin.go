@@ -28,8 +28,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/http/pprof"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -58,7 +58,7 @@ type Options struct {
 	// header naming it is accepted. Empty or an IP adds nothing (IP literals are always
 	// accepted).
 	ListenHost string
-	Log   zerolog.Logger
+	Log        zerolog.Logger
 }
 
 // Server is the admin port's handler. Safe for concurrent use.

@@ -64,8 +64,8 @@ type lb struct {
 type lbOptions struct {
 	token        string
 	allowedHosts []string
-	pprof bool
-	demo  bool // answer the demo paths on the data plane too
+	pprof        bool
+	demo         bool // answer the demo paths on the data plane too
 }
 
 func startLB(t testing.TB, n int, o lbOptions) *lb {
