@@ -68,8 +68,8 @@ func (o *ConsulOptions) Validate() error {
 // Each watcher's state machine:
 //
 //	querying --answer--> apply if the set changed, query again from the answer's index
-//	querying --error---> failing: keep the last applied set; log once; retry after a
-//	                     capped exponential backoff with jitter
+//	querying --error---> failing: keep the last applied set; log once; retry from index
+//	                     0 after a capped exponential backoff with jitter
 //	failing  --answer--> querying (logged once: "reachable again")
 //
 // The set of watchers follows the current table: a reload that changes a pool's service,
@@ -223,6 +223,11 @@ func (w *consulWatch) run() {
 			return
 		}
 		if err != nil {
+			// Start again from 0, as Consul's api/watch does after any error: the agent
+			// that answers next may be a new one (restarted, rebuilt, restored) whose index
+			// is below ours, and a query with ours would block until its wait ran out
+			// while the set it should return had changed. Index 0 answers at once.
+			index = 0
 			if !fail(err, "cannot query Consul; keeping the last known backends and retrying") {
 				return
 			}
@@ -311,9 +316,11 @@ func backoff(failures int, lo, hi time.Duration) time.Duration {
 
 // consulBackends converts Consul's answer into backends, sorted by URL so that two answers
 // with the same instances compare equal: http://ServiceAddress:ServicePort (the node's
-// address when the service registered none), weight Weights.Passing (1 when unset, at most
-// 10000), region Meta["region"]. Instances with no address or port (a Unix socket) are
-// skipped and counted.
+// address when the service registered none), region Meta["region"], and the weight Consul's
+// own DNS gives it: Weights.Warning when its checks add up to warning, else Weights.Passing
+// (each 1 when unset, at most 10000). An instance at warning with Weights.Warning 0 is left
+// out: it asked for no traffic while warning. Instances with no address or port (a Unix
+// socket) are skipped and counted.
 func consulBackends(entries []*api.ServiceEntry) (backends []config.Backend, skipped int) {
 	backends = make([]config.Backend, 0, len(entries))
 	for _, e := range entries {
@@ -330,9 +337,15 @@ func consulBackends(entries []*api.ServiceEntry) (backends []config.Backend, ski
 			skipped++
 			continue
 		}
+		weight := max(s.Weights.Passing, 1)
+		if e.Checks.AggregatedStatus() == api.HealthWarning {
+			if weight = s.Weights.Warning; weight < 1 {
+				continue
+			}
+		}
 		backends = append(backends, config.Backend{
 			URL:    "http://" + net.JoinHostPort(host, strconv.Itoa(s.Port)),
-			Weight: min(max(s.Weights.Passing, 1), 10000),
+			Weight: min(weight, 10000),
 			Region: s.Meta["region"],
 		})
 	}

@@ -16,7 +16,11 @@ import (
 	"time"
 )
 
-// No Consul server can run where this project is built, so the tests talk to fakeConsul: an
+// Discovery is tested against a real Consul agent (consul_agent_test.go). fakeConsul is
+// kept for what a real agent cannot do on demand: answer every query with an error status
+// or a closed connection, send a restored snapshot's lower index to a blocked query, and
+// show the test each query the watcher sent (its index, wait, passing and tag parameters),
+// which is how the no-op, reload and outage tests see what went over the wire. It is an
 // httptest server that implements, faithfully to Consul's documented HTTP API, the one
 // endpoint the watcher uses — GET /v1/health/service/:service
 // (https://developer.hashicorp.com/consul/api-docs/health#list-service-instances-for-service)

@@ -1,7 +1,6 @@
 package discovery
 
 import (
-	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -9,12 +8,10 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/config"
 	"go-loadbalancer/internal/logbuf"
 	"go-loadbalancer/internal/testtool"
-	"go-loadbalancer/proxy"
 	"go-loadbalancer/state"
 )
 
@@ -49,13 +46,20 @@ const webPool = `  - name: web
 // Logs are kept at info, the production default: what an operator would see.
 func startConsul(t *testing.T, fake *fakeConsul, cfg *config.Config, h state.Hooks) (*state.Builder, *Consul, *logbuf.Buffer) {
 	t.Helper()
+	return watchConsul(t, fake.addr(), 2*time.Second, cfg, h)
+}
+
+// watchConsul builds cfg with a real Builder (hooks h) and watches the Consul agent at addr
+// for it, with blocking queries of wait and retries 10-40 ms apart.
+func watchConsul(t *testing.T, addr string, wait time.Duration, cfg *config.Config, h state.Hooks) (*state.Builder, *Consul, *logbuf.Buffer) {
+	t.Helper()
 	b := state.NewBuilder(h)
 	if _, err := b.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
 	logs := &logbuf.Buffer{}
-	c, err := NewConsul(ConsulOptions{Builder: b, Log: zerolog.New(logs).Level(zerolog.InfoLevel), Addr: fake.addr(),
-		WaitTime: 2 * time.Second, RetryMin: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond})
+	c, err := NewConsul(ConsulOptions{Builder: b, Log: zerolog.New(logs).Level(zerolog.InfoLevel), Addr: addr,
+		WaitTime: wait, RetryMin: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,37 +92,6 @@ func waitMembers(t *testing.T, b *state.Builder, pool, want string) {
 func waitRequests(t *testing.T, fake *fakeConsul, from, n int) {
 	t.Helper()
 	testtool.WaitFor(t, 5*time.Second, strconv.Itoa(n)+" more Consul queries", func() bool { return len(fake.seen()) >= from+n })
-}
-
-func TestConsulDiscoversAndFollowsChanges(t *testing.T) {
-	fake := startFakeConsul(t)
-	fake.set("web",
-		fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "web-1", Port: 8080},
-		fakeInstance{Node: "n2", NodeAddress: "10.0.0.2", ID: "web-2", Address: "10.1.0.2", Port: 9000, Passing: 5,
-			Meta: map[string]string{"region": "eu"}},
-	)
-	b, _, _ := startConsul(t, fake, consulConfig(t, webPool), state.Hooks{})
-	// Configured first, then discovered (sorted); the node address stands in for a missing
-	// service address; Weights.Passing is the weight; Meta.region the region.
-	waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.1:8080/1/ http://10.1.0.2:9000/5/eu")
-
-	// Add one.
-	fake.set("web",
-		fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "web-1", Port: 8080},
-		fakeInstance{Node: "n2", NodeAddress: "10.0.0.2", ID: "web-2", Address: "10.1.0.2", Port: 9000, Passing: 5,
-			Meta: map[string]string{"region": "eu"}},
-		fakeInstance{Node: "n3", NodeAddress: "fd00::3", ID: "web-3", Port: 80},
-	)
-	waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.1:8080/1/ http://10.1.0.2:9000/5/eu http://[fd00::3]:80/1/")
-	// Remove one, reweight another.
-	fake.set("web",
-		fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "web-1", Port: 8080, Passing: 7},
-		fakeInstance{Node: "n3", NodeAddress: "fd00::3", ID: "web-3", Port: 80},
-	)
-	waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.1:8080/7/ http://[fd00::3]:80/1/")
-	// All gone: only the configured backend stays.
-	fake.set("web")
-	waitMembers(t, b, "web", "http://127.0.0.1:1/1/")
 }
 
 func TestConsulSkipsNoOpUpdates(t *testing.T) {
@@ -260,57 +233,6 @@ func TestConsulOutageKeepsBackendsAndRecovers(t *testing.T) {
 	t.Run("connection closed", func(t *testing.T) { f(t, 0, true) })
 }
 
-func TestConsulFilters(t *testing.T) {
-	fake := startFakeConsul(t)
-	fake.set("api",
-		fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "api-1", Port: 1, Tags: []string{"v1"}},
-		fakeInstance{Node: "n2", NodeAddress: "10.0.0.2", ID: "api-2", Port: 2, Tags: []string{"v2"}},
-		fakeInstance{Node: "n3", NodeAddress: "10.0.0.3", ID: "api-3", Port: 3, Tags: []string{"V2", "canary"}},
-		fakeInstance{Node: "n4", NodeAddress: "10.0.0.4", ID: "api-4", Port: 4, Tags: []string{"v2"}, Status: "critical"},
-		fakeInstance{Node: "n5", NodeAddress: "10.0.0.5", ID: "api-5", Port: 5, Tags: []string{"v2"}, Status: "warning"},
-	)
-	cfg := consulConfig(t, `  - name: strict
-    discovery: { consul: { service: api, tag: v2 } }
-  - name: loose
-    discovery: { consul: { service: api, tag: v2, passing_only: false } }
-  - name: all
-    discovery: { consul: { service: api, passing_only: false } }
-`)
-	b, _, _ := startConsul(t, fake, cfg, state.Hooks{})
-	waitMembers(t, b, "strict", "http://10.0.0.2:2/1/ http://10.0.0.3:3/1/")
-	waitMembers(t, b, "loose", "http://10.0.0.2:2/1/ http://10.0.0.3:3/1/ http://10.0.0.4:4/1/ http://10.0.0.5:5/1/")
-	waitMembers(t, b, "all", "http://10.0.0.1:1/1/ http://10.0.0.2:2/1/ http://10.0.0.3:3/1/ http://10.0.0.4:4/1/ http://10.0.0.5:5/1/")
-
-	// What went over the wire.
-	type params struct {
-		passing bool
-		tags    string
-	}
-	got := map[params]bool{}
-	for _, r := range fake.seen() {
-		if r.Service != "api" || r.Wait != "2000ms" {
-			t.Fatalf("got request %+v; want service api, wait 2000ms", r)
-		}
-		got[params{r.Passing, strings.Join(r.Tags, ",")}] = true
-	}
-	want := map[params]bool{{true, "v2"}: true, {false, "v2"}: true, {false, ""}: true}
-	if !mapsEqual(got, want) {
-		t.Fatalf("got query parameters %v; want %v", got, want)
-	}
-}
-
-func mapsEqual[K comparable](a, b map[K]bool) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k := range a {
-		if !b[k] {
-			return false
-		}
-	}
-	return true
-}
-
 func TestConsulFollowsReloads(t *testing.T) {
 	fake := startFakeConsul(t)
 	fake.set("web", fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "web-1", Port: 8080, Tags: []string{"blue"}})
@@ -346,57 +268,5 @@ func TestConsulFollowsReloads(t *testing.T) {
 	}
 	if got := members(b, "web"); got != "http://127.0.0.1:1/1/" {
 		t.Fatalf("got backends %q; want only the configured one", got)
-	}
-}
-
-// End to end: a real backend, registered in the fake Consul only, receives proxied traffic
-// through a pool that has no configured backends.
-func TestConsulEndToEnd(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	backend := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("from consul backend") }}
-	go func() { _ = backend.Serve(ln) }()
-	t.Cleanup(func() { _ = backend.Shutdown() })
-	host, port, _ := net.SplitHostPort(ln.Addr().String())
-	portN, _ := strconv.Atoi(port)
-
-	fake := startFakeConsul(t)
-	b, _, _ := startConsul(t, fake, consulConfig(t, `  - name: web
-    discovery: { consul: { service: web } }
-    timeouts: { connect: 500ms, response: 2s }
-`), proxy.Hooks(nil))
-
-	px := proxy.New(proxy.Options{Store: &b.Store, Log: zerolog.Nop()})
-	srv := proxy.NewServer(px.ServeHTTP, b.Store.Load().Config.Server, zerolog.Nop())
-	pln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(pln) }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	get := func() (int, string) {
-		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-		defer fasthttp.ReleaseRequest(req)
-		defer fasthttp.ReleaseResponse(resp)
-		req.SetRequestURI("http://" + pln.Addr().String() + "/hello")
-		if err := fasthttp.DoTimeout(req, resp, 5*time.Second); err != nil {
-			t.Fatalf("GET through the proxy: %v", err)
-		}
-		return resp.StatusCode(), string(resp.Body())
-	}
-
-	// Nothing registered yet: the empty pool answers 503.
-	testtool.WaitFor(t, 5*time.Second, "the first Consul answer", func() bool { return len(fake.seen()) > 0 })
-	if code, _ := get(); code != fasthttp.StatusServiceUnavailable {
-		t.Fatalf("got status %d with nothing discovered; want 503", code)
-	}
-	fake.set("web", fakeInstance{Node: "n1", NodeAddress: host, ID: "web-1", Port: portN})
-	waitMembers(t, b, "web", "http://"+ln.Addr().String()+"/1/")
-	for range 5 {
-		if code, body := get(); code != 200 || body != "from consul backend" {
-			t.Fatalf("got %d %q; want 200 from the discovered backend", code, body)
-		}
 	}
 }
