@@ -133,7 +133,12 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	if ext.rateLimit.on && p.limiter != nil && !p.allow(ctx, ext, claims) {
 		return
 	}
-	pool, region := route(ctx, t, ext)
+	pool, region, prefix := route(ctx, t, ext)
+	if p.tracer != nil {
+		if rt := p.requestTrace(ctx); rt != nil {
+			rt.Route(prefix)
+		}
+	}
 	upgrade := flags&hdrUpgrade != 0 && isWebSocket(req)
 	prepareRequest(ctx, flags, ext, upgrade)
 
@@ -229,11 +234,11 @@ func (p *Proxy) authenticate(ctx *fasthttp.RequestCtx) (map[string]any, bool) {
 	return claims, true
 }
 
-// route returns the pool for the request (traffic policies, first match wins) and the
-// client's region (geo), nil when geo is off or the region unknown. Before
-// prepareRequest, so policies see the headers the client sent.
-func route(ctx *fasthttp.RequestCtx, t *state.Table, ext *tableData) (*state.Pool, []byte) {
-	var region []byte
+// route returns the pool for the request (traffic policies, first match wins), the
+// client's region (geo), nil when geo is off or the region unknown, and the matching
+// route's path_prefix, nil when none. Before prepareRequest, so policies see the headers
+// the client sent.
+func route(ctx *fasthttp.RequestCtx, t *state.Table, ext *tableData) (pool *state.Pool, region, prefix []byte) {
 	if t.Geo.Enabled() {
 		h := &ctx.Request.Header
 		peer := clientAddr(ctx)
@@ -244,11 +249,12 @@ func route(ctx *fasthttp.RequestCtx, t *state.Table, ext *tableData) (*state.Poo
 		region = t.Geo.Region(peer, hv)
 	}
 	if !t.HasRoutes() {
-		return t.DefaultPool(), region
+		return t.DefaultPool(), region, nil
 	}
 	h := &ctx.Request.Header
 	rr := state.RouteRequest{Path: ctx.Path(), Host: h.Host(), Method: h.Method(), Header: h.PeekBytes, Region: region}
-	return t.Route(&rr), region
+	pool, prefix = t.Route(&rr)
+	return pool, region, prefix
 }
 
 // logUpstreamError logs the first error and then one in 100, so an outage does not flood

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"go-loadbalancer/config"
 	"go-loadbalancer/internal/otlptest"
@@ -66,13 +67,13 @@ func splitSpans(t *testing.T, spans []otlptest.Span, tries int) (otlptest.Span, 
 	var srv []otlptest.Span
 	var up []otlptest.Span
 	for _, s := range spans {
-		switch s.Name {
-		case "proxy":
+		switch {
+		case s.Kind == tracepb.Span_SPAN_KIND_SERVER && s.Name == "GET":
 			srv = append(srv, s)
-		case "upstream":
+		case s.Kind == tracepb.Span_SPAN_KIND_CLIENT && s.Name == "GET":
 			up = append(up, s)
 		default:
-			t.Fatalf("unexpected span %q", s.Name)
+			t.Fatalf("unexpected span %q of kind %v", s.Name, s.Kind)
 		}
 	}
 	if len(srv) != 1 || len(up) != tries {

@@ -33,20 +33,21 @@ type RouteRequest struct {
 	Region             []byte // the client's region (Geo.Region), nil if unknown
 }
 
-// Route returns the pool for r: the first route that matches, or the default pool.
-// Safe for concurrent use; allocation-free.
-func (t *Table) Route(r *RouteRequest) *Pool {
+// Route returns the pool for r: the first route that matches, or the default pool; and
+// the matching route's path_prefix (nil when none matched or it has none), by which
+// tracing names the request's span. Safe for concurrent use; allocation-free.
+func (t *Table) Route(r *RouteRequest) (*Pool, []byte) {
 	for i := range t.routes {
 		rt := &t.routes[i]
 		if !rt.matches(r) {
 			continue
 		}
 		if rt.split == nil {
-			return rt.pools[0]
+			return rt.pools[0], rt.pathPrefix
 		}
-		return rt.pools[rt.split.Next()]
+		return rt.pools[rt.split.Next()], rt.pathPrefix
 	}
-	return t.DefaultPool()
+	return t.DefaultPool(), nil
 }
 
 // HasRoutes reports whether the table has traffic policies; without them every request

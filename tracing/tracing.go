@@ -149,7 +149,9 @@ type Incoming struct {
 }
 
 // Start decides whether the request is traced. It returns nil — having allocated nothing —
-// when it is not, else the request's server span "proxy".
+// when it is not, else the request's server span, named by the HTTP semantic conventions
+// (https://opentelemetry.io/docs/specs/semconv/http/http-spans/): the method ("GET"), or
+// "HTTP" for a method the conventions do not know; Route adds the route.
 func (t *Tracer) Start(in *Incoming) *Request {
 	var parent trace.SpanContext
 	var root trace.TraceID
@@ -175,15 +177,32 @@ func (t *Tracer) Start(in *Incoming) *Request {
 	} else {
 		ctx = context.WithValue(ctx, rootIDKey{}, root)
 	}
-	ctx, span := t.tracer.Start(ctx, "proxy",
+	method, known := knownMethod(in.Method)
+	attrs := []attribute.KeyValue{
+		attribute.String("http.request.method", method),
+		attribute.String("url.path", string(in.Path)),
+		attribute.String("server.address", hostOnly(string(in.Host))),
+	}
+	name := method
+	if !known {
+		name = "HTTP"
+		attrs = append(attrs, attribute.String("http.request.method_original", string(in.Method)))
+	}
+	ctx, span := t.tracer.Start(ctx, name,
 		trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithTimestamp(in.Start),
-		trace.WithAttributes(
-			attribute.String("http.request.method", string(in.Method)),
-			attribute.String("url.path", string(in.Path)),
-			attribute.String("server.address", hostOnly(string(in.Host))),
-		))
-	return &Request{ctx: ctx, span: span, tracer: t.tracer}
+		trace.WithAttributes(attrs...))
+	return &Request{ctx: ctx, span: span, tracer: t.tracer, name: name, method: method}
+}
+
+// knownMethod returns the http.request.method of a request method: itself when it is one
+// of the conventions' known methods (RFC 9110's and PATCH, RFC 5789), else "_OTHER".
+func knownMethod(m []byte) (string, bool) {
+	switch string(m) {
+	case "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH":
+		return string(m), true
+	}
+	return "_OTHER", false
 }
 
 // Request is a traced request's server span. Its methods are called by the goroutine
@@ -192,6 +211,8 @@ type Request struct {
 	ctx     context.Context
 	span    trace.Span
 	tracer  trace.Tracer
+	name    string // the span's name so far: the method, or "HTTP"
+	method  string // http.request.method
 	pool    string
 	backend string
 	tries   int
@@ -200,17 +221,30 @@ type Request struct {
 // Traceparent returns the W3C traceparent naming the server span as the parent.
 func (r *Request) Traceparent() []byte { return appendTraceparent(nil, r.span.SpanContext()) }
 
+// Route notes the path_prefix of the route the request matched (nothing when empty): the
+// span's http.route, and its name becomes "GET /prefix".
+func (r *Request) Route(prefix []byte) {
+	if len(prefix) == 0 {
+		return
+	}
+	route := string(prefix)
+	r.span.SetName(r.name + " " + route)
+	r.span.SetAttributes(attribute.String("http.route", route))
+}
+
 // Pool notes the pool the request was routed to.
 func (r *Request) Pool(name string) { r.pool = name }
 
 // StartTry starts the span of the next upstream try, to backend; the try's Traceparent is
-// what the backend must receive.
+// what the backend must receive. A client span is named by the method, as the server span
+// before its route.
 func (r *Request) StartTry(backend string) *Try {
 	r.tries++
 	r.backend = backend
-	_, span := r.tracer.Start(r.ctx, "upstream",
+	_, span := r.tracer.Start(r.ctx, r.name,
 		trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(
+			attribute.String("http.request.method", r.method),
 			attribute.Int("lb.attempt", r.tries),
 			attribute.String("lb.backend", backend),
 		))

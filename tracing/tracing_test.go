@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"go-loadbalancer/config"
 	"go-loadbalancer/internal/logbuf"
@@ -141,6 +142,7 @@ func TestSpansReachTheCollector(t *testing.T) {
 	if r == nil {
 		t.Fatal("not traced")
 	}
+	r.Route([]byte("/items"))
 	r.Pool("web")
 	try := r.StartTry("web-a")
 	tp := string(try.Traceparent())
@@ -159,16 +161,18 @@ func TestSpansReachTheCollector(t *testing.T) {
 		}
 		byName[s.Name] = append(byName[s.Name], s)
 	}
-	srv, tries := byName["proxy"], byName["upstream"]
-	if len(srv) != 1 || len(tries) != 2 {
-		t.Fatalf("got %+v; want one proxy span and two upstream spans", spans)
+	srv, tries := byName["GET /items"], byName["GET"]
+	if len(srv) != 1 || len(tries) != 2 || srv[0].Kind != tracepb.Span_SPAN_KIND_SERVER ||
+		tries[0].Kind != tracepb.Span_SPAN_KIND_CLIENT || tries[1].Kind != tracepb.Span_SPAN_KIND_CLIENT {
+		t.Fatalf("got %+v; want a server span \"GET /items\" and two client spans \"GET\"", spans)
 	}
 	s := srv[0]
 	if s.ParentSpanID != parentHex || s.TraceState != "vendor=abc" {
 		t.Fatalf("server span parent %s tracestate %q; want %s and vendor=abc", s.ParentSpanID, s.TraceState, parentHex)
 	}
 	want := map[string]string{"http.request.method": "GET", "url.path": "/items", "server.address": "shop.example",
-		"http.response.status_code": "200", "lb.pool": "web", "lb.backend": "web-b", "lb.retries": "1"}
+		"http.response.status_code": "200", "lb.pool": "web", "lb.backend": "web-b", "lb.retries": "1",
+		"http.route": "/items"}
 	for k, v := range want {
 		if s.Attrs[k] != v {
 			t.Fatalf("server span %s = %q; want %q (all: %v)", k, s.Attrs[k], v, s.Attrs)
@@ -248,6 +252,40 @@ func BenchmarkStartUnsampled(b *testing.B) {
 	for b.Loop() {
 		if tr.Start(in) != nil {
 			b.Fatal("traced")
+		}
+	}
+}
+
+// Span names follow the HTTP semantic conventions: "METHOD /route" for the server span of
+// a request that matched a route with a path_prefix, the method alone otherwise, "HTTP"
+// (with http.request.method "_OTHER") for a method the conventions do not know.
+func TestSpanNames(t *testing.T) {
+	col := otlptest.Start(t)
+	tr := newTracer(t, col.URL(), 1, zerolog.Nop())
+	for _, c := range []struct{ method, route string }{{"GET", "/api"}, {"POST", ""}, {"PURGE", "/cache"}} {
+		r := tr.Start(&Incoming{Method: []byte(c.method), Path: []byte("/x"), Host: []byte("h"), Start: time.Now()})
+		r.Route([]byte(c.route))
+		r.StartTry("b").End(200, "")
+		r.End(200)
+	}
+	want := map[string]string{ // name → kind/http.request.method/http.request.method_original/http.route
+		"GET /api":    "SPAN_KIND_SERVER/GET///api",
+		"POST":        "SPAN_KIND_SERVER/POST//",
+		"HTTP /cache": "SPAN_KIND_SERVER/_OTHER/PURGE//cache",
+		"GET":         "SPAN_KIND_CLIENT/GET//",
+		"HTTP":        "SPAN_KIND_CLIENT/_OTHER//",
+	}
+	got := map[string]string{}
+	for _, s := range col.WaitSpans(t, 6, 10*time.Second) {
+		if s.Kind == tracepb.Span_SPAN_KIND_CLIENT && s.Attrs["http.request.method"] == "POST" {
+			s.Name = "POST (client)"
+		}
+		got[s.Name] = s.Kind.String() + "/" + s.Attrs["http.request.method"] + "/" + s.Attrs["http.request.method_original"] + "/" + s.Attrs["http.route"]
+	}
+	want["POST (client)"] = "SPAN_KIND_CLIENT/POST//"
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("span %q: got %q; want %q (all: %v)", name, got[name], w, got)
 		}
 	}
 }
