@@ -93,6 +93,18 @@ func (c *Collector) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	got := Flatten(&req)
+	c.mu.Lock()
+	c.spans = append(c.spans, got...)
+	c.requests++
+	c.mu.Unlock()
+	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	_, _ = w.Write(out)
+}
+
+// Flatten returns the spans of an OTLP export.
+func Flatten(req *coltracepb.ExportTraceServiceRequest) []Span {
 	var got []Span
 	for _, rs := range req.ResourceSpans {
 		service := ""
@@ -114,13 +126,7 @@ func (c *Collector) serve(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	c.mu.Lock()
-	c.spans = append(c.spans, got...)
-	c.requests++
-	c.mu.Unlock()
-	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(out)
+	return got
 }
 
 func value(v *commonpb.AnyValue) string {
