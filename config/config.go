@@ -133,6 +133,9 @@ type ConsulDiscovery struct {
 	Service     string `yaml:"service"`
 	Tag         string `yaml:"tag"`
 	PassingOnly *bool  `yaml:"passing_only"`
+	// Scheme is how discovered backends are reached: http (default) or https (then the
+	// pool's upstream_tls applies, client certificate included).
+	Scheme string `yaml:"scheme"`
 }
 
 // HealthCheck configures active health checks of a pool's backends.

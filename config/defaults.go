@@ -92,6 +92,7 @@ func (p *Pool) applyDefaults(s *source, path string, index int) {
 		setDefault(s, &p.Standby[i].Weight, at(indexPath("standby", i)+".weight"), 1)
 	}
 	setDefaultTrue(&p.Discovery.Consul.PassingOnly)
+	setDefault(s, &p.Discovery.Consul.Scheme, at("discovery.consul.scheme"), "http")
 
 	hc := &p.HealthCheck
 	setDefault(s, &hc.Path, at("health_check.path"), "/health")

@@ -154,7 +154,7 @@ func defaultPool(name string, backends ...Backend) Pool {
 		Name:               name,
 		Balance:            BalanceSmoothWeighted,
 		Backends:           backends,
-		Discovery:          Discovery{Consul: ConsulDiscovery{PassingOnly: &t}},
+		Discovery:          Discovery{Consul: ConsulDiscovery{PassingOnly: &t, Scheme: "http"}},
 		HealthCheck:        HealthCheck{Path: "/health", Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3, ExpectStatus: "200-399"},
 		CircuitBreaker:     CircuitBreaker{ConsecutiveFailures: 5, FailureRatio: 0.5, MinRequests: 20, Window: 10 * time.Second, OpenFor: 5 * time.Second, HalfOpenProbes: 3, MaxEjectionPercent: 50},
 		Retry:              Retry{Attempts: 2, On: []string{"connect", "502", "503", "504"}, BudgetRatio: 0.2},

@@ -248,11 +248,40 @@ func (v *validator) pool(path string, p Pool) {
 	v.positive(at("timeouts.response"), p.Timeouts.Response)
 	v.atLeast(at("max_conns_per_backend"), p.MaxConnsPerBackend, 1)
 	v.tls(at("upstream_tls"), p.UpstreamTLS.CertFile, p.UpstreamTLS.KeyFile)
+	if sc := p.Discovery.Consul.Scheme; sc != "http" && sc != "https" {
+		v.errorf(at("discovery.consul.scheme"), "scheme must be http or https (got %q)", sc)
+	}
+	v.mtlsNeedsTLS(path, p)
 
 	as := p.Autoscale
 	v.atLeast(at("autoscale.target_inflight_per_backend"), as.TargetInflightPerBackend, 0)
 	v.atLeast(at("autoscale.min_active"), as.MinActive, 1)
 	v.positive(at("autoscale.cooldown"), as.Cooldown)
+}
+
+// mtlsNeedsTLS reports every plain-http backend of a pool that has a client certificate
+// (upstream_tls.cert_file, or MTLS_ENABLED): the certificate is only ever sent over TLS,
+// so such a backend would get the traffic in plain text, silently.
+func (v *validator) mtlsNeedsTLS(path string, p Pool) {
+	if p.UpstreamTLS.CertFile == "" || p.UpstreamTLS.KeyFile == "" {
+		return // no client certificate (half a pair is reported by tls)
+	}
+	source := "upstream_tls.cert_file is set"
+	if name, ok := v.c.envFrom[joinPath(path, "upstream_tls.cert_file")]; ok {
+		source = name + " sets a client certificate (MTLS_ENABLED=true)"
+	}
+	plain := func(list string, bs []Backend) {
+		for i, b := range bs {
+			if u, err := url.Parse(b.URL); err == nil && strings.EqualFold(u.Scheme, "http") {
+				v.errorf(indexPath(joinPath(path, list), i)+".url", "pool %q: %s, but backend %q is plain http:// and would get the traffic unencrypted; use https://", p.Name, source, b.URL)
+			}
+		}
+	}
+	plain("backends", p.Backends)
+	plain("standby", p.Standby)
+	if p.Discovery.Consul.Service != "" && p.Discovery.Consul.Scheme == "http" {
+		v.errorf(joinPath(path, "discovery.consul.scheme"), "pool %q: %s, but its Consul backends are reached over plain http; set discovery.consul.scheme: https", p.Name, source)
+	}
 }
 
 func (v *validator) backend(path string, b Backend, seen map[string]string) {

@@ -392,3 +392,39 @@ func TestErrorsBounded(t *testing.T) {
 	f("pools:\n  - backends: [{url: \"http://a\"}]\nredis: {url: \"redis://u:hunter2secret@h:port/0\"}\n", 300, "hunter2secret")
 	f("pools:\n  - backends: [{url: \"http://a\"}]\nredis: {url: \"http://u:hunter2secret@h:6379/0\"}\n", 300, "hunter2secret")
 }
+
+// TestMTLSNeedsTLS: a pool with a client certificate (upstream_tls or MTLS_ENABLED) and a
+// plain http:// backend — listed, standby or discovered — is a config error naming the pool
+// and the backend: the certificate would never be sent and the traffic would go out in
+// plain text.
+func TestMTLSNeedsTLS(t *testing.T) {
+	f := func(doc string, env map[string]string, want string) {
+		t.Helper()
+		c, err := Parse("lb.yaml", []byte(doc))
+		if err == nil && env != nil {
+			if errs := c.ApplyEnv(func(k string) string { return env[k] }); errs != nil {
+				t.Fatalf("ApplyEnv: %v", errs)
+			}
+			err = c.Validate().Err()
+		}
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != want {
+			t.Fatalf("got errors\n%s\nwant\n%s", got, want)
+		}
+	}
+	const plain = "pools:\n  - name: web\n    backends:\n      - url: \"https://a\"\n      - url: \"http://b:8082\"\n"
+	mtls := map[string]string{"MTLS_ENABLED": "true", "MTLS_CERT_FILE": "c.pem", "MTLS_KEY_FILE": "c.key"}
+	f(plain, map[string]string{}, "")
+	f(plain, mtls, `lb.yaml:5: pools[0].backends[1].url: pool "web": MTLS_CERT_FILE sets a client certificate (MTLS_ENABLED=true), but backend "http://b:8082" is plain http:// and would get the traffic unencrypted; use https://`)
+	f(plain+"    standby: [{url: \"HTTP://c\"}]\n    upstream_tls: { cert_file: c.pem, key_file: c.key }\n", nil,
+		`lb.yaml:5: pools[0].backends[1].url: pool "web": upstream_tls.cert_file is set, but backend "http://b:8082" is plain http:// and would get the traffic unencrypted; use https://`+"\n"+
+			`lb.yaml:6: pools[0].standby[0].url: pool "web": upstream_tls.cert_file is set, but backend "HTTP://c" is plain http:// and would get the traffic unencrypted; use https://`)
+	const consul = "pools:\n  - name: api\n    upstream_tls: { cert_file: c.pem, key_file: c.key }\n"
+	f(consul+"    discovery: { consul: { service: api } }\n", nil,
+		`lb.yaml:4: pools[0].discovery.consul.scheme: pool "api": upstream_tls.cert_file is set, but its Consul backends are reached over plain http; set discovery.consul.scheme: https`)
+	f(consul+"    discovery: { consul: { service: api, scheme: https } }\n", nil, "")
+	f(consul+"    discovery: { consul: { service: api, scheme: ftp } }\n", nil, `lb.yaml:4: pools[0].discovery.consul.scheme: scheme must be http or https (got "ftp")`)
+}

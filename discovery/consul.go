@@ -124,6 +124,7 @@ func (c *Consul) Stop() {
 type consulQuery struct {
 	service, tag string
 	passingOnly  bool
+	scheme       string // discovery.consul.scheme: http or https
 }
 
 // sync makes the running watchers match t. It runs under the builder's lock, so it only
@@ -137,7 +138,7 @@ func (c *Consul) sync(t *state.Table) {
 	want := map[string]consulQuery{}
 	for _, p := range t.Pools {
 		if d := p.Settings.Discovery.Consul; d.Service != "" {
-			want[p.Name] = consulQuery{service: d.Service, tag: d.Tag, passingOnly: d.PassingOnly == nil || *d.PassingOnly}
+			want[p.Name] = consulQuery{service: d.Service, tag: d.Tag, passingOnly: d.PassingOnly == nil || *d.PassingOnly, scheme: cmp.Or(d.Scheme, "http")}
 		}
 	}
 	for pool, w := range c.watches {
@@ -237,7 +238,7 @@ func (w *consulWatch) run() {
 			w.log.Info().Int("failures", failures).Dur("after", time.Since(since)).Msg("Consul reachable again")
 			failures = 0
 		}
-		backends, skipped := consulBackends(entries)
+		backends, skipped := consulBackends(entries, w.q.scheme)
 		if !w.applied || !slices.Equal(backends, w.last) {
 			// Skip no-op updates: an answer is no proof of a change (a timeout, or a write
 			// that does not touch this result, also answers).
@@ -315,13 +316,13 @@ func backoff(failures int, lo, hi time.Duration) time.Duration {
 }
 
 // consulBackends converts Consul's answer into backends, sorted by URL so that two answers
-// with the same instances compare equal: http://ServiceAddress:ServicePort (the node's
+// with the same instances compare equal: scheme://ServiceAddress:ServicePort (the node's
 // address when the service registered none), region Meta["region"], and the weight Consul's
 // own DNS gives it: Weights.Warning when its checks add up to warning, else Weights.Passing
 // (each 1 when unset, at most 10000). An instance at warning with Weights.Warning 0 is left
 // out: it asked for no traffic while warning. Instances with no address or port (a Unix
 // socket) are skipped and counted.
-func consulBackends(entries []*api.ServiceEntry) (backends []config.Backend, skipped int) {
+func consulBackends(entries []*api.ServiceEntry, scheme string) (backends []config.Backend, skipped int) {
 	backends = make([]config.Backend, 0, len(entries))
 	for _, e := range entries {
 		if e == nil || e.Service == nil {
@@ -344,7 +345,7 @@ func consulBackends(entries []*api.ServiceEntry) (backends []config.Backend, ski
 			}
 		}
 		backends = append(backends, config.Backend{
-			URL:    "http://" + net.JoinHostPort(host, strconv.Itoa(s.Port)),
+			URL:    scheme + "://" + net.JoinHostPort(host, strconv.Itoa(s.Port)),
 			Weight: min(weight, 10000),
 			Region: s.Meta["region"],
 		})

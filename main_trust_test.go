@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -47,5 +50,28 @@ func TestStickyStoreSecret(t *testing.T) {
 	c, logC := store()
 	if c == a || !strings.Contains(logC, "random per-process key") {
 		t.Fatalf("without a secret: got reference %q (shared one %q), log %q; want another key and a warning", c, a, logC)
+	}
+}
+
+// TestCheckConfigMTLSNeedsTLS: MTLS_ENABLED=true with a plain http:// backend (the
+// founding document's own backends) is a config error naming the pool and the backend,
+// in -check-config too — it was accepted, and the traffic went out in plain text.
+func TestCheckConfigMTLSNeedsTLS(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "lb.yaml")
+	if err := os.WriteFile(file, []byte("pools:\n  - name: web\n    backends:\n      - url: \"https://127.0.0.1:9\"\n      - url: \"http://127.0.0.1:8082\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cert, key := filepath.Join(dir, "c.pem"), filepath.Join(dir, "c.key")
+	cmd := exec.Command(binary, "-check-config", "-config", file)
+	cmd.Env = append(os.Environ(), "MTLS_ENABLED=true", "MTLS_CERT_FILE="+cert, "MTLS_KEY_FILE="+key)
+	out, err := cmd.CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 {
+		t.Fatalf("-check-config with MTLS_ENABLED and an http:// backend: got %v; want exit 1\n%s", err, out)
+	}
+	want := file + `:5: pools[0].backends[1].url: pool "web": MTLS_CERT_FILE sets a client certificate (MTLS_ENABLED=true), but backend "http://127.0.0.1:8082" is plain http://`
+	if !strings.Contains(string(out), want) {
+		t.Fatalf("got %s; want it to contain %q", out, want)
 	}
 }
