@@ -113,6 +113,7 @@ func TestCheckConfigOpensFiles(t *testing.T) {
 		yaml string   // after the listeners and the pool
 		env  []string // extra environment
 		want string   // regexp of the error line; "" means valid
+		tls  bool     // the pool's backend is https:// (a client certificate needs TLS)
 	}
 	// c.yaml starts on line 5, so pool keys may come first; an admin section is added
 	// last unless c.yaml has its own.
@@ -125,7 +126,7 @@ func TestCheckConfigOpensFiles(t *testing.T) {
 			"geo: { mmdb_file: " + q(f.mmdb) + " }\nadmin: { listen: \"127.0.0.1:0\", token_file: " + q(f.token) + " }\n" +
 			jwt("    algorithms: [RS256, HS256]\n    jwks_file: "+q(f.jwks)+"\n    hmac_secret_file: "+q(f.hmac)+"\n")},
 		{name: "jwks_url good", yaml: jwt("    jwks_url: " + q(jwksSrv.URL+"/jwks") + "\n")},
-		{name: "MTLS files good", env: []string{"MTLS_ENABLED=true", "MTLS_CERT_FILE=" + f.cert, "MTLS_KEY_FILE=" + f.key, "MTLS_CA_FILE=" + f.ca}},
+		{name: "MTLS files good", env: []string{"MTLS_ENABLED=true", "MTLS_CERT_FILE=" + f.cert, "MTLS_KEY_FILE=" + f.key, "MTLS_CA_FILE=" + f.ca}, tls: true},
 
 		{name: "cert missing", yaml: "tls: { cert_file: " + q(f.dir+"/nope.pem") + ", key_file: " + q(f.key) + " }\n",
 			want: `:5: tls.cert_file: cannot load certificate .*nope.pem.*no such file`},
@@ -140,7 +141,7 @@ func TestCheckConfigOpensFiles(t *testing.T) {
 		{name: "upstream CA missing", yaml: "    upstream_tls: { ca_file: " + q(f.dir+"/noca.pem") + " }\n",
 			want: `:5: pools\[0\]\.upstream_tls\.ca_file: cannot read .*noca.pem`},
 		{name: "MTLS cert from the environment missing", env: []string{"MTLS_ENABLED=true", "MTLS_CERT_FILE=" + f.dir + "/nope.pem", "MTLS_KEY_FILE=" + f.key},
-			want: `^environment: MTLS_CERT_FILE: cannot load certificate`},
+			want: `^environment: MTLS_CERT_FILE: cannot load certificate`, tls: true},
 		{name: "mmdb garbage", yaml: "geo: { mmdb_file: " + q(f.garbage) + " }\n",
 			want: `:5: geo.mmdb_file: cannot open geo.mmdb_file .*garbage`},
 		{name: "jwks_file garbage", yaml: jwt("    jwks_file: " + q(f.garbage) + "\n"),
@@ -159,6 +160,9 @@ func TestCheckConfigOpensFiles(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			yaml := base + c.yaml
+			if c.tls {
+				yaml = strings.Replace(yaml, "http://", "https://", 1)
+			}
 			if !strings.Contains(c.yaml, "admin:") {
 				yaml += "admin: { listen: \"127.0.0.1:0\" }\n"
 			}
