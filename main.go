@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -174,12 +173,19 @@ func loadConfig(f *flags, getenv func(string) string) (*config.Config, error) {
 	return cfg, nil
 }
 
+// newLogger returns the process's logger; its level is zerolog's global level, which
+// setLogLevel changes (at start and on reload, log.level).
 func newLogger(w io.Writer, level string) zerolog.Logger {
+	setLogLevel(level)
+	return zerolog.New(w).Level(zerolog.TraceLevel).With().Timestamp().Logger()
+}
+
+func setLogLevel(level string) {
 	lvl, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {
 		lvl = zerolog.InfoLevel
 	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+	zerolog.SetGlobalLevel(lvl)
 }
 
 // serve runs the load balancer until SIGTERM/SIGINT.
@@ -225,12 +231,11 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 	defer stopSampler()
 	go reg.Run(sampleCtx)
 	go discovery.NewAutoscaler(builder, log).Run(sampleCtx) // pools with autoscale.target_inflight_per_backend
-	var alog *proxy.AccessLog
-	if cfg.Log.AccessLogOn() {
-		alog = proxy.NewAccessLog(stdout, proxy.AccessLogOptions{})
-		defer alog.Close()
-		reg.CounterFunc("lb_access_log_dropped_total", "Access log lines dropped because the log writer fell behind.", alog.Dropped)
-	}
+	// The access log exists even when log.access_log is off, so that a reload can turn it
+	// on; the proxy writes to it while the table's log.access_log is on.
+	alog := proxy.NewAccessLog(stdout, proxy.AccessLogOptions{})
+	defer alog.Close()
+	reg.CounterFunc("lb_access_log_dropped_total", "Access log lines dropped because the log writer fell behind.", alog.Dropped)
 	var draining atomic.Bool
 	var reload func() error
 	adminHost, _, _ := net.SplitHostPort(cfg.Admin.Listen)
@@ -264,18 +269,18 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 		defer tr.Close() // after shutdown has drained the requests: flushes their spans
 		popts.Tracer = tr
 	}
-	if cfg.Auth.JWT.Enabled {
-		v, err := auth.New(auth.Options{Config: cfg.Auth.JWT, Log: log})
-		if err != nil {
-			return err
-		}
-		defer v.Close()
-		popts.Auth = v
+	if popts.Auth, err = newVerifier(cfg, log); err != nil {
+		return err
 	}
 	if f.demo {
 		popts.Local = adm.Local() // the founding document's /, /metrics, /health, /prometheus on :8080
 	}
 	px := proxy.New(popts)
+	defer func() {
+		if v := px.SetAuth(nil); v != nil {
+			v.Close()
+		}
+	}()
 	srv := proxy.NewServer(px.ServeHTTP, cfg.Server, log)
 	tlsConf, serverCert, err := proxy.ServerTLS(cfg.TLS)
 	if err != nil {
@@ -334,8 +339,15 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 			return err
 		}
 		old := builder.Store.Load().Config
-		if restartNeeded(old, next) {
-			log.Warn().Msg("reload: changes to listen, admin, server, tls paths, auth, sticky.enabled, redis, rate_limit.scope, log, admin.pprof and tracing take effect after a restart")
+		for _, key := range restartChanges(old, next) {
+			log.Warn().Str("setting", key).Msg(key + " changed: restart to apply")
+		}
+		// The JWT verifier is built again on every reload, so a key removed from the JWKS
+		// file (or URL) stops being accepted without a restart.
+		verifier, err := newVerifier(next, log)
+		if err != nil {
+			log.Error().Err(err).Msg("reload rejected; the running configuration keeps serving")
+			return err
 		}
 		if serverCert != nil {
 			// Certificates rotated in place (cert-manager, certbot) are picked up here.
@@ -345,8 +357,18 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 		}
 		nt, err := builder.Apply(next)
 		if err != nil {
+			if verifier != nil {
+				verifier.Close()
+			}
 			log.Error().Err(err).Msg("reload rejected; the running configuration keeps serving")
 			return err
+		}
+		if v := px.SetAuth(verifier); v != nil {
+			v.Close() // stops its key refresh; requests still using it finish with it
+		}
+		setLogLevel(next.Log.Level)
+		if popts.Tracer != nil {
+			popts.Tracer.SetSampleRatio(next.Tracing.SampleRatio)
 		}
 		log.Info().Uint64("table", nt.Version).Int("backends", len(nt.Backends())).Msg("configuration reloaded")
 		logIgnoredRoutes(next, log)
@@ -362,7 +384,7 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 				_ = reload()
 				continue
 			}
-			return shutdown(srv, adminSrv, &draining, cfg.Server.ShutdownTimeout, log)
+			return shutdown(srv, adminSrv, &draining, builder.Store.Load().Config.Server.ShutdownTimeout, log)
 		}
 	}
 }
@@ -427,20 +449,12 @@ func shutdown(srv interface {
 	return nil
 }
 
-// restartNeeded reports whether next changes settings that are fixed while the process
-// runs — listeners, server limits, TLS file paths (rotated contents are reloaded), auth.jwt,
-// whether sticky sessions exist, Redis, the rate limiter's scope, log level and access log,
-// pprof, tracing; everything else (trusted_proxies, routes, pools, rates, ...) is swapped in with
-// the table.
-func restartNeeded(old, next *config.Config) bool {
-	a, b := old.Server, next.Server
-	a.TrustedProxies, b.TrustedProxies = nil, nil
-	return next.Listen != old.Listen || next.Admin.Listen != old.Admin.Listen || next.TLS != old.TLS ||
-		!reflect.DeepEqual(a, b) || !reflect.DeepEqual(old.Auth, next.Auth) ||
-		old.Sticky.Enabled != next.Sticky.Enabled || old.RateLimit.Scope != next.RateLimit.Scope ||
-		old.Env.RedisEnabled != next.Env.RedisEnabled || old.Redis != next.Redis ||
-		old.Log.Level != next.Log.Level || old.Log.AccessLogOn() != next.Log.AccessLogOn() ||
-		old.Admin.Pprof != next.Admin.Pprof || old.Tracing != next.Tracing
+// newVerifier returns the JWT verifier of cfg's auth.jwt, nil when it is off.
+func newVerifier(cfg *config.Config, log zerolog.Logger) (*auth.Verifier, error) {
+	if !cfg.Auth.JWT.Enabled {
+		return nil, nil
+	}
+	return auth.New(auth.Options{Config: cfg.Auth.JWT, Log: log})
 }
 
 func tlsListener(ln net.Listener, c *tls.Config) net.Listener { return tls.NewListener(ln, c) }

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go-loadbalancer/internal/logbuf"
 )
 
 // binary is the go-loadbalancer built once for the tests that run it as a real process.
@@ -77,6 +79,7 @@ type process struct {
 	addr   string
 	mu     sync.Mutex
 	logs   []string
+	stdout logbuf.Buffer // the access log
 	exited chan error
 }
 
@@ -90,6 +93,7 @@ func startEnv(t *testing.T, env []string, args ...string) *process {
 	t.Helper()
 	p := &process{cmd: exec.Command(binary, args...), exited: make(chan error, 1)}
 	p.cmd.Env = env
+	p.cmd.Stdout = &p.stdout
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -37,13 +37,14 @@ type Options struct {
 	Local func(path []byte) fasthttp.RequestHandler
 	// Sticky, if set, is the session store used when the table's sticky.enabled is true.
 	Sticky sticky.Store
-	// Auth, if set, verifies JWT bearer tokens (auth.jwt) before anything else is done.
+	// Auth, if set, verifies JWT bearer tokens (auth.jwt) before anything else is done;
+	// SetAuth replaces it (a reload).
 	Auth *auth.Verifier
 	// Limiter, if set, is the rate limiter used when the table's rate_limit.enabled is true
 	// (ratelimit.Local or ratelimit.Redis); OnRateLimited is called for each refusal.
 	Limiter       Limiter
 	OnRateLimited func()
-	// AccessLog, if set, gets one line per request (log.access_log).
+	// AccessLog, if set, gets one line per request while the table's log.access_log is on.
 	AccessLog *AccessLog
 	// Tracer, if set, traces sampled requests (tracing.enabled); nil costs one nil check.
 	Tracer *tracing.Tracer
@@ -62,7 +63,7 @@ type Proxy struct {
 
 	limiter       Limiter
 	onRateLimited func()
-	auth          *auth.Verifier
+	auth          atomic.Pointer[auth.Verifier]
 
 	errLogs atomic.Uint64 // sampled error logging
 }
@@ -72,9 +73,15 @@ func New(o Options) *Proxy {
 	if o.Store == nil {
 		panic("BUG: proxy.Options.Store is nil")
 	}
-	return &Proxy{store: o.Store, log: o.Log, local: o.Local, alog: o.AccessLog, sticky: o.Sticky,
-		limiter: o.Limiter, onRateLimited: o.OnRateLimited, auth: o.Auth, tracer: o.Tracer}
+	p := &Proxy{store: o.Store, log: o.Log, local: o.Local, alog: o.AccessLog, sticky: o.Sticky,
+		limiter: o.Limiter, onRateLimited: o.OnRateLimited, tracer: o.Tracer}
+	p.auth.Store(o.Auth)
+	return p
 }
+
+// SetAuth makes v (nil: none) verify the requests that start from now on and returns the
+// verifier it replaces, for the caller to Close once no request can be using it.
+func (p *Proxy) SetAuth(v *auth.Verifier) (old *auth.Verifier) { return p.auth.Swap(v) }
 
 // ServeHTTP proxies one request. It is a fasthttp.RequestHandler.
 func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
@@ -86,10 +93,10 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 }
 
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
-	if p.alog != nil {
+	t := p.store.Load()
+	if p.alog != nil && (t == nil || tableExt(t).accessLog) {
 		defer p.alog.log(ctx, ctx.Time()) // the arrival time fasthttp already read
 	}
-	t := p.store.Load()
 	if t == nil {
 		writeError(ctx, errNoConfig)
 		return
@@ -123,10 +130,10 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	}
 
 	var claims map[string]any
-	if p.auth != nil {
+	if v := p.auth.Load(); v != nil {
 		// Slow path: JWT verification allocates (parsing, signature check).
 		var ok bool
-		if claims, ok = p.authenticate(ctx); !ok {
+		if claims, ok = p.authenticate(ctx, v); !ok {
 			return
 		}
 	}
@@ -208,15 +215,15 @@ func (p *Proxy) allow(ctx *fasthttp.RequestCtx, ext *tableData, claims map[strin
 // claims into request headers; the client's own values of those headers are always
 // dropped, so they cannot be forged. A bad or missing token gets 401 with an RFC 6750
 // WWW-Authenticate and false. skip_paths need no token.
-func (p *Proxy) authenticate(ctx *fasthttp.RequestCtx) (map[string]any, bool) {
+func (p *Proxy) authenticate(ctx *fasthttp.RequestCtx, v *auth.Verifier) (map[string]any, bool) {
 	h := &ctx.Request.Header
-	for _, f := range p.auth.Forward() {
+	for _, f := range v.Forward() {
 		h.Del(f.Header)
 	}
-	if p.auth.Skip(ctx.Path()) {
+	if v.Skip(ctx.Path()) {
 		return nil, true
 	}
-	claims, err := p.auth.Verify(h.Peek("Authorization"), time.Now())
+	claims, err := v.Verify(h.Peek("Authorization"), time.Now())
 	if err != nil {
 		writeReply(ctx, &replyUnauthorized)
 		challenge := `Bearer realm="go-loadbalancer"`
@@ -226,9 +233,9 @@ func (p *Proxy) authenticate(ctx *fasthttp.RequestCtx) (map[string]any, bool) {
 		ctx.Response.Header.Set("WWW-Authenticate", challenge)
 		return nil, false
 	}
-	for _, f := range p.auth.Forward() {
-		if v, ok := claims[f.Claim]; ok {
-			h.Set(f.Header, auth.ClaimString(v))
+	for _, f := range v.Forward() {
+		if c, ok := claims[f.Claim]; ok {
+			h.Set(f.Header, auth.ClaimString(c))
 		}
 	}
 	return claims, true

@@ -160,6 +160,7 @@ type tableData struct {
 	sticky    stickyConf
 	refs      atomic.Pointer[stickyRefs] // cookie references, built on first use
 	rateLimit rateLimitConf
+	accessLog bool // log.access_log
 
 	readTimeout, writeTimeout time.Duration // server.read_timeout / write_timeout
 }
@@ -170,6 +171,7 @@ func newTableData(t *state.Table) (any, error) {
 		maxBody:   t.Config.Server.MaxBodyBytes,
 		sticky:    newStickyConf(t.Config),
 		rateLimit: newRateLimitConf(t.Config.RateLimit),
+		accessLog: t.Config.Log.AccessLogOn(),
 
 		readTimeout:  t.Config.Server.ReadTimeout,
 		writeTimeout: t.Config.Server.WriteTimeout,

@@ -13,7 +13,11 @@
 // someone else's traffic.
 //
 // Rate and burst are passed with each call rather than fixed in the limiter, so a reload
-// that changes them applies at once and keeps every client's state.
+// that changes them applies at once and keeps every client's state. An arrival time
+// further ahead than the current limit can produce (more than tolerance+interval past now)
+// comes from a stricter limit a reload replaced: it is taken as "burst used up" under the
+// current limit, so the client is not held to the old limit's debt. Under an unchanged
+// limit that never happens.
 package ratelimit
 
 import (
@@ -71,6 +75,9 @@ func (lc *Local) Allow(key []byte, now int64, l Limit) (ok bool, retryAfter time
 	for {
 		old := slot.Load()
 		tat := max(old, now)
+		if tat > now+l.tolerance+l.interval {
+			tat = now + l.tolerance // from a stricter limit (a reload)
+		}
 		next := tat + l.interval
 		if over := next - now - l.interval - l.tolerance; over > 0 {
 			return false, time.Duration(over)

@@ -49,6 +49,32 @@ func TestLocalGCRA(t *testing.T) {
 	}
 }
 
+// TestLoosenedLimit: a client blocked under a strict limit is not held to its debt once
+// a reload brings in a looser one; under the new limit it starts with its burst used up.
+func TestLoosenedLimit(t *testing.T) {
+	type limiter interface {
+		Allow(key []byte, now int64, l Limit) (bool, time.Duration)
+	}
+	f := func(name string, l limiter) {
+		t.Helper()
+		strict, loose := NewLimit(0.001, 2), NewLimit(10, 3) // one per 1000 s; 10/s
+		now := time.Now().UnixNano()
+		for i := range 3 {
+			if ok, _ := l.Allow([]byte("c"), now, strict); ok != (i < 2) {
+				t.Fatalf("%s: strict limit, request %d: got ok=%v", name, i+1, ok)
+			}
+		}
+		if ok, wait := l.Allow([]byte("c"), now, loose); !ok {
+			t.Fatalf("%s: loosened limit refused (retry after %v); want it to pass", name, wait)
+		}
+		if ok, wait := l.Allow([]byte("c"), now, loose); ok || wait > 100*time.Millisecond {
+			t.Fatalf("%s: got ok=%v wait=%v; want refused for at most one interval (burst used up)", name, ok, wait)
+		}
+	}
+	f("local", NewLocal(1024))
+	f("redis", newRedis(t, testredis.Start(t).URL()))
+}
+
 func TestLocalConcurrentBurstIsExact(t *testing.T) {
 	l := NewLocal(0)
 	lim := NewLimit(1, 50)

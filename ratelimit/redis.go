@@ -15,7 +15,8 @@ import (
 
 // gcraScript is GCRA in Redis, on Redis's own clock (TIME) so that instances with skewed
 // clocks share one limit. KEYS[1]: the key's arrival time (microseconds); ARGV: interval
-// and tolerance in microseconds. Returns 0 to allow, else the microseconds to wait.
+// and tolerance in microseconds. Returns 0 to allow, else the microseconds to wait. The
+// arrival time is capped as Local caps it (a limit loosened by a reload).
 var gcraScript = rueidis.NewLuaScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -23,6 +24,7 @@ local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
+if tat > now + tolerance + interval then tat = now + tolerance end
 if tat - now > tolerance then return tat - now - tolerance end
 local nexttat = tat + interval
 redis.call('SET', KEYS[1], nexttat, 'PX', math.ceil((nexttat - now) / 1000) + 1000)

@@ -8,9 +8,9 @@
 //   - a request whose traceparent is valid follows its parent's sampled flag (parent-based
 //     sampling);
 //   - any other request is a new trace, kept at sample_ratio. The trace id is drawn here
-//     and the decision taken on it exactly as the SDK's TraceIDRatioBased does, and the
-//     SDK (configured ParentBased(TraceIDRatioBased(sample_ratio))) is handed that id, so
-//     the two always agree.
+//     and the decision taken on it exactly as the SDK's TraceIDRatioBased does; the SDK
+//     (configured ParentBased(AlwaysSample)) records every span it is handed, so a reload
+//     that changes sample_ratio (SetSampleRatio) needs no new SDK.
 //
 // Only sampled requests reach the SDK; they allocate (spans, attributes, the export).
 package tracing
@@ -55,8 +55,9 @@ type Tracer struct {
 	provider *sdktrace.TracerProvider
 	tracer   trace.Tracer
 	exporter *exporter
-	bound    uint64 // a new trace is sampled when its trace id's low 63 bits are below bound
-	always   bool   // sample_ratio 1
+	// A new trace is sampled when its trace id's low 63 bits are below bound (1<<63 for
+	// sample_ratio 1).
+	bound    atomic.Uint64
 	shutdown time.Duration
 }
 
@@ -91,23 +92,33 @@ func New(o Options) (*Tracer, error) {
 	provider := sdktrace.NewTracerProvider(
 		sdktrace.WithBatcher(exp, bsp...),
 		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.SampleRatio))),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
 		sdktrace.WithIDGenerator(idGenerator{}),
 	)
 	t := &Tracer{
 		provider: provider,
 		tracer:   provider.Tracer("go-loadbalancer/proxy"),
 		exporter: exp,
-		always:   c.SampleRatio >= 1,
 		shutdown: o.ShutdownTimeout,
 	}
-	if c.SampleRatio > 0 && c.SampleRatio < 1 {
-		t.bound = uint64(c.SampleRatio * (1 << 63)) // as sdktrace.TraceIDRatioBased
-	}
+	t.SetSampleRatio(c.SampleRatio)
 	if t.shutdown <= 0 {
 		t.shutdown = 5 * time.Second
 	}
 	return t, nil
+}
+
+// SetSampleRatio changes the share of new traces kept (tracing.sample_ratio, 0..1), as a
+// reload does. Safe for concurrent use with Start.
+func (t *Tracer) SetSampleRatio(r float64) {
+	var bound uint64
+	switch {
+	case r >= 1:
+		bound = 1 << 63 // every 63-bit value is below it
+	case r > 0:
+		bound = uint64(r * (1 << 63)) // as sdktrace.TraceIDRatioBased
+	}
+	t.bound.Store(bound)
 }
 
 // endpointOptions turns otlp_endpoint (http://host:port, optionally with a path; the
@@ -163,11 +174,12 @@ func (t *Tracer) Start(in *Incoming) *Request {
 		parent = trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid,
 			TraceFlags: trace.TraceFlags(flags), TraceState: ts, Remote: true})
 	} else {
-		if !t.always && t.bound == 0 {
+		bound := t.bound.Load()
+		if bound == 0 {
 			return nil // sample_ratio 0
 		}
 		root = newTraceID()
-		if !t.always && binary.BigEndian.Uint64(root[8:16])>>1 >= t.bound {
+		if binary.BigEndian.Uint64(root[8:16])>>1 >= bound {
 			return nil
 		}
 	}

@@ -115,6 +115,18 @@ func TestSamplingDecision(t *testing.T) {
 	if kept < n*45/100 || kept > n*55/100 {
 		t.Fatalf("sample_ratio 0.5 kept %d of %d new traces", kept, n)
 	}
+
+	// A reload's new ratio applies to the next request.
+	never.SetSampleRatio(1)
+	if r := start(never, ""); r == nil {
+		t.Fatal("after SetSampleRatio(1) a new trace was not sampled")
+	} else {
+		r.End(200)
+	}
+	always.SetSampleRatio(0)
+	if r := start(always, ""); r != nil {
+		t.Fatal("after SetSampleRatio(0) a new trace was sampled")
+	}
 }
 
 func TestUnsampledAllocatesNothing(t *testing.T) {

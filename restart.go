@@ -1,0 +1,102 @@
+package main
+
+import (
+	"reflect"
+	"slices"
+	"strings"
+
+	"go-loadbalancer/config"
+)
+
+// restartOnly lists every setting a reload cannot apply, by key (an environment variable
+// by its name). A section stands for each of its keys except those in reloadable, so a
+// key added to it later is restart-only until someone makes it reloadable. A reload warns
+// "KEY changed: restart to apply" for each one that changed; README.md's list is checked
+// against this one (TestReadmeRestartOnly).
+var restartOnly = []string{
+	"listen",
+	"admin.listen",
+	"admin.pprof",
+	"tls.cert_file", "tls.key_file", "tls.client_ca_file", // rotated contents are reloaded
+	"server",
+	"sticky.enabled",
+	"redis",
+	"rate_limit.scope",
+	"tracing.enabled", "tracing.otlp_endpoint", "tracing.service_name",
+	"REDIS_ENABLED", "CONSUL_ENABLED", "CONSUL_ADDR",
+}
+
+// reloadable are the keys of a restartOnly section that a reload does apply.
+var reloadable = []string{
+	"server.trusted_proxies",  // the table's
+	"server.max_body_bytes",   // checked by the handler against the table's
+	"server.shutdown_timeout", // read from the table in use at shutdown
+}
+
+// envFields are the restart-only environment variables and where ApplyEnv puts them.
+var envFields = map[string]func(*config.Config) any{
+	"REDIS_ENABLED":  func(c *config.Config) any { return c.Env.RedisEnabled },
+	"CONSUL_ENABLED": func(c *config.Config) any { return c.Env.ConsulEnabled },
+	"CONSUL_ADDR":    func(c *config.Config) any { return c.Env.ConsulAddr },
+}
+
+// restartChanges returns the restart-only keys whose value differs between old and next,
+// in restartOnly's order.
+func restartChanges(old, next *config.Config) []string {
+	var changed []string
+	for _, key := range restartOnly {
+		if f, ok := envFields[key]; ok {
+			if f(old) != f(next) {
+				changed = append(changed, key)
+			}
+			continue
+		}
+		a, b := settingValue(old, key), settingValue(next, key)
+		if a.Kind() == reflect.Struct {
+			t := a.Type()
+			for i := range t.NumField() {
+				name := yamlName(t.Field(i))
+				sub := key + "." + name
+				if name == "" || slices.Contains(reloadable, sub) {
+					continue
+				}
+				if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
+					changed = append(changed, sub)
+				}
+			}
+			continue
+		}
+		if !reflect.DeepEqual(a.Interface(), b.Interface()) {
+			changed = append(changed, key)
+		}
+	}
+	return changed
+}
+
+// settingValue returns the value at a key path such as "tls.cert_file" (yaml names).
+// An unknown key is a bug in restartOnly.
+func settingValue(c *config.Config, key string) reflect.Value {
+	v := reflect.ValueOf(*c)
+	for part := range strings.SplitSeq(key, ".") {
+		t := v.Type()
+		found := false
+		for i := range t.NumField() {
+			if yamlName(t.Field(i)) == part {
+				v, found = v.Field(i), true
+				break
+			}
+		}
+		if !found {
+			panic("BUG: restartOnly names an unknown setting " + key)
+		}
+	}
+	return v
+}
+
+func yamlName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	if name == "-" || !f.IsExported() {
+		return ""
+	}
+	return name
+}
