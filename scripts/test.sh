@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: dependencies, formatting, vet, unit and integration
-# tests under the race detector, then the end-to-end tester.sh against the real binary.
+# The whole test suite, as CI runs it: dependencies (with the Consul agent and the
+# OpenTelemetry Collector, built once), formatting, vet, unit and integration tests under the
+# race detector, the Kubernetes manifests' test (module k8s/), then the end-to-end
+# tester.sh against the real binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,9 @@ go vet ./...
 
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
+
+echo "== k8s manifests (a module of its own: the Kubernetes API types stay out of go.mod)"
+(cd k8s && go vet ./... && go test -count=1 ./...)
 
 echo "== tester.sh"
 ./tester.sh
