@@ -108,11 +108,11 @@ func TestConsulAgentRestartedWithNewState(t *testing.T) {
 	agent := testconsul.Start(t)
 	agent.Register(testconsul.Service{ID: "web-1", Name: "web", Address: "10.0.0.1", Port: 80})
 	// Move web's index well past where a new agent starts.
-	for i := range 30 {
+	for i := range 60 {
 		agent.Register(testconsul.Service{ID: "web-2", Name: "web", Address: "10.0.0.2", Port: 80, Passing: i + 1})
 	}
 	b, _, logs := watchConsul(t, agent.Addr(), longWait, consulConfig(t, webPool), state.Hooks{})
-	waitAgentMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.1:80/1/ http://10.0.0.2:80/30/")
+	waitAgentMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.1:80/1/ http://10.0.0.2:80/60/")
 	old := agent.Index("web")
 
 	agent.Kill()

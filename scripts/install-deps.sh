@@ -53,7 +53,8 @@ consul_agent() {
   local dir out
   dir="$(tools_dir)/consul-${CONSUL_VERSION#v}"
   out="$dir/consul"
-  if [ -x "$out" ] && "$out" version 2>/dev/null | grep -q "^Consul ${CONSUL_VERSION}"; then return 0; fi
+  # (Output captured first: with pipefail, grep -q closing the pipe early would fail it.)
+  if [ -x "$out" ] && [[ "$("$out" version 2>/dev/null)" == "Consul ${CONSUL_VERSION}"* ]]; then return 0; fi
   echo "building Consul ${CONSUL_VERSION} into $out (10-15 minutes on 2 cores)" >&2
   local start=$SECONDS src work
   src=$(go mod download -json "github.com/hashicorp/consul@${CONSUL_VERSION}" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
@@ -92,7 +93,7 @@ otel_collector() {
   local dir out
   dir="$(tools_dir)/otelcol-${OTELCOL_VERSION}"
   out="$dir/otelcol-golb"
-  if [ -x "$out" ] && "$out" --version 2>/dev/null | grep -q "${OTELCOL_VERSION}"; then return 0; fi
+  if [ -x "$out" ] && [[ "$("$out" --version 2>/dev/null)" == *" ${OTELCOL_VERSION}"* ]]; then return 0; fi
   echo "building the OpenTelemetry Collector ${OTELCOL_VERSION} into $out" >&2
   local start=$SECONDS work
   mkdir -p "$dir"
