@@ -281,7 +281,12 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 			v.Close()
 		}
 	}()
-	srv := proxy.NewServer(px.ServeHTTP, cfg.Server, log)
+	srv := px.NewServer(cfg.Server, log)
+	for _, reason := range proxy.ClientErrorReasons() {
+		reg.CounterFunc(`lb_client_errors_total{reason="`+reason+`"}`,
+			"Requests refused for what the client sent (malformed, oversized, cut short), by reason; never counted against a backend.",
+			func() uint64 { return px.ClientErrors(reason) })
+	}
 	tlsConf, serverCert, err := proxy.ServerTLS(cfg.TLS)
 	if err != nil {
 		return err
@@ -290,6 +295,7 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 	if err != nil {
 		return fmt.Errorf("cannot listen on %q: %w", cfg.Listen, err)
 	}
+	ln = proxy.Listener(ln) // client errors close lingering
 
 	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {

@@ -31,6 +31,8 @@ var reloadable = []string{
 	"server.trusted_proxies",  // the table's
 	"server.max_body_bytes",   // checked by the handler against the table's
 	"server.shutdown_timeout", // read from the table in use at shutdown
+	"server.max_headers",      // checked by the handler against the table's
+	"server.escaped_slashes",  // the table's
 }
 
 // envFields are the restart-only environment variables and where ApplyEnv puts them.

@@ -112,7 +112,7 @@ func startLB(t testing.TB, n int, o lbOptions) *lb {
 		popts.Local = srv.Local()
 	}
 	px := proxy.New(popts)
-	fs := proxy.NewServer(px.ServeHTTP, cfg.Server, zerolog.Nop())
+	fs := px.NewServer(cfg.Server, zerolog.Nop())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

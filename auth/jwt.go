@@ -26,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"go-loadbalancer/config"
+	"go-loadbalancer/internal/reqpath"
 )
 
 // Leeway is the clock skew allowed on exp, nbf and iat.
@@ -47,7 +48,7 @@ type Verifier struct {
 	hmac      []byte
 	keys      atomic.Pointer[jose.JSONWebKeySet]
 	expected  jwt.Expected
-	skip      []string
+	skip      [][]byte
 	forward   []ClaimHeader
 	jwksURL   string
 	client    *http.Client
@@ -76,11 +77,13 @@ func New(o Options) (*Verifier, error) {
 	c := o.Config
 	v := &Verifier{
 		expected: jwt.Expected{Issuer: c.Issuer},
-		skip:     c.SkipPaths,
 		jwksURL:  c.JWKSURL,
 		algNames: c.Algorithms,
 		client:   o.Client,
 		log:      o.Log,
+	}
+	for _, p := range c.SkipPaths {
+		v.skip = append(v.skip, []byte(p))
 	}
 	if c.Audience != "" {
 		v.expected.AnyAudience = jwt.Audience{c.Audience}
@@ -276,10 +279,12 @@ func (v *Verifier) refreshLoop(ctx context.Context, every time.Duration) {
 	}
 }
 
-// Skip reports whether path is one of skip_paths (a prefix match) and needs no token.
+// Skip reports whether path — the request's canonical path (README "Request processing")
+// — is one of skip_paths and needs no token. A skip path matches on whole segments:
+// "/public" matches "/public" and "/public/x", never "/publicity".
 func (v *Verifier) Skip(path []byte) bool {
 	for _, p := range v.skip {
-		if len(path) >= len(p) && string(path[:len(p)]) == p {
+		if reqpath.HasPrefix(path, p) {
 			return true
 		}
 	}

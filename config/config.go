@@ -91,6 +91,11 @@ type Server struct {
 	MaxBodyBytes    int64         `yaml:"max_body_bytes"`
 	TrustedProxies  []string      `yaml:"trusted_proxies"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MaxHeaders is the most header lines a request may have (431 beyond).
+	MaxHeaders int `yaml:"max_headers"`
+	// EscapedSlashes is what a percent-encoded '/', '\' or '.' in a request path gets:
+	// reject (400), keep or unescape (README "Request processing").
+	EscapedSlashes string `yaml:"escaped_slashes"`
 }
 
 // Balance names a pool's picking algorithm.

@@ -50,6 +50,8 @@ func (c *Config) ApplyDefaults() {
 	setDefault(s, &sv.MaxHeaderBytes, "server.max_header_bytes", 16384)
 	setDefault(s, &sv.MaxBodyBytes, "server.max_body_bytes", 10485760)
 	setDefault(s, &sv.ShutdownTimeout, "server.shutdown_timeout", 15*time.Second)
+	setDefault(s, &sv.MaxHeaders, "server.max_headers", 100)
+	setDefault(s, &sv.EscapedSlashes, "server.escaped_slashes", "reject")
 
 	for i := range c.Pools {
 		c.Pools[i].applyDefaults(s, indexPath("pools", i), i)

@@ -213,6 +213,7 @@ func TestParseMinimal(t *testing.T) {
 		Server: Server{
 			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 90 * time.Second,
 			MaxHeaderBytes: 16384, MaxBodyBytes: 10485760, ShutdownTimeout: 15 * time.Second,
+			MaxHeaders: 100, EscapedSlashes: "reject",
 		},
 		Pools:     []Pool{defaultPool("default", Backend{URL: "http://10.0.0.1:8080", Weight: 1})},
 		Geo:       Geo{PreferLocal: new(true)},

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go-loadbalancer/internal/redact"
+	"go-loadbalancer/internal/reqpath"
 )
 
 // Validate checks c and returns every problem found, or nil. Errors carry the line of the
@@ -122,6 +123,10 @@ func (v *validator) server() {
 	v.positive("server.idle_timeout", s.IdleTimeout)
 	v.positive("server.shutdown_timeout", s.ShutdownTimeout)
 	v.atLeast("server.max_header_bytes", s.MaxHeaderBytes, 1024)
+	v.atLeast("server.max_headers", s.MaxHeaders, 1)
+	if _, ok := reqpath.ParseEscaped(s.EscapedSlashes); !ok {
+		v.errorf("server.escaped_slashes", "escaped_slashes must be reject, keep or unescape (got %q)", s.EscapedSlashes)
+	}
 	if s.MaxBodyBytes <= 0 {
 		v.errorf("server.max_body_bytes", "must be greater than 0 (got %d)", s.MaxBodyBytes)
 	}
@@ -428,9 +433,25 @@ func (v *validator) routes() {
 			}
 			v.atLeast(sp+".weight", s.Weight, 1)
 		}
-		if pp := r.Match.PathPrefix; pp != "" && !strings.HasPrefix(pp, "/") {
-			v.errorf(path+".match.path_prefix", "path_prefix must start with / (got %q)", pp)
+		if pp := r.Match.PathPrefix; pp != "" {
+			v.canonicalPath(path+".match.path_prefix", pp)
 		}
+	}
+}
+
+// canonicalPath checks a path prefix that requests are matched against: it must be a
+// canonical path (README "Request processing"), or no request could ever match it.
+func (v *validator) canonicalPath(path, p string) {
+	if !strings.HasPrefix(p, "/") {
+		v.errorf(path, "must start with / (got %q)", p)
+		return
+	}
+	c, err := reqpath.Canonical(nil, []byte(p), reqpath.EscapedKeep)
+	switch {
+	case err != nil:
+		v.errorf(path, "%q is not a valid path: %v", p, err)
+	case string(c) != p:
+		v.errorf(path, "%q is not in canonical form; requests are matched as %q", p, c)
 	}
 }
 
@@ -519,6 +540,9 @@ func (v *validator) jwt() {
 		} else {
 			public = true
 		}
+	}
+	for i, p := range j.SkipPaths {
+		v.canonicalPath(indexPath("auth.jwt.skip_paths", i), p)
 	}
 	if !j.Enabled {
 		return

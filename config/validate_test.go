@@ -52,6 +52,9 @@ func TestValidateRules(t *testing.T) {
 	f("server:\n  idle_timeout: 0ms #<", `server.idle_timeout: duration must be greater than 0 (got 0s)`)
 	f("server:\n  shutdown_timeout: 0s #<", `server.shutdown_timeout: duration must be greater than 0 (got 0s)`)
 	f("server:\n  max_header_bytes: 512 #<", `server.max_header_bytes: must be at least 1024 (got 512)`)
+	f("server:\n  max_headers: -1 #<", `server.max_headers: must be at least 1 (got -1)`)
+	f("server:\n  escaped_slashes: decode #<", `server.escaped_slashes: escaped_slashes must be reject, keep or unescape (got "decode")`)
+	f("auth:\n  jwt:\n    skip_paths: [/public, /a/./b] #<", `auth.jwt.skip_paths[1]: "/a/./b" is not in canonical form; requests are matched as "/a/b"`)
 	f("server:\n  max_body_bytes: 0 #<", `server.max_body_bytes: must be greater than 0 (got 0)`)
 	f("server:\n  trusted_proxies:\n    - 10.0.0.1\n    - not-an-ip #<", `server.trusted_proxies[1]: "not-an-ip" is not a valid IP address or CIDR`)
 	f("server:\n  trusted_proxies:\n    - 10.0.0.0/33 #<", `server.trusted_proxies[0]: "10.0.0.0/33" is not a valid CIDR`)
@@ -174,7 +177,9 @@ func TestValidateRoutes(t *testing.T) {
 	f("  - pool: default\n  - pool: web #<", `routes[1].pool: unknown pool "web"`)
 	f("  - split:\n      - {pool: default, weight: 1}\n      - {pool: canary, weight: 1} #<", `routes[0].split[1].pool: unknown pool "canary"`)
 	f("  - split:\n      - pool: default\n        weight: 0 #<", `routes[0].split[0].weight: must be at least 1 (got 0)`)
-	f("  - pool: default\n    match:\n      path_prefix: api #<", `routes[0].match.path_prefix: path_prefix must start with / (got "api")`)
+	f("  - pool: default\n    match:\n      path_prefix: api #<", `routes[0].match.path_prefix: must start with / (got "api")`)
+	f("  - pool: default\n    match:\n      path_prefix: /a/../b #<", `routes[0].match.path_prefix: "/a/../b" is not in canonical form; requests are matched as "/b"`)
+	f("  - pool: default\n    match:\n      path_prefix: \"/a b\" #<", `routes[0].match.path_prefix: "/a b" is not a valid path: invalid request path`)
 
 	// Valid routes parse.
 	if _, err := Parse("lb.yaml", []byte(head+"  - match: { path_prefix: /api, headers: { X-Canary: \"true\" }, regions: [eu] }\n    pool: default\n"+

@@ -184,7 +184,7 @@ func TestConsulAgentEndToEnd(t *testing.T) {
 `), proxy.Hooks(nil))
 
 	px := proxy.New(proxy.Options{Store: &b.Store, Log: zerolog.Nop()})
-	srv := proxy.NewServer(px.ServeHTTP, b.Store.Load().Config.Server, zerolog.Nop())
+	srv := px.NewServer(b.Store.Load().Config.Server, zerolog.Nop())
 	pln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -151,7 +151,7 @@ func appendAccess(b []byte, ctx *fasthttp.RequestCtx, start, now time.Time) []by
 	b = append(b, `","level":"info","message":"access","method":`...)
 	b = appendJSONString(b, ctx.Method(), budgetMethod)
 	b = append(b, `,"path":`...)
-	b = appendJSONString(b, ctx.Path(), budgetPath)
+	b = appendJSONString(b, requestPath(&ctx.Request), budgetPath) // as forwarded
 	b = append(b, `,"status":`...)
 	resp := &ctx.Response
 	b = strconv.AppendInt(b, int64(resp.StatusCode()), 10)

@@ -29,7 +29,7 @@ func TestAccessLogLine(t *testing.T) {
 	var out logbuf.Buffer
 	al := NewAccessLog(&out, AccessLogOptions{Idle: time.Millisecond})
 	px := New(Options{Store: &b.Store, Log: zerolog.Nop(), AccessLog: al})
-	srv := NewServer(px.ServeHTTP, cfg.Server, zerolog.Nop())
+	srv := px.NewServer(cfg.Server, zerolog.Nop())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -102,3 +102,26 @@ routes:
 		t.Fatalf("got %.2f allocs per routed GET; want 0", n)
 	}
 }
+
+// TestNormalisedGETAllocatesNothing: a path that needs its canonical form (dot segments,
+// an encoded unreserved character) is rewritten in place — scratch buffer, fasthttp's own
+// URI buffers — with no allocation.
+func TestNormalisedGETAllocatesNothing(t *testing.T) {
+	s := newInmemorySetup(t, "hello")
+	s.proxied.DisablePathNormalizing = true // send the path as written
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	do := func() {
+		req.SetRequestURI("http://lb.test/api/./v1/../it%65ms?id=42")
+		if err := s.proxied.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+			t.Fatalf("GET: status %d, err %v", resp.StatusCode(), err)
+		}
+	}
+	for i := 0; i < 100; i++ {
+		do()
+	}
+	if n := testing.AllocsPerRun(1000, do); n != 0 {
+		t.Fatalf("got %.2f allocs per GET with a path to normalise; want 0", n)
+	}
+}

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"errors"
+	"strings"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -14,29 +16,44 @@ var (
 )
 
 // reply is a prebuilt error response: status and short JSON body that never names a
-// backend or an address.
+// backend or an address. A reply with a reason is a client error (what the client sent
+// is at fault): it is counted in lb_client_errors_total and closes the connection.
 type reply struct {
 	status     int
 	body       []byte
 	retryAfter bool
+	reason     clientReason
 }
 
 func newReply(status int, msg string, retryAfter bool) reply {
 	return reply{status: status, body: []byte(`{"error":"` + msg + `"}` + "\n"), retryAfter: retryAfter}
 }
 
+func clientReply(status int, msg string, reason clientReason) reply {
+	r := newReply(status, msg, false)
+	r.reason = reason
+	return r
+}
+
 var (
-	replyBadGateway     = newReply(fasthttp.StatusBadGateway, "bad gateway", false)
-	replyUnavailable    = newReply(fasthttp.StatusServiceUnavailable, "no backend available", true)
-	replyBusy           = newReply(fasthttp.StatusServiceUnavailable, "backends at capacity", true)
-	replyNoConfig       = newReply(fasthttp.StatusServiceUnavailable, "not configured", true)
-	replyTimeout        = newReply(fasthttp.StatusGatewayTimeout, "gateway timeout", false)
-	replyBodyTooLarge   = newReply(fasthttp.StatusRequestEntityTooLarge, "request body too large", false)
-	replyHeaderTooLarge = newReply(fasthttp.StatusRequestHeaderFieldsTooLarge, "request header fields too large", false)
-	replyBadRequest     = newReply(fasthttp.StatusBadRequest, "bad request", false)
-	replyReadTimeout    = newReply(fasthttp.StatusRequestTimeout, "request timeout", false)
-	replyUnauthorized   = newReply(fasthttp.StatusUnauthorized, "unauthorized", false)    // WWW-Authenticate set by the caller
-	replyRateLimited    = newReply(fasthttp.StatusTooManyRequests, "rate limited", false) // Retry-After set by the caller
+	replyBadGateway   = newReply(fasthttp.StatusBadGateway, "bad gateway", false)
+	replyUnavailable  = newReply(fasthttp.StatusServiceUnavailable, "no backend available", true)
+	replyBusy         = newReply(fasthttp.StatusServiceUnavailable, "backends at capacity", true)
+	replyNoConfig     = newReply(fasthttp.StatusServiceUnavailable, "not configured", true)
+	replyTimeout      = newReply(fasthttp.StatusGatewayTimeout, "gateway timeout", false)
+	replyUnauthorized = newReply(fasthttp.StatusUnauthorized, "unauthorized", false)    // WWW-Authenticate set by the caller
+	replyRateLimited  = newReply(fasthttp.StatusTooManyRequests, "rate limited", false) // Retry-After set by the caller
+
+	replyBadRequest     = clientReply(fasthttp.StatusBadRequest, "bad request", reasonMalformed)
+	replyBadFraming     = clientReply(fasthttp.StatusBadRequest, "bad request", reasonFraming)
+	replyBadTarget      = clientReply(fasthttp.StatusBadRequest, "invalid request target", reasonTarget)
+	replyEscapedPath    = clientReply(fasthttp.StatusBadRequest, "encoded slash, backslash or dot in path", reasonEscaped)
+	replyBadHost        = clientReply(fasthttp.StatusBadRequest, "invalid host", reasonHost)
+	replyClientBody     = clientReply(fasthttp.StatusBadRequest, "incomplete request body", reasonBody)
+	replyBodyTooLarge   = clientReply(fasthttp.StatusRequestEntityTooLarge, "request body too large", reasonBodyTooLarge)
+	replyHeaderTooLarge = clientReply(fasthttp.StatusRequestHeaderFieldsTooLarge, "request header fields too large", reasonHeaderTooLarge)
+	replyTooManyHeaders = clientReply(fasthttp.StatusRequestHeaderFieldsTooLarge, "too many header fields", reasonTooManyHeaders)
+	replyReadTimeout    = clientReply(fasthttp.StatusRequestTimeout, "request timeout", reasonTimeout)
 
 	retryAfterName  = []byte("Retry-After")
 	retryAfterValue = []byte("1")
@@ -56,8 +73,10 @@ func errorReply(err error) *reply {
 		return &replyTimeout
 	case errBodyLimit:
 		return &replyBodyTooLarge
-	case errBadFraming, errClientBody:
-		return &replyBadRequest
+	case errBadFraming:
+		return &replyBadFraming
+	case errClientBody:
+		return &replyClientBody
 	}
 	return &replyBadGateway
 }
@@ -78,19 +97,77 @@ func writeReply(ctx *fasthttp.RequestCtx, r *reply) {
 	resp.SetBodyRaw(r.body)
 }
 
+// clientReason is why a request is a client error (the reason label of
+// lb_client_errors_total); 0 is not a client error.
+type clientReason uint8
+
+const (
+	reasonNone           clientReason = iota
+	reasonMalformed                   // fasthttp could not parse the request
+	reasonFraming                     // bad header syntax or ambiguous framing
+	reasonTarget                      // request target not origin- or absolute-form, or invalid path
+	reasonEscaped                     // escaped '/', '\' or '.' with escaped_slashes: reject
+	reasonHost                        // missing, repeated or invalid Host or authority
+	reasonBody                        // the body ended early or stalled
+	reasonBodyTooLarge                // body over max_body_bytes (413)
+	reasonHeaderTooLarge              // header block over max_header_bytes (431)
+	reasonTooManyHeaders              // more than max_headers lines (431)
+	reasonTimeout                     // request not received within read_timeout (408)
+	numClientReasons
+)
+
+var clientReasonNames = [numClientReasons]string{"", "malformed", "framing", "target", "escaped_path", "host",
+	"body", "body_too_large", "header_too_large", "too_many_headers", "timeout"}
+
+// ClientErrorReasons lists the reason labels of lb_client_errors_total.
+func ClientErrorReasons() []string { return clientReasonNames[1:] }
+
+// ClientErrors returns how many client errors of reason (one of ClientErrorReasons) the
+// proxy answered. Safe for concurrent use.
+func (p *Proxy) ClientErrors(reason string) uint64 {
+	for i, name := range clientReasonNames {
+		if i > 0 && name == reason {
+			return p.clientErrs[i].Load()
+		}
+	}
+	return 0
+}
+
+// reject answers the request with r. A client error is counted, logged (sampled, at
+// debug level) and closes the connection with a lingering close, so that a client still
+// sending reads the answer rather than a reset. It never touches a backend's breaker,
+// health or retry budget: no backend was involved.
+func (p *Proxy) reject(ctx *fasthttp.RequestCtx, r *reply) {
+	writeReply(ctx, r)
+	if r.reason == reasonNone {
+		return
+	}
+	n := p.clientErrs[r.reason].Add(1)
+	if n == 1 || n%100 == 0 {
+		p.log.Debug().Str("reason", clientReasonNames[r.reason]).Int("status", r.status).Uint64("seen", n).Msg("client error")
+	}
+	ctx.SetConnectionClose()
+	lingerOnClose(ctx.Conn())
+}
+
 // serverError is the fasthttp.Server ErrorHandler: requests fasthttp could not parse.
 // The connection is closed after the reply, since the framing of what follows is unknown.
-func serverError(ctx *fasthttp.RequestCtx, err error) {
+func (p *Proxy) serverError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.As(err, &small):
-		writeReply(ctx, &replyHeaderTooLarge)
+		p.reject(ctx, &replyHeaderTooLarge)
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		writeReply(ctx, &replyBodyTooLarge)
+		p.reject(ctx, &replyBodyTooLarge)
 	case isTimeout(err):
-		writeReply(ctx, &replyReadTimeout)
+		p.reject(ctx, &replyReadTimeout)
+	case strings.Contains(err.Error(), "missing required host header"):
+		// fasthttp's own check (an unexported error): HTTP/1.1 needs a Host (RFC 9112 §3.2).
+		p.reject(ctx, &replyBadHost)
 	default:
-		writeReply(ctx, &replyBadRequest)
+		p.reject(ctx, &replyBadRequest)
 	}
-	ctx.SetConnectionClose()
+	if p.alog != nil {
+		p.alog.log(ctx, time.Now()) // the handler never ran; fasthttp has not timed the request
+	}
 }

@@ -95,6 +95,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 	if rt != nil {
 		rt.Pool(pool.Name)
 	}
+	// HTTP/1.0 may come without a Host; such a request goes with its backend's address.
+	noHost := len(req.Header.Host()) == 0
 	var tried state.Tried
 	pick := func() (*state.Backend, state.Ticket) {
 		if local {
@@ -113,6 +115,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 		u := b.Upstream.(*upstream)
 		p.noteBackend(ctx, b)
 		req.URI().SetSchemeBytes(u.scheme)
+		if noHost {
+			req.URI().SetHost(u.host) // fasthttp writes it as the Host header
+		}
 		st := b.Stats
 		var try *tracing.Try
 		if rt != nil {
@@ -175,10 +180,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 			if err == errConnect || err == errDialTimeout {
 				err = errNoBackend // every backend tried was unreachable
 			}
-			writeError(ctx, err)
-			if oc == outcomeClient {
-				ctx.SetConnectionClose() // the rest of the body is still on the wire
-			}
+			// A client error (the body too large or cut short) closes the connection: the
+			// rest of the body is still on the wire.
+			p.reject(ctx, errorReply(err))
 			return
 		}
 		cleanResponse(resp)

@@ -10,7 +10,7 @@ import (
 
 // Header flags found by one pass over the raw request header block.
 const (
-	hdrBad              = 1 << iota // bare LF, obs-fold, CL with TE: rejected
+	hdrBad              = 1 << iota // bare LF or CR, obs-fold, bad name or value, CL with TE, Host twice: 400
 	hdrConnection                   // Connection: its tokens name more hop-by-hop headers
 	hdrHopByHop                     // Keep-Alive, Proxy-*, TE, Trailer, Upgrade
 	hdrUpgrade                      // Upgrade
@@ -20,15 +20,19 @@ const (
 	hdrXFF                          // X-Forwarded-For
 	hdrMultiXFF                     // X-Forwarded-For more than once
 	hdrUnderscore                   // a header name with '_' (dropped, as nginx does)
+	hdrHost                         // Host
+	hdrTooMany                      // more than server.max_headers lines: 431
 )
 
 // scanRequestHeaders makes one pass over the header block exactly as the client sent it
-// (fasthttp accepts and repairs some framing that we must refuse, RFC 9112 §5.2, §6.3):
-// obs-fold continuation lines, bare-LF line ends, and Content-Length together with
-// Transfer-Encoding are hdrBad. It also notes the hop-by-hop headers present, so the
-// common request with none of them skips the deletions.
-func scanRequestHeaders(raw []byte) int {
-	flags := 0
+// (fasthttp accepts and repairs some framing that we must refuse, RFC 9112 §5, §6.1,
+// §6.3, RFC 9110 §5.5): bare-LF line ends, obs-fold continuation lines, a line without a
+// colon, a name that is not a token (a space before the colon included), a value with a
+// control character, Content-Length together with Transfer-Encoding, a Transfer-Encoding
+// other than exactly "chunked", and Host or Transfer-Encoding twice are hdrBad. More than maxHeaders lines are hdrTooMany. It also notes the hop-by-hop headers
+// present, so the common request with none of them skips the deletions.
+func scanRequestHeaders(raw []byte, maxHeaders int) int {
+	flags, n := 0, 0
 	for len(raw) > 0 {
 		i := bytes.IndexByte(raw, '\n')
 		if i < 0 {
@@ -43,16 +47,25 @@ func scanRequestHeaders(raw []byte) int {
 		if len(line) == 0 {
 			break // blank line: end of headers
 		}
-		if line[0] == ' ' || line[0] == '\t' {
-			return flags | hdrBad // obs-fold
+		if n++; n > maxHeaders {
+			return flags | hdrTooMany
 		}
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			continue
+		if colon <= 0 || !isToken(line[:colon]) || !fieldValueOK(line[colon+1:]) {
+			return flags | hdrBad // obs-fold (a leading space is no token), junk, or CTLs
 		}
 		f := classifyHeader(line[:colon])
 		if f&hdrXFF != 0 && flags&hdrXFF != 0 {
 			f |= hdrMultiXFF
+		}
+		if f&(hdrHost|hdrTransferEncoding) != 0 && flags&f != 0 {
+			return flags | hdrBad // two Hosts (RFC 9112 §3.2) or two framing lists
+		}
+		if f&hdrTransferEncoding != 0 && !eqFold(bytes.TrimSpace(line[colon+1:]), "chunked") {
+			// The one coding the proxy forwards. chunked not last leaves the body's length
+			// unknown (RFC 9112 §6.3); fasthttp refuses codings it does not know, but lets
+			// "identity" through and then reads the body as the next request.
+			return flags | hdrBad
 		}
 		if bytes.IndexByte(line[:colon], '_') >= 0 {
 			// X_Forwarded_For and the like become HTTP_X_FORWARDED_FOR in CGI-style
@@ -67,8 +80,46 @@ func scanRequestHeaders(raw []byte) int {
 	return flags
 }
 
+// isToken reports whether b is a token (RFC 9110 §5.6.2), as a field name must be.
+func isToken(b []byte) bool {
+	for _, c := range b {
+		if !tokenChar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// fieldValueOK reports whether a field value holds no control character but HTAB (RFC
+// 9110 §5.5: CR, LF and NUL must be refused; the others have no business there either).
+func fieldValueOK(v []byte) bool {
+	for _, c := range v {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 func classifyHeader(k []byte) int {
 	switch k[0] | 0x20 {
+	case 'h':
+		if eqFold(k, "host") {
+			return hdrHost
+		}
 	case 'c':
 		if eqFold(k, "connection") {
 			return hdrConnection

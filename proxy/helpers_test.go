@@ -96,6 +96,7 @@ type testProxy struct {
 	addr    string
 	builder *state.Builder
 	srv     *fasthttp.Server
+	px      *Proxy
 }
 
 // proxyOption changes the Options startProxy builds the proxy with.
@@ -117,7 +118,7 @@ func startProxy(t testing.TB, cfg *config.Config, opts ...proxyOption) *testProx
 		opt(&o)
 	}
 	px := New(o)
-	srv := NewServer(px.ServeHTTP, cfg.Server, zerolog.Nop())
+	srv := px.NewServer(cfg.Server, zerolog.Nop())
 	tc, _, err := ServerTLS(cfg.TLS)
 	if err != nil {
 		t.Fatal(err)
@@ -126,12 +127,13 @@ func startProxy(t testing.TB, cfg *config.Config, opts ...proxyOption) *testProx
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln = Listener(ln) // as main's
 	if tc != nil {
 		ln = tls.NewListener(ln, tc)
 	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Shutdown() })
-	return &testProxy{addr: ln.Addr().String(), builder: b, srv: srv}
+	return &testProxy{addr: ln.Addr().String(), builder: b, srv: srv, px: px}
 }
 
 // client returns a fasthttp client for the proxy with generous limits.

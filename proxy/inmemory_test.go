@@ -69,7 +69,7 @@ func newInmemorySetupWith(tb testing.TB, backendBody string, opt inmemoryOptions
 	pxLn := fasthttputil.NewInmemoryListener()
 	opts.Store = &b.Store
 	px := New(opts)
-	srv := NewServer(px.ServeHTTP, cfg.Server, zerolog.Nop())
+	srv := px.NewServer(cfg.Server, zerolog.Nop())
 	go func() { _ = srv.Serve(pxLn) }()
 	tb.Cleanup(func() {
 		_ = srv.Shutdown()

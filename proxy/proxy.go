@@ -65,7 +65,8 @@ type Proxy struct {
 	onRateLimited func()
 	auth          atomic.Pointer[auth.Verifier]
 
-	errLogs atomic.Uint64 // sampled error logging
+	errLogs    atomic.Uint64 // sampled error logging
+	clientErrs [numClientReasons]atomic.Uint64
 }
 
 // New returns a Proxy reading tables from o.Store.
@@ -101,25 +102,24 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, errNoConfig)
 		return
 	}
+	ext := tableExt(t)
 	req := &ctx.Request
-	flags := scanRequestHeaders(req.Header.RawHeaders())
-	if flags&hdrBad != 0 {
-		// RFC 9112 §6.3: ambiguous framing must be rejected and the connection closed, or a
-		// request could be smuggled past us inside another's body.
-		writeError(ctx, errBadFraming)
-		ctx.SetConnectionClose()
-		return
-	}
-	if p.local != nil {
-		if h := p.local(ctx.Path()); h != nil {
-			h(ctx)
+	var flags int
+	var local fasthttp.RequestHandler
+	if a, ok := admittedEarly(ctx); ok {
+		// Slow path: Expect: 100-continue, admitted by expect before the body was read.
+		flags, local = a.flags, a.local
+	} else {
+		var r *reply
+		if flags, local, r = p.admit(ctx, ext); r != nil {
+			if r != &answered {
+				p.reject(ctx, r)
+			}
 			return
 		}
 	}
-	ext := tableExt(t)
-	if cl := req.Header.ContentLength(); cl > 0 && int64(cl) > ext.maxBody {
-		writeError(ctx, errBodyLimit)
-		ctx.SetConnectionClose()
+	if local != nil {
+		local(ctx)
 		return
 	}
 	if cl := req.Header.ContentLength(); req.IsBodyStream() && (cl < 0 || cl > bufferLimit) {
@@ -128,18 +128,6 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 		// of unknown size is cut off at max_body_bytes.
 		req.SetBodyStream(&uploadReader{r: ctx.RequestBodyStream(), n: ext.maxBody, size: int64(cl), conn: ctx.Conn(), timeout: ext.readTimeout}, cl)
 	}
-
-	var claims map[string]any
-	if v := p.auth.Load(); v != nil {
-		// Slow path: JWT verification allocates (parsing, signature check).
-		var ok bool
-		if claims, ok = p.authenticate(ctx, v); !ok {
-			return
-		}
-	}
-	if ext.rateLimit.on && p.limiter != nil && !p.allow(ctx, ext, claims) {
-		return
-	}
 	pool, region, prefix := route(ctx, t, ext)
 	if p.tracer != nil {
 		if rt := p.requestTrace(ctx); rt != nil {
@@ -147,6 +135,10 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	upgrade := flags&hdrUpgrade != 0 && isWebSocket(req)
+	if upgrade && len(req.Header.Host()) == 0 {
+		p.reject(ctx, &replyBadHost) // an HTTP/1.0 upgrade: nothing to tunnel to
+		return
+	}
 	prepareRequest(ctx, flags, ext, upgrade)
 
 	now := ctx.Time().UnixNano() // read once by fasthttp when the request arrived
@@ -155,6 +147,47 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	p.forward(ctx, t, pool, region, ext, now)
+}
+
+// admit runs every check a request must pass before its body is read or a backend is
+// chosen, cheapest first: strict framing (scanRequestHeaders), the canonical target and
+// Host (canonicalize), then — unless a local handler claims the path — the body-size
+// limit, JWT and the rate limit. It returns the header flags and the local handler, or
+// the reply to refuse the request with: &answered for a 401 or 429 already written.
+func (p *Proxy) admit(ctx *fasthttp.RequestCtx, ext *tableData) (int, fasthttp.RequestHandler, *reply) {
+	req := &ctx.Request
+	flags := scanRequestHeaders(req.Header.RawHeaders(), ext.maxHeaders)
+	switch {
+	case flags&hdrTooMany != 0:
+		return flags, nil, &replyTooManyHeaders
+	case flags&hdrBad != 0:
+		// RFC 9112 §6.3: ambiguous framing must be rejected and the connection closed, or a
+		// request could be smuggled past us inside another's body.
+		return flags, nil, &replyBadFraming
+	}
+	if r := canonicalize(req, ext.escaped); r != nil {
+		return flags, nil, r
+	}
+	if p.local != nil {
+		if h := p.local(requestPath(req)); h != nil {
+			return flags, h, nil
+		}
+	}
+	if cl := req.Header.ContentLength(); cl > 0 && int64(cl) > ext.maxBody {
+		return flags, nil, &replyBodyTooLarge
+	}
+	var claims map[string]any
+	if v := p.auth.Load(); v != nil {
+		// Slow path: JWT verification allocates (parsing, signature check).
+		var ok bool
+		if claims, ok = p.authenticate(ctx, v); !ok {
+			return flags, nil, &answered
+		}
+	}
+	if ext.rateLimit.on && p.limiter != nil && !p.allow(ctx, ext, claims) {
+		return flags, nil, &answered
+	}
+	return flags, nil, nil
 }
 
 // upgrade sends a WebSocket upgrade to a backend — the session's, with sticky sessions —
@@ -177,6 +210,9 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 		}
 	})
 }
+
+// answered is what admit returns for a refusal it has already written.
+var answered reply
 
 // Limiter is a rate limiter (package ratelimit).
 type Limiter interface {
@@ -220,7 +256,7 @@ func (p *Proxy) authenticate(ctx *fasthttp.RequestCtx, v *auth.Verifier) (map[st
 	for _, f := range v.Forward() {
 		h.Del(f.Header)
 	}
-	if v.Skip(ctx.Path()) {
+	if v.Skip(requestPath(&ctx.Request)) {
 		return nil, true
 	}
 	claims, err := v.Verify(h.Peek("Authorization"), time.Now())
@@ -259,7 +295,7 @@ func route(ctx *fasthttp.RequestCtx, t *state.Table, ext *tableData) (pool *stat
 		return t.DefaultPool(), region, nil
 	}
 	h := &ctx.Request.Header
-	rr := state.RouteRequest{Path: ctx.Path(), Host: h.Host(), Method: h.Method(), Header: h.PeekBytes, Region: region}
+	rr := state.RouteRequest{Path: requestPath(&ctx.Request), Host: h.Host(), Method: h.Method(), Header: h.PeekBytes, Region: region}
 	pool, prefix = t.Route(&rr)
 	return pool, region, prefix
 }

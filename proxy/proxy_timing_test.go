@@ -35,7 +35,7 @@ func BenchmarkScanRequestHeaders(b *testing.B) {
 		"X-Request-Id: 0af7651916cd43dd8448eb211c80319c\r\nCookie: a=b\r\n\r\n")
 	b.ReportAllocs()
 	for b.Loop() {
-		if scanRequestHeaders(raw)&hdrBad != 0 {
+		if scanRequestHeaders(raw, 100)&hdrBad != 0 {
 			b.Fatal("bad")
 		}
 	}

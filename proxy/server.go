@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
@@ -11,14 +12,18 @@ import (
 	"go-loadbalancer/config"
 )
 
-// NewServer returns the data-plane fasthttp.Server for handler with the limits of s.
-// These limits are fixed for the server's life: a reload that changes them takes effect
-// after a restart (main logs a warning).
-func NewServer(handler fasthttp.RequestHandler, s config.Server, log zerolog.Logger) *fasthttp.Server {
+// NewServer returns the data-plane fasthttp.Server for p with the limits of s. Serve it
+// on a Listener-wrapped listener, so that client errors close lingering. These limits are
+// fixed for the server's life: a reload that changes them takes effect after a restart
+// (main logs a warning).
+func (p *Proxy) NewServer(s config.Server, log zerolog.Logger) *fasthttp.Server {
 	return &fasthttp.Server{
-		Handler:      handler,
-		ErrorHandler: serverError,
-		Name:         "go-loadbalancer",
+		Handler:      p.ServeHTTP,
+		ErrorHandler: p.serverError,
+		// Expect: 100-continue is answered only once the request passed every check
+		// (admit): a refused client gets the final status and its body is never read.
+		ExpectHandler: p.expect,
+		Name:          "go-loadbalancer",
 		// fasthttp rejects a header block larger than its read buffer with ErrSmallBuffer,
 		// which serverError answers with 431.
 		ReadBufferSize: s.MaxHeaderBytes,
@@ -37,6 +42,48 @@ func NewServer(handler fasthttp.RequestHandler, s config.Server, log zerolog.Log
 		SecureErrorLogMessage:        true,
 		Logger:                       fasthttpLogger{log},
 	}
+}
+
+// admission is what expect found of a request it let through, for serve.
+type admission struct {
+	flags int
+	local fasthttp.RequestHandler
+}
+
+type admissionKey struct{}
+
+// expect is the server's ExpectHandler, run for a request with Expect: 100-continue
+// before its body is read: admit's checks (framing, target, size, JWT, rate limit) run
+// now, and only a request that passes them is told 100 Continue. A refused one gets its
+// final status (fasthttp then closes the connection) without the body being read.
+func (p *Proxy) expect(ctx *fasthttp.RequestCtx) int {
+	t := p.store.Load()
+	if t == nil {
+		writeError(ctx, errNoConfig)
+		return ctx.Response.StatusCode()
+	}
+	flags, local, r := p.admit(ctx, tableExt(t))
+	if r != nil {
+		if r != &answered {
+			p.reject(ctx, r)
+		}
+		lingerOnClose(ctx.Conn()) // the client may have started sending its body
+		if p.alog != nil {
+			p.alog.log(ctx, time.Now()) // serve never runs for it
+		}
+		return ctx.Response.StatusCode()
+	}
+	ctx.SetUserValue(admissionKey{}, admission{flags: flags, local: local})
+	// The 100 is ours; the backend gets the body without being asked to confirm.
+	ctx.Request.Header.Del("Expect")
+	return fasthttp.StatusContinue
+}
+
+// admittedEarly returns what expect admitted this request with, if it did. A plain
+// request has at most a user value or two to look through.
+func admittedEarly(ctx *fasthttp.RequestCtx) (admission, bool) {
+	a, ok := ctx.UserValue(admissionKey{}).(admission)
+	return a, ok
 }
 
 type fasthttpLogger struct{ log zerolog.Logger }

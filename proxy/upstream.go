@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/config"
+	"go-loadbalancer/internal/reqpath"
 	"go-loadbalancer/ratelimit"
 	"go-loadbalancer/state"
 )
@@ -162,7 +163,9 @@ type tableData struct {
 	rateLimit rateLimitConf
 	accessLog bool // log.access_log
 
-	readTimeout, writeTimeout time.Duration // server.read_timeout / write_timeout
+	readTimeout, writeTimeout time.Duration   // server.read_timeout / write_timeout
+	maxHeaders                int             // server.max_headers
+	escaped                   reqpath.Escaped // server.escaped_slashes
 }
 
 func newTableData(t *state.Table) (any, error) {
@@ -175,7 +178,9 @@ func newTableData(t *state.Table) (any, error) {
 
 		readTimeout:  t.Config.Server.ReadTimeout,
 		writeTimeout: t.Config.Server.WriteTimeout,
+		maxHeaders:   t.Config.Server.MaxHeaders,
 	}
+	d.escaped, _ = reqpath.ParseEscaped(t.Config.Server.EscapedSlashes) // validated
 	for _, p := range t.Pools {
 		d.pools = append(d.pools, newRetryPolicy(p.Settings.Retry))
 	}

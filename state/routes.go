@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"go-loadbalancer/config"
+	"go-loadbalancer/internal/reqpath"
 	"go-loadbalancer/picker"
 )
 
@@ -25,7 +26,8 @@ type Route struct {
 
 type headerMatch struct{ name, value []byte }
 
-// RouteRequest is what routing reads of a request. Header returns a header's value (nil
+// RouteRequest is what routing reads of a request. Path is the canonical path (README
+// "Request processing"); a path_prefix matches it on whole segments. Header returns a header's value (nil
 // when absent); it is called only while Route runs.
 type RouteRequest struct {
 	Path, Host, Method []byte
@@ -55,7 +57,7 @@ func (t *Table) Route(r *RouteRequest) (*Pool, []byte) {
 func (t *Table) HasRoutes() bool { return len(t.routes) > 0 }
 
 func (rt *Route) matches(r *RouteRequest) bool {
-	if len(rt.pathPrefix) > 0 && !bytes.HasPrefix(r.Path, rt.pathPrefix) {
+	if len(rt.pathPrefix) > 0 && !reqpath.HasPrefix(r.Path, rt.pathPrefix) {
 		return false
 	}
 	if len(rt.method) > 0 && !bytes.Equal(r.Method, rt.method) {
