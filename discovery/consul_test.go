@@ -212,6 +212,13 @@ func TestConsulOutageKeepsBackendsAndRecovers(t *testing.T) {
 		if n := logs.Count("cannot query Consul"); n != 1 {
 			t.Fatalf("got %d outage log lines after 5 failures; want 1", n)
 		}
+		// Every retry starts from index 0 (the Consul that answers may be a new one, its
+		// index below ours: TestConsulAgentRestartedWithNewState).
+		for i, r := range fake.seen()[from+1:] {
+			if r.Index != 0 {
+				t.Fatalf("retry %d after a failed query sent index %d; want 0", i+1, r.Index)
+			}
+		}
 
 		// Consul comes back with another set.
 		fake.set("web", fakeInstance{Node: "n2", NodeAddress: "10.0.0.2", ID: "web-2", Port: 8080})
