@@ -198,10 +198,10 @@ func (r *Redis) pin(key []byte, backendID string, ttl time.Duration) {
 	if err == nil {
 		return
 	}
-	r.c.redisErrors.inc()
 	var re *rueidis.RedisError
 	if errors.As(err, &re) {
 		// Redis answered with an error (OOM, READONLY...): it is up, the pin is lost.
+		r.c.redisErrors.inc() // (fail counts the other failures)
 		if n := r.pinErrs.Add(1); n == 1 || n%100 == 0 {
 			r.log.Warn().Str("addr", r.addr).Err(err).Uint64("errors_seen", n).Msg("redis refused a sticky pin")
 		}

@@ -314,3 +314,29 @@ func TestRedisClose(t *testing.T) {
 	}
 	r.Pin([]byte("k"), "web-a", time.Minute) // no panic
 }
+
+// TestRedisPinErrorsCountOnce: a failed pin adds exactly one to RedisErrors, whether
+// Redis answers with an error or cannot be reached.
+func TestRedisPinErrorsCountOnce(t *testing.T) {
+	s := testredis.Start(t)
+	r, _ := newRedisStore(t, s.URL(), Options{Timeout: 200 * time.Millisecond, Backoff: time.Hour})
+	r.Pin([]byte("ok"), "web-a", time.Minute)
+	if n := r.Stats().RedisErrors; n != 0 {
+		t.Fatalf("a pin that worked: got %d Redis errors; want 0", n)
+	}
+	// An error reply: OOM once maxmemory is below what Redis uses.
+	c := s.Client()
+	if err := c.Do(context.Background(), c.B().ConfigSet().ParameterValue().ParameterValue("maxmemory", "1").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	r.Pin([]byte("oom"), "web-a", time.Minute)
+	if n := r.Stats().RedisErrors; n != 1 {
+		t.Fatalf("a pin refused with OOM: got %d Redis errors; want 1", n)
+	}
+	// Redis gone.
+	s.Kill()
+	r.Pin([]byte("down"), "web-a", time.Minute)
+	if n := r.Stats().RedisErrors; n != 2 {
+		t.Fatalf("a pin with Redis down: got %d Redis errors; want 2 (one more)", n)
+	}
+}
