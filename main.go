@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -287,6 +286,11 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 			"Requests refused for what the client sent (malformed, oversized, cut short), by reason; never counted against a backend.",
 			func() uint64 { return px.ClientErrors(reason) })
 	}
+	conns := &proxy.ConnStats{}
+	reg.CounterFunc("lb_connections_accepted_total", "Client connections accepted by the data plane.", conns.Accepted)
+	reg.GaugeFunc("lb_connections_open", "Client connections open now.", conns.Open)
+	reg.CounterFunc("lb_tls_handshakes_total", "TLS handshakes completed with clients.", conns.Handshakes)
+	reg.CounterFunc("lb_tls_handshake_errors_total", "TLS handshakes with clients that failed (bad certificate, no common version or cipher, client gone).", conns.HandshakeErrors)
 	tlsConf, serverCert, err := proxy.ServerTLS(cfg.TLS)
 	if err != nil {
 		return err
@@ -317,10 +321,8 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 	go func() {
 		if tlsConf != nil {
 			srv.TLSConfig = tlsConf
-			errc <- srv.Serve(tlsListener(ln, tlsConf))
-			return
 		}
-		errc <- srv.Serve(ln)
+		errc <- srv.Serve(conns.Listener(ln, tlsConf))
 	}()
 	go func() {
 		if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
@@ -462,5 +464,3 @@ func newVerifier(cfg *config.Config, log zerolog.Logger) (*auth.Verifier, error)
 	}
 	return auth.New(auth.Options{Config: cfg.Auth.JWT, Log: log})
 }
-
-func tlsListener(ln net.Listener, c *tls.Config) net.Listener { return tls.NewListener(ln, c) }

@@ -57,14 +57,42 @@ func (r *Registry) writeLB(w *bytes.Buffer) {
 		return 0
 	}
 
-	family(w, "lb_requests_total", "counter", "Responses by backend and status code (code is NNN, a class like 5xx for uncommon codes, or other); each try of a retried request counts.")
+	// Client-facing: one answer per request, whatever it took; pools of the table in use
+	// and pool="" (answered before a pool was chosen).
+	fronts := make([]*Front, 0, len(pools)+1)
+	if f := r.fronts[""]; f != nil {
+		fronts = append(fronts, f)
+	}
+	for _, p := range pools {
+		if f := r.fronts[p.Name]; f != nil {
+			fronts = append(fronts, f)
+		}
+	}
+	family(w, "lb_http_requests_total", "counter", "Requests answered to clients, by pool and status code (NNN, a class like 5xx for uncommon codes, or other); a retried request counts once, with the answer the client got. pool=\"\" is answered before a pool was chosen (401, 429, malformed requests).")
+	for _, f := range fronts {
+		f.codes.set.WritePrometheus(w)
+	}
+	family(w, "lb_http_request_duration_seconds", "histogram", "Time from a request's arrival until its response was ready to send (a streamed body goes on after), retries included.")
+	var buf []byte
+	for _, f := range fronts {
+		buf = f.hist.writeTo(w, buf)
+	}
+	family(w, "lb_http_request_bytes_total", "counter", "Request body bytes received from clients (for a streamed body, its Content-Length).")
+	for _, f := range fronts {
+		w.WriteString(f.bytesInName + " " + strconv.FormatUint(f.bytesIn.Load(), 10) + "\n")
+	}
+	family(w, "lb_http_response_bytes_total", "counter", "Response body bytes sent to clients (a streamed body of unknown length is not counted).")
+	for _, f := range fronts {
+		w.WriteString(f.bytesOutName + " " + strconv.FormatUint(f.bytesOut.Load(), 10) + "\n")
+	}
+
+	family(w, "lb_requests_total", "counter", "Upstream tries by backend and outcome: the backend's status code (NNN, a class like 5xx for uncommon codes, or other), or why there was no response (connect_error, connect_timeout, busy, send_error, reset, timeout, bad_response, client_error); each try of a retried request counts.")
 	for _, m := range handles {
 		if m != nil {
-			m.set.WritePrometheus(w)
+			m.codes.set.WritePrometheus(w)
 		}
 	}
 	family(w, "lb_request_duration_seconds", "histogram", "Time from sending a request to a backend until its response header (or the error), per try.")
-	var buf []byte
 	for _, m := range handles {
 		if m != nil {
 			buf = m.hist.writeTo(w, buf)
@@ -131,6 +159,10 @@ func (r *Registry) writeLB(w *bytes.Buffer) {
 		}
 		family(w, fam, "counter", cf.help)
 		w.WriteString(cf.name + " " + strconv.FormatUint(cf.f(), 10) + "\n")
+	}
+	for _, g := range r.gauges {
+		family(w, g.name, "gauge", g.help)
+		w.WriteString(g.name + " " + strconv.FormatUint(g.f(), 10) + "\n")
 	}
 	family(w, "lb_table_version", "gauge", "Version of the routing table in use; it increases with every reload and runtime change.")
 	if t != nil {

@@ -56,6 +56,8 @@ type Registry struct {
 
 	mu      sync.Mutex
 	handles map[string]*Backend // by backend ID
+	fronts  map[string]*Front   // by pool name; "" before a pool is chosen
+	gauges  []counterFunc
 	sticky  func() StickyCounts
 	funcs   []counterFunc
 	sampler sampler
@@ -83,6 +85,7 @@ func New(o Options) *Registry {
 		history: o.History,
 		global:  vm.NewSet(),
 		handles: map[string]*Backend{},
+		fronts:  map[string]*Front{},
 	}
 	r.RateLimited = r.global.NewCounter("lb_ratelimited_total")
 	r.sampler.init()
@@ -132,6 +135,13 @@ func (r *Registry) SetSticky(f func() StickyCounts) {
 func (r *Registry) CounterFunc(name, help string, f func() uint64) {
 	r.mu.Lock()
 	r.funcs = append(r.funcs, counterFunc{name: name, help: help, f: f})
+	r.mu.Unlock()
+}
+
+// GaugeFunc exposes a gauge that another package keeps itself, as CounterFunc does.
+func (r *Registry) GaugeFunc(name, help string, f func() uint64) {
+	r.mu.Lock()
+	r.gauges = append(r.gauges, counterFunc{name: name, help: help, f: f})
 	r.mu.Unlock()
 }
 

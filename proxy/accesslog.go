@@ -120,9 +120,9 @@ func (p *Proxy) noteBackend(ctx *fasthttp.RequestCtx, b *state.Backend) {
 	}
 }
 
-// log formats and queues the line of the request in ctx, which started at start.
-func (a *AccessLog) log(ctx *fasthttp.RequestCtx, start time.Time) {
-	now := time.Now()
+// log formats and queues the line of the request in ctx, which started at start and is
+// answered at now.
+func (a *AccessLog) log(ctx *fasthttp.RequestCtx, start, now time.Time) {
 	pos := a.enq.Load()
 	var s *accessSlot
 	for {
@@ -164,13 +164,7 @@ func appendAccess(b []byte, ctx *fasthttp.RequestCtx, start, now time.Time) []by
 	b = append(b, `,"duration_ms":`...)
 	b = strconv.AppendFloat(b, float64(now.Sub(start))/1e6, 'f', 3, 64)
 	b = append(b, `,"bytes":`...)
-	n := -1
-	if !resp.IsBodyStream() {
-		n = len(resp.Body())
-	} else if cl := resp.Header.ContentLength(); cl >= 0 {
-		n = cl
-	}
-	b = strconv.AppendInt(b, int64(n), 10)
+	b = strconv.AppendInt(b, responseBytes(resp), 10)
 	b = append(b, `,"client":"`...)
 	if ip := clientAddr(ctx); ip.IsValid() {
 		b = ip.AppendTo(b)

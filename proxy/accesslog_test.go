@@ -106,7 +106,7 @@ func TestAccessLogNeverBlocks(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		for i := 0; i < 1000; i++ {
-			al.log(ctx, time.Now())
+			al.log(ctx, time.Now(), time.Now())
 		}
 		close(done)
 	}()
@@ -128,7 +128,7 @@ func TestAccessLogCloseFlushes(t *testing.T) {
 	var out logbuf.Buffer
 	al := NewAccessLog(&out, AccessLogOptions{Lines: 4096, Idle: time.Hour})
 	for i := 0; i < 3000; i++ {
-		al.log(testCtx("GET", "/n"), time.Now())
+		al.log(testCtx("GET", "/n"), time.Now(), time.Now())
 	}
 	_ = al.Close()
 	if n := strings.Count(out.String(), "\n"); n != 3000 || al.Dropped() != 0 {

@@ -167,7 +167,5 @@ func (p *Proxy) serverError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		p.reject(ctx, &replyBadRequest)
 	}
-	if p.alog != nil {
-		p.alog.log(ctx, time.Now()) // the handler never ran; fasthttp has not timed the request
-	}
+	p.finish(ctx, p.store.Load(), time.Now()) // the handler never ran; fasthttp has not timed the request
 }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"crypto/tls"
 	"io"
 	"net"
 	"sync/atomic"
@@ -38,11 +37,16 @@ type lingerConn struct {
 // lingerOnClose marks c (the connection of a request, as fasthttp's ctx.Conn returns it)
 // to close lingering; a connection not accepted through Listener is left alone.
 func lingerOnClose(c net.Conn) {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	if lc, ok := c.(*lingerConn); ok {
-		lc.linger.Store(true)
+	for {
+		if lc, ok := c.(*lingerConn); ok {
+			lc.linger.Store(true)
+			return
+		}
+		u, ok := c.(interface{ NetConn() net.Conn }) // *tls.Conn, ConnStats' wrappers
+		if !ok {
+			return
+		}
+		c = u.NetConn()
 	}
 }
 

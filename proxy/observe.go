@@ -11,15 +11,24 @@ import (
 )
 
 // HooksWithMetrics is Hooks whose upstream clients record every try in reg: status code
-// (or the code its error is answered with) and the time to the response header, in the
-// backend's handle (lb_requests_total, lb_request_duration_seconds). A backend keeps its
-// handle, and so its counters, for as long as a table has it; reg nil is Hooks.
+// (or the cause of its failure) and the time to the response header, in the backend's
+// handle (lb_requests_total, lb_request_duration_seconds); and whose tables carry each
+// pool's client-facing handle (lb_http_requests_total, ...), recorded once per request. A
+// backend keeps its handle, and so its counters, for as long as a table has it; reg nil
+// is Hooks.
 func HooksWithMetrics(dial Dialer, reg *metrics.Registry) state.Hooks {
 	h := Hooks(dial)
 	if reg == nil {
 		return h
 	}
-	newUp, release := h.Upstream, h.Release
+	newUp, release, table := h.Upstream, h.Release, h.Table
+	h.Table = func(t *state.Table) (any, error) {
+		x, err := table(t)
+		if err == nil {
+			frontMetrics(x.(*tableData), t, reg)
+		}
+		return x, err
+	}
 	h.Upstream = func(b *state.Backend, p *config.Pool, prev any) (any, error) {
 		x, err := newUp(b, p, prev)
 		if err != nil || x == prev {
@@ -48,10 +57,41 @@ type observed struct {
 func (o *observed) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
 	start := time.Now()
 	retry, err := o.rt.RoundTrip(hc, req, resp)
-	code := resp.StatusCode()
 	if err != nil {
-		code = errorReply(err).status
+		o.m.ObserveError(failureCause(err), time.Since(start))
+	} else {
+		o.m.Observe(resp.StatusCode(), time.Since(start))
 	}
-	o.m.Observe(code, time.Since(start))
 	return retry, err
+}
+
+// failureCause names why a try got no response, for lb_requests_total{code} and the
+// access log: never the status the client is answered with for it.
+func failureCause(err error) metrics.Cause {
+	switch err {
+	case errConnect:
+		return metrics.CauseConnect
+	case errDialTimeout:
+		return metrics.CauseConnectTimeout
+	case errNoConns:
+		return metrics.CauseBusy
+	case errWrite:
+		return metrics.CauseSend
+	case errReset:
+		return metrics.CauseReset
+	case errRespTimeout:
+		return metrics.CauseTimeout
+	case errBodyLimit, errClientBody:
+		return metrics.CauseClient
+	}
+	return metrics.CauseBadResponse
+}
+
+// frontMetrics gives a table's data the client-facing handles of its pools.
+func frontMetrics(d *tableData, t *state.Table, reg *metrics.Registry) {
+	d.unrouted = reg.Front("")
+	d.fronts = make([]*metrics.Front, len(t.Pools))
+	for i, p := range t.Pools {
+		d.fronts[i] = reg.Front(p.Name)
+	}
 }

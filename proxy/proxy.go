@@ -95,9 +95,7 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	t := p.store.Load()
-	if p.alog != nil && (t == nil || tableExt(t).accessLog) {
-		defer p.alog.log(ctx, ctx.Time()) // the arrival time fasthttp already read
-	}
+	defer p.finish(ctx, t, ctx.Time()) // the arrival time fasthttp already read
 	if t == nil {
 		writeError(ctx, errNoConfig)
 		return
@@ -129,6 +127,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 		req.SetBodyStream(&uploadReader{r: ctx.RequestBodyStream(), n: ext.maxBody, size: int64(cl), conn: ctx.Conn(), timeout: ext.readTimeout}, cl)
 	}
 	pool, region, prefix := route(ctx, t, ext)
+	ctx.SetUserValue(routedTo{}, pool) // for finish
 	if p.tracer != nil {
 		if rt := p.requestTrace(ctx); rt != nil {
 			rt.Route(prefix)
@@ -188,6 +187,53 @@ func (p *Proxy) admit(ctx *fasthttp.RequestCtx, ext *tableData) (int, fasthttp.R
 		return flags, nil, &answered
 	}
 	return flags, nil, nil
+}
+
+// routedTo is the RequestCtx user-value key of the *state.Pool a request was routed to.
+type routedTo struct{}
+
+// finish records the answered request in ctx: the client-facing metrics of its pool and
+// the access log line. start is when it arrived; t the table it was served with.
+func (p *Proxy) finish(ctx *fasthttp.RequestCtx, t *state.Table, start time.Time) {
+	now := time.Now()
+	if t == nil {
+		if p.alog != nil {
+			p.alog.log(ctx, start, now)
+		}
+		return
+	}
+	ext := tableExt(t)
+	if ext.fronts != nil {
+		f := ext.unrouted
+		if pool, ok := ctx.UserValue(routedTo{}).(*state.Pool); ok && pool != nil {
+			f = ext.fronts[pool.Index]
+		}
+		f.Observe(ctx.Response.StatusCode(), now.Sub(start), requestBytes(&ctx.Request), responseBytes(&ctx.Response))
+	}
+	if p.alog != nil && ext.accessLog {
+		p.alog.log(ctx, start, now)
+	}
+}
+
+// requestBytes is the request body's length: what was read, or a streamed body's
+// Content-Length; -1 when unknown.
+func requestBytes(req *fasthttp.Request) int64 {
+	if !req.IsBodyStream() {
+		return int64(len(req.Body()))
+	}
+	return int64(req.Header.ContentLength())
+}
+
+// responseBytes is the response body's length, or a streamed body's Content-Length; -1
+// when unknown.
+func responseBytes(resp *fasthttp.Response) int64 {
+	if !resp.IsBodyStream() {
+		return int64(len(resp.Body()))
+	}
+	if cl := resp.Header.ContentLength(); cl >= 0 {
+		return int64(cl)
+	}
+	return -1
 }
 
 // upgrade sends a WebSocket upgrade to a backend — the session's, with sticky sessions —

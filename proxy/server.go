@@ -68,9 +68,7 @@ func (p *Proxy) expect(ctx *fasthttp.RequestCtx) int {
 			p.reject(ctx, r)
 		}
 		lingerOnClose(ctx.Conn()) // the client may have started sending its body
-		if p.alog != nil {
-			p.alog.log(ctx, time.Now()) // serve never runs for it
-		}
+		p.finish(ctx, t, time.Now()) // serve never runs for it
 		return ctx.Response.StatusCode()
 	}
 	ctx.SetUserValue(admissionKey{}, admission{flags: flags, local: local})

@@ -14,6 +14,7 @@ import (
 
 	"go-loadbalancer/config"
 	"go-loadbalancer/internal/reqpath"
+	"go-loadbalancer/metrics"
 	"go-loadbalancer/ratelimit"
 	"go-loadbalancer/state"
 )
@@ -162,6 +163,11 @@ type tableData struct {
 	refs      atomic.Pointer[stickyRefs] // cookie references, built on first use
 	rateLimit rateLimitConf
 	accessLog bool // log.access_log
+
+	// Client-facing metrics (HooksWithMetrics), by state.Pool.Index, and for requests
+	// answered before a pool was chosen; nil without metrics.
+	fronts   []*metrics.Front
+	unrouted *metrics.Front
 
 	readTimeout, writeTimeout time.Duration   // server.read_timeout / write_timeout
 	maxHeaders                int             // server.max_headers

@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"net"
+	"sync/atomic"
+)
+
+// ConnStats counts the data plane's client connections and TLS handshakes (HAProxy's
+// frontend conn_tot/conn_cur and ssl handshake counters). Safe for concurrent use; the
+// zero value is ready.
+type ConnStats struct {
+	accepted, handshakes, handshakeErrors atomic.Uint64
+	open                                  atomic.Int64
+}
+
+// Accepted returns how many client connections were accepted.
+func (s *ConnStats) Accepted() uint64 { return s.accepted.Load() }
+
+// Open returns how many client connections are open now.
+func (s *ConnStats) Open() uint64 { return uint64(max(s.open.Load(), 0)) }
+
+// Handshakes returns how many TLS handshakes completed.
+func (s *ConnStats) Handshakes() uint64 { return s.handshakes.Load() }
+
+// HandshakeErrors returns how many TLS handshakes failed (a bad or untrusted client
+// certificate, no shared version or cipher, a client that went away mid-handshake).
+func (s *ConnStats) HandshakeErrors() uint64 { return s.handshakeErrors.Load() }
+
+// Listener returns ln counting its connections; with c, it also serves TLS with c, as
+// tls.NewListener does, and counts the handshakes. Wrap ln in proxy.Listener first: the
+// connections it returns unwrap (NetConn) to the lingering one.
+func (s *ConnStats) Listener(ln net.Listener, c *tls.Config) net.Listener {
+	return &countedListener{Listener: ln, s: s, tls: c}
+}
+
+type countedListener struct {
+	net.Listener
+	s   *ConnStats
+	tls *tls.Config
+}
+
+func (l *countedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.s.accepted.Add(1)
+	l.s.open.Add(1)
+	cc := &countedConn{Conn: c, s: l.s}
+	if l.tls == nil {
+		return cc, nil
+	}
+	return &tlsConn{Conn: tls.Server(cc, l.tls), s: l.s}, nil
+}
+
+// countedConn is an accepted connection; its first Close counts it closed.
+type countedConn struct {
+	net.Conn
+	s      *ConnStats
+	closed atomic.Bool
+}
+
+// NetConn returns the connection it counts.
+func (c *countedConn) NetConn() net.Conn { return c.Conn }
+
+func (c *countedConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.s.open.Add(-1)
+	}
+	return c.Conn.Close()
+}
+
+// tlsConn is a server TLS connection whose handshake, run by its first Read or Write, is
+// counted. It keeps *tls.Conn's Handshake and ConnectionState, which fasthttp looks for
+// (RequestCtx.IsTLS, client certificates).
+type tlsConn struct {
+	*tls.Conn
+	s    *ConnStats
+	done atomic.Bool
+}
+
+func (c *tlsConn) handshake() error {
+	if c.done.Load() || !c.done.CompareAndSwap(false, true) {
+		return c.Conn.Handshake() // done, or being done: returns its result
+	}
+	err := c.Conn.Handshake()
+	if err != nil {
+		c.s.handshakeErrors.Add(1)
+	} else {
+		c.s.handshakes.Add(1)
+	}
+	return err
+}
+
+func (c *tlsConn) Read(p []byte) (int, error) {
+	if err := c.handshake(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *tlsConn) Write(p []byte) (int, error) {
+	if err := c.handshake(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}

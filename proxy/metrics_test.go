@@ -1,0 +1,190 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"go-loadbalancer/config"
+	"go-loadbalancer/internal/testtool"
+	"go-loadbalancer/metrics"
+	"go-loadbalancer/ratelimit"
+	"go-loadbalancer/state"
+)
+
+// meteredProxy is a data plane as main wires it: metrics hooks and a lingering,
+// connection-counting (TLS when cfg.TLS is set) listener.
+type meteredProxy struct {
+	addr  string
+	reg   *metrics.Registry
+	conns *ConnStats
+	b     *state.Builder
+}
+
+func startMetered(t *testing.T, cfg *config.Config) *meteredProxy {
+	t.Helper()
+	var b *state.Builder
+	reg := metrics.New(metrics.Options{Current: func() *state.Table { return b.Store.Load() }})
+	b = state.NewBuilder(HooksWithMetrics(nil, reg))
+	if _, err := b.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	px := New(Options{Store: &b.Store, Log: zerolog.Nop(), Limiter: ratelimit.NewLocal(1024)})
+	srv := px.NewServer(cfg.Server, zerolog.Nop())
+	tc, _, err := ServerTLS(cfg.TLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := &ConnStats{}
+	go func() { _ = srv.Serve(conns.Listener(Listener(ln), tc)) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return &meteredProxy{addr: ln.Addr().String(), reg: reg, conns: conns, b: b}
+}
+
+// scrape returns every sample of the Prometheus exposition by its full name with labels.
+func (m *meteredProxy) scrape(t *testing.T) map[string]float64 {
+	t.Helper()
+	var buf bytes.Buffer
+	m.reg.WritePrometheus(&buf)
+	out := map[string]float64{}
+	sc := bufio.NewScanner(&buf)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("bad sample %q", line)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// delta runs do and returns how each sample named in want moved; it fails unless each
+// moved by exactly its want.
+func (m *meteredProxy) delta(t *testing.T, do func(), want map[string]float64) {
+	t.Helper()
+	before := m.scrape(t)
+	do()
+	after := m.scrape(t)
+	for name, w := range want {
+		if got := after[name] - before[name]; got != w {
+			t.Errorf("%s moved by %v; want %v", name, got, w)
+		}
+	}
+}
+
+func rawRequest(t *testing.T, addr, req string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(c)
+	return buf.String()
+}
+
+// TestClientFacingMetrics: one event moves each counter by exactly one, and a try that
+// never reached a backend is counted under its cause, not as a 502 the balancer made up.
+func TestClientFacingMetrics(t *testing.T) {
+	live := startBackend(t, named("live"))
+	dead := "http://" + deadAddr(t)
+	cfg := poolConfig(t, "rate_limit: { enabled: true, key: \"header:X-Key\", rate: 0.001, burst: 1 }\n", dead, live.url)
+	m := startMetered(t, cfg)
+	ids := []string{m.b.Store.Load().Pools[0].Backends[0].ID, m.b.Store.Load().Pools[0].Backends[1].ID}
+	try := func(i int, code string) string {
+		return `lb_requests_total{pool="web",backend="` + ids[i] + `",code="` + code + `"}`
+	}
+	get := func(path string, header ...string) {
+		req := "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+		for i := 0; i+1 < len(header); i += 2 {
+			req += header[i] + ": " + header[i+1] + "\r\n"
+		}
+		rawRequest(t, m.addr, req+"\r\n")
+	}
+
+	// Smooth 1:1 starts with the dead backend: the first GET is retried on the live one.
+	m.delta(t, func() { get("/") }, map[string]float64{
+		`lb_http_requests_total{pool="web",code="200"}`:      1,
+		`lb_http_requests_total{pool="web",code="502"}`:      0,
+		`lb_http_requests_total{pool="web",code="503"}`:      0,
+		try(0, "connect_error"):                              1,
+		try(0, "502"):                                        0,
+		try(0, "503"):                                        0,
+		try(1, "200"):                                        1,
+		`lb_http_request_duration_seconds_count{pool="web"}`: 1,
+		`lb_http_response_bytes_total{pool="web"}`:           4, // "live"
+		`lb_connections_accepted_total`:                      0, // exposed by main, not here
+	})
+	if a, o := m.conns.Accepted(), m.conns.Open(); a != 1 || o > 1 {
+		t.Fatalf("after one connection: accepted %d, open %d; want 1 and at most 1", a, o)
+	}
+	testtool.WaitFor(t, 3*time.Second, "the connection counted closed", func() bool { return m.conns.Open() == 0 })
+
+	// A rate-limited request is answered before a pool is chosen: pool="".
+	get("/", "X-Key", "k")
+	m.delta(t, func() { get("/", "X-Key", "k") }, map[string]float64{
+		`lb_http_requests_total{pool="",code="429"}`:    1,
+		`lb_http_requests_total{pool="web",code="200"}`: 0,
+	})
+
+	// A request fasthttp refuses (headers over max_header_bytes) is counted too.
+	m.delta(t, func() { get("/", "X-Big", strings.Repeat("b", 20000)) }, map[string]float64{
+		`lb_http_requests_total{pool="",code="431"}`: 1,
+	})
+
+	// Request body bytes.
+	m.delta(t, func() {
+		rawRequest(t, m.addr, "PUT / HTTP/1.1\r\nHost: x\r\nX-Key: put\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+	}, map[string]float64{
+		`lb_http_request_bytes_total{pool="web"}`:       5,
+		`lb_http_requests_total{pool="web",code="200"}`: 1,
+	})
+	if a := m.conns.Accepted(); a != 5 {
+		t.Fatalf("got %d accepted connections; want 5", a)
+	}
+}
+
+// TestTLSHandshakeMetrics: a completed handshake and a failed one each count once.
+func TestTLSHandshakeMetrics(t *testing.T) {
+	live := startBackend(t, named("live"))
+	certFile, keyFile, roots := writeSelfSignedCert(t)
+	cfg := poolConfig(t, "tls: { cert_file: "+strconv.Quote(certFile)+", key_file: "+strconv.Quote(keyFile)+" }\n", live.url)
+	m := startMetered(t, cfg)
+
+	c := &fasthttp.HostClient{Addr: m.addr, IsTLS: true, TLSConfig: &tls.Config{RootCAs: roots}}
+	code, body, err := c.Get(nil, "https://"+m.addr+"/")
+	if err != nil || code != 200 || string(body) != "live" {
+		t.Fatalf("GET over TLS: %d %q %v", code, body, err)
+	}
+	if h, e := m.conns.Handshakes(), m.conns.HandshakeErrors(); h != 1 || e != 0 {
+		t.Fatalf("after one TLS request: %d handshakes, %d errors; want 1 and 0", h, e)
+	}
+	// Plain HTTP to the TLS port: the handshake fails.
+	rawRequest(t, m.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	testtool.WaitFor(t, 3*time.Second, "the failed handshake counted", func() bool { return m.conns.HandshakeErrors() == 1 })
+	if h := m.conns.Handshakes(); h != 1 {
+		t.Fatalf("got %d handshakes; want still 1", h)
+	}
+}
