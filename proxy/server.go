@@ -67,7 +67,7 @@ func (p *Proxy) expect(ctx *fasthttp.RequestCtx) int {
 		if r != &answered {
 			p.reject(ctx, r)
 		}
-		lingerOnClose(ctx.Conn()) // the client may have started sending its body
+		lingerOnClose(ctx.Conn())    // the client may have started sending its body
 		p.finish(ctx, t, time.Now()) // serve never runs for it
 		return ctx.Response.StatusCode()
 	}
