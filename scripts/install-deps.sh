@@ -44,6 +44,19 @@ apt_packages() {
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 }
 
+# is_mpl2 FILE: whether a LICENSE file is the MPL-2.0.
+is_mpl2() { [[ "$(head -5 "$1" 2>/dev/null)" == *"Mozilla Public License, version 2.0"* ]]; }
+
+# lock DIR: holds DIR/.lock until the script exits, so that two runs (a helper and CI, two
+# terminals) never build into the same directory at once.
+lock() {
+  mkdir -p "$1"
+  command -v flock >/dev/null 2>&1 || return 0
+  local fd
+  exec {fd}>"$1/.lock"
+  flock "$fd"
+}
+
 # Consul v1.16.3 is the last release under MPL-2.0; v1.16.4 and later are under the BUSL and
 # must not be used. Its module zip lacks the nested modules its go.mod replaces with local
 # directories (api, sdk, ...), so the replaces are dropped and go.mod's own requirements
@@ -55,11 +68,13 @@ consul_agent() {
   out="$dir/consul"
   # (Output captured first: with pipefail, grep -q closing the pipe early would fail it.)
   if [ -x "$out" ] && [[ "$("$out" version 2>/dev/null)" == "Consul ${CONSUL_VERSION}"* ]]; then return 0; fi
+  lock "$dir"
+  if [ -x "$out" ] && [[ "$("$out" version 2>/dev/null)" == "Consul ${CONSUL_VERSION}"* ]]; then return 0; fi
   echo "building Consul ${CONSUL_VERSION} into $out (10-15 minutes on 2 cores)" >&2
   local start=$SECONDS src work
   src=$(go mod download -json "github.com/hashicorp/consul@${CONSUL_VERSION}" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
   [ -d "$src" ] || { echo "consul: module download failed" >&2; exit 1; }
-  mkdir -p "$dir"
+  rm -rf "$dir"/src.* # what an interrupted build left
   work=$(mktemp -d "$dir/src.XXXXXX")
   cp -r "$src/." "$work"
   chmod -R u+w "$work"
@@ -71,12 +86,12 @@ consul_agent() {
     done
     # The checksum database has no entry it accepts for envoyextensions.
     export GONOSUMDB=github.com/hashicorp/consul/envoyextensions GOFLAGS=-mod=mod
-    head -5 LICENSE | grep -q 'Mozilla Public License' || { echo "consul: LICENSE is not MPL-2.0" >&2; exit 1; }
+    is_mpl2 LICENSE || { echo "consul: LICENSE is not MPL-2.0" >&2; exit 1; }
     for m in api envoyextensions proto-public sdk troubleshoot; do
       local mdir
       mdir=$(go list -m -f '{{.Dir}}' "github.com/hashicorp/consul/$m")
       [ -n "$mdir" ] || mdir=$(go mod download -json "github.com/hashicorp/consul/$m@$(go list -m -f '{{.Version}}' "github.com/hashicorp/consul/$m")" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-      head -5 "$mdir/LICENSE" | grep -q 'Mozilla Public License' || { echo "consul: $m ($mdir) is not MPL-2.0" >&2; exit 1; }
+      is_mpl2 "$mdir/LICENSE" || { echo "consul: $m ($mdir) is not MPL-2.0" >&2; exit 1; }
       echo "consul: $m $(go list -m -f '{{.Version}}' "github.com/hashicorp/consul/$m") is MPL-2.0" >&2
     done
     go build -trimpath -ldflags='-s -w' -o "$out.tmp" .
@@ -94,9 +109,11 @@ otel_collector() {
   dir="$(tools_dir)/otelcol-${OTELCOL_VERSION}"
   out="$dir/otelcol-golb"
   if [ -x "$out" ] && [[ "$("$out" --version 2>/dev/null)" == *" ${OTELCOL_VERSION}"* ]]; then return 0; fi
+  lock "$dir"
+  if [ -x "$out" ] && [[ "$("$out" --version 2>/dev/null)" == *" ${OTELCOL_VERSION}"* ]]; then return 0; fi
   echo "building the OpenTelemetry Collector ${OTELCOL_VERSION} into $out" >&2
   local start=$SECONDS work
-  mkdir -p "$dir"
+  rm -rf "$dir"/src.* # what an interrupted build left
   work=$(mktemp -d "$dir/src.XXXXXX")
   GOBIN="$work/bin" GOFLAGS= go install "go.opentelemetry.io/collector/cmd/builder@v${OTELCOL_VERSION}"
   cat >"$work/manifest.yaml" <<MANIFEST
