@@ -190,3 +190,42 @@ func TestPromtool(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotIsLive: percentiles and counters read right after traffic include it, before
+// any sample; traffic older than the 10 s window is left out.
+func TestSnapshotIsLive(t *testing.T) {
+	b, reg := newTestRegistry(t, poolYAML("127.0.0.1:1", "127.0.0.1:2"))
+	be := b.Store.Load().Pools[0].Backends[0]
+	m := handle(b, 0)
+	t0 := time.Now()
+	reg.Sample(t0)
+	for range 100 {
+		be.Stats.Requests.Add(1)
+		m.Observe(200, 500*time.Millisecond)
+	}
+	snap := reg.Snapshot(false) // no sample since the traffic
+	if snap.LatencyWindowS != 10 {
+		t.Fatalf("got latency_window_s %d; want 10", snap.LatencyWindowS)
+	}
+	bs, ps := snap.Backends[0], snap.Pools[0]
+	if p := float64(bs.LatencyMS.P50); math.IsNaN(p) || math.Abs(p-500)/500 > 0.125 {
+		t.Fatalf("read right after traffic: got p50 %v ms; want 500 ms ±12.5%%", p)
+	}
+	if p := float64(ps.LatencyMS.P99); math.IsNaN(p) || math.Abs(p-500)/500 > 0.125 {
+		t.Fatalf("read right after traffic: got pool p99 %v ms; want 500 ms ±12.5%%", p)
+	}
+	if bs.Requests != 100 || bs.Responses.C2xx != 100 {
+		t.Fatalf("got %d requests, %d 2xx; want 100 and 100", bs.Requests, bs.Responses.C2xx)
+	}
+
+	// Ten one-second samples later the slow requests have left the window; a fast one
+	// made since is all it holds.
+	for i := 1; i <= 10; i++ {
+		reg.Sample(t0.Add(time.Duration(i) * time.Second))
+	}
+	m.Observe(200, time.Millisecond)
+	bs = reg.Snapshot(false).Backends[0]
+	if p := float64(bs.LatencyMS.P99); math.IsNaN(p) || math.Abs(p-1)/1 > 0.125 {
+		t.Fatalf("after the window moved on: got p99 %v ms; want 1 ms ±12.5%% (the 500 ms requests are older than 10 s)", p)
+	}
+}

@@ -7,7 +7,9 @@ import (
 	"go-loadbalancer/state"
 )
 
-// percentileWindow is how many seconds the JSON's latency percentiles cover.
+// percentileWindow is how many seconds the JSON's latency percentiles cover: the last
+// percentileWindow-1 whole one-second slices between samples and the current, partial one
+// up to the read (Registry.Snapshot).
 const percentileWindow = 10
 
 // sampler turns counters into per-second rates and windowed percentiles. It is only used
@@ -29,11 +31,12 @@ type series struct {
 	at                time.Time
 	lastReq, lastFail uint64
 
-	snaps [percentileWindow + 1]sketchCounts // ring of latency snapshots, one per sample
-	head  int                                // newest snapshot
-	n     int                                // snapshots held
+	snaps  [percentileWindow + 1]sketchCounts // ring of latency snapshots, one per sample
+	snapAt [percentileWindow + 1]time.Time    // when each was taken
+	head   int                                // newest snapshot
+	n      int                                // snapshots held
 
-	rps, errRate, p50, p99 float64 // p50/p99 NaN when the window saw no request
+	rps, errRate float64
 
 	// History, one point per sample, oldest first from hHead.
 	hRPS, hErr, hP99 []float64
@@ -42,7 +45,6 @@ type series struct {
 
 func newSeries(history int) *series {
 	return &series{
-		p50: math.NaN(), p99: math.NaN(),
 		hRPS: make([]float64, history), hErr: make([]float64, history), hP99: make([]float64, history),
 	}
 }
@@ -100,7 +102,7 @@ func (s *sampler) sample(r *Registry, t *state.Table, now time.Time) {
 func (se *series) update(now time.Time, req, fail uint64, sk *sketchCounts) {
 	if !se.seen {
 		se.seen, se.at, se.lastReq, se.lastFail = true, now, req, fail
-		se.snaps[0], se.head, se.n = *sk, 0, 1
+		se.snaps[0], se.snapAt[0], se.head, se.n = *sk, now, 0, 1
 		return
 	}
 	dt := now.Sub(se.at).Seconds()
@@ -122,12 +124,10 @@ func (se *series) update(now time.Time, req, fail uint64, sk *sketchCounts) {
 	const ring = percentileWindow + 1
 	se.head = (se.head + 1) % ring
 	se.snaps[se.head] = *sk
+	se.snapAt[se.head] = now
 	if se.n < ring {
 		se.n++
 	}
-	oldest := (se.head - se.n + 1 + ring) % ring
-	d.subSat(sk, &se.snaps[oldest])
-	se.p50, se.p99 = d.quantile(0.5), d.quantile(0.99)
 
 	i := (se.hHead + se.hLen) % len(se.hRPS)
 	if se.hLen == len(se.hRPS) {
@@ -136,6 +136,30 @@ func (se *series) update(now time.Time, req, fail uint64, sk *sketchCounts) {
 		se.hLen++
 	}
 	se.hRPS[i], se.hErr[i], se.hP99[i] = se.rps, se.errRate, p99now
+}
+
+// windowBase returns the snapshot the latency window starts from: the one taken
+// percentileWindow-1 samples ago (the oldest held, if fewer), so that the live counts
+// minus it cover at most percentileWindow seconds up to now. Nil for a nil series (no
+// sample yet): the window is then everything since the start.
+func (se *series) windowBase() *sketchCounts {
+	if se == nil || se.n == 0 {
+		return nil
+	}
+	const ring = percentileWindow + 1
+	back := min(se.n, percentileWindow) - 1
+	return &se.snaps[(se.head-back+ring)%ring]
+}
+
+// latency returns the p50 and p99 of live minus the window's base (NaN without traffic).
+func (se *series) latency(live *sketchCounts) Latency {
+	var d sketchCounts
+	if base := se.windowBase(); base != nil {
+		d.subSat(live, base)
+	} else {
+		d = *live
+	}
+	return Latency{Num(d.quantile(0.5)), Num(d.quantile(0.99))}
 }
 
 func since(cur, last uint64) uint64 {

@@ -21,7 +21,8 @@ func (n Num) MarshalJSON() ([]byte, error) {
 	return strconv.AppendFloat(nil, math.Round(f*1e4)/1e4, 'f', -1, 64), nil
 }
 
-// Latency is a pair of percentiles in milliseconds over the last 10 s; null without traffic.
+// Latency is a pair of percentiles in milliseconds over the last 10 s up to the read
+// (Snapshot.LatencyWindowS); null without traffic.
 type Latency struct {
 	P50 Num `json:"p50"`
 	P99 Num `json:"p99"`
@@ -79,29 +80,34 @@ type PoolSnapshot struct {
 
 // Snapshot is the state of the whole load balancer for the admin JSON.
 type Snapshot struct {
-	UptimeS      Num               `json:"uptime_s"`
-	TableVersion uint64            `json:"table_version"`
-	TableBuilt   time.Time         `json:"table_built"`
-	SampledAt    time.Time         `json:"sampled_at"`
-	Backends     []BackendSnapshot `json:"backends"`
-	Pools        []PoolSnapshot    `json:"pools"`
-	Retries      uint64            `json:"retries"`
-	RateLimited  uint64            `json:"ratelimited"`
-	Sticky       StickyCounts      `json:"sticky_lookups"`
-	Counters     map[string]uint64 `json:"counters,omitempty"` // CounterFunc counters
+	UptimeS      Num       `json:"uptime_s"`
+	TableVersion uint64    `json:"table_version"`
+	TableBuilt   time.Time `json:"table_built"`
+	SampledAt    time.Time `json:"sampled_at"` // of rps and error_rate
+	// LatencyWindowS is the span latency_ms covers: the last 10 s, in one-second slices,
+	// the current one up to the moment of the read.
+	LatencyWindowS int               `json:"latency_window_s"`
+	Backends       []BackendSnapshot `json:"backends"`
+	Pools          []PoolSnapshot    `json:"pools"`
+	Retries        uint64            `json:"retries"`
+	RateLimited    uint64            `json:"ratelimited"`
+	Sticky         StickyCounts      `json:"sticky_lookups"`
+	Counters       map[string]uint64 `json:"counters,omitempty"` // CounterFunc counters
 }
 
-// Snapshot returns the current state: live counters and the last sample's rates.
+// Snapshot returns the current state: counters and latency percentiles as of the call
+// (every request completed before it is in them), and the last sample's rates.
 // withHistory adds the sparkline history of every backend and pool.
 func (r *Registry) Snapshot(withHistory bool) Snapshot {
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	snap := Snapshot{
-		UptimeS:   Num(now.Sub(r.start).Seconds()),
-		SampledAt: r.sampler.last,
-		Backends:  []BackendSnapshot{},
-		Pools:     []PoolSnapshot{},
+		UptimeS:        Num(now.Sub(r.start).Seconds()),
+		SampledAt:      r.sampler.last,
+		LatencyWindowS: percentileWindow,
+		Backends:       []BackendSnapshot{},
+		Pools:          []PoolSnapshot{},
 	}
 	if r.sticky != nil {
 		snap.Sticky = r.sticky()
@@ -129,8 +135,15 @@ func (r *Registry) Snapshot(withHistory bool) Snapshot {
 			ps.Retries = p.Stats.Retries.Load()
 			snap.Retries += ps.Retries
 		}
+		var poolLat, lat sketchCounts
 		for _, b := range p.Backends {
+			lat = sketchCounts{}
+			if m := r.handle(b.ID); m != nil {
+				m.lat.load(&lat)
+			}
+			poolLat.add(&lat)
 			bs := r.backendSnapshot(b, now, withHistory)
+			bs.LatencyMS = r.sampler.backends[b.ID].latency(&lat)
 			if b.Healthy && !b.Drained && b.Stats.Breaker.Ready(nowNs) {
 				ps.Usable++
 			}
@@ -140,9 +153,10 @@ func (r *Registry) Snapshot(withHistory bool) Snapshot {
 			ps.Responses.add(bs.Responses)
 			snap.Backends = append(snap.Backends, bs)
 		}
-		if se := r.sampler.pools[p.Name]; se != nil {
+		se := r.sampler.pools[p.Name]
+		ps.LatencyMS = se.latency(&poolLat)
+		if se != nil {
 			ps.RPS, ps.ErrorRate = Num(se.rps), Num(se.errRate)
-			ps.LatencyMS = Latency{Num(se.p50), Num(se.p99)}
 			if withHistory {
 				ps.History = se.history()
 			}
@@ -176,7 +190,6 @@ func (r *Registry) backendSnapshot(b *state.Backend, now time.Time, withHistory 
 	}
 	if se := r.sampler.backends[b.ID]; se != nil {
 		bs.RPS, bs.ErrorRate = Num(se.rps), Num(se.errRate)
-		bs.LatencyMS = Latency{Num(se.p50), Num(se.p99)}
 		if withHistory {
 			bs.History = se.history()
 		}
