@@ -322,7 +322,8 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 		if tlsConf != nil {
 			srv.TLSConfig = tlsConf
 		}
-		errc <- srv.Serve(conns.Listener(ln, tlsConf))
+		// Lingering close under TLS and counting, bare-LF heads refused above them.
+		errc <- srv.Serve(proxy.HeadScanner(conns.Listener(ln, tlsConf)))
 	}()
 	go func() {
 		if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {

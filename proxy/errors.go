@@ -159,6 +159,8 @@ func (p *Proxy) serverError(ctx *fasthttp.RequestCtx, err error) {
 		p.reject(ctx, &replyHeaderTooLarge)
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		p.reject(ctx, &replyBodyTooLarge)
+	case errors.Is(err, errBareLF):
+		p.reject(ctx, &replyBadFraming)
 	case isTimeout(err):
 		p.reject(ctx, &replyReadTimeout)
 	case strings.Contains(err.Error(), "missing required host header"):

@@ -249,6 +249,8 @@ func prepareRequest(ctx *fasthttp.RequestCtx, flags int, ext *tableData, upgrade
 	}
 	// The backend connection is ours to keep alive whatever the client asked.
 	h.ResetConnectionClose()
+	// fasthttp would send a Content-Type the client never did (application/octet-stream).
+	h.SetNoDefaultContentType(true)
 }
 
 func removeHopByHop(h *fasthttp.RequestHeader, upgrade bool) {

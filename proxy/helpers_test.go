@@ -131,6 +131,7 @@ func startProxy(t testing.TB, cfg *config.Config, opts ...proxyOption) *testProx
 	if tc != nil {
 		ln = tls.NewListener(ln, tc)
 	}
+	ln = HeadScanner(ln)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Shutdown() })
 	return &testProxy{addr: ln.Addr().String(), builder: b, srv: srv, px: px}

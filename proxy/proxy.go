@@ -156,6 +156,9 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 func (p *Proxy) admit(ctx *fasthttp.RequestCtx, ext *tableData) (int, fasthttp.RequestHandler, *reply) {
 	req := &ctx.Request
 	flags := scanRequestHeaders(req.Header.RawHeaders(), ext.maxHeaders)
+	if sawBareLF(ctx.Conn()) {
+		flags |= hdrBad // in the request line, which RawHeaders does not hold
+	}
 	switch {
 	case flags&hdrTooMany != 0:
 		return flags, nil, &replyTooManyHeaders
@@ -249,6 +252,7 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 		}
 	}
 	b.Stats.Breaker.Release(ticket) // a tunnel's fate is not a request outcome
+	tunnelled(ctx.Conn())           // its bytes are not HTTP heads
 	p.noteBackend(ctx, b)
 	p.tunnel(ctx, b, b.Upstream.(*upstream), func() {
 		if sess != nil && sess.active {
