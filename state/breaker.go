@@ -104,14 +104,17 @@ func (g *EjectionGuard) unreserve() {
 	}
 }
 
-// configure sets the breaker's settings (on each table build); zero-value safe.
+// configure sets the breaker's settings (on each table build); zero-value safe. Requests
+// may already be recording on this breaker (a backend added by a reload, Consul or the
+// autoscaler is in the table before this runs), and Record does nothing until cfg is set:
+// so cfg is published last, after the window and guard it implies are ready.
 func (b *Breaker) configure(c *config.CircuitBreaker, g *EjectionGuard, onChange func(from, to BreakerState, reason string)) {
-	b.cfg.Store(c)
-	b.guard.Store(g)
 	b.window.Init(c.Window)
+	b.guard.Store(g)
 	if onChange != nil {
 		b.onChange.Store(&onChange)
 	}
+	b.cfg.Store(c)
 }
 
 // State returns the current state.

@@ -281,3 +281,29 @@ func TestEjectionCapUnderConcurrentTrips(t *testing.T) {
 		}
 	}
 }
+
+// TestBreakerConfigureRacesRecord: a backend is in the table, taking requests, before its
+// breaker is configured. Record racing configure used to see the settings before the
+// window was initialised and divide by zero.
+func TestBreakerConfigureRacesRecord(t *testing.T) {
+	var cur atomic.Pointer[Breaker]
+	cur.Store(&Breaker{})
+	var done atomic.Bool
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for !done.Load() {
+				cur.Load().Record(now(), TicketPass, true)
+			}
+		})
+	}
+	c := breakerConfig()
+	c.ConsecutiveFailures = 1 << 30 // keep it closed: every Record reaches the window
+	for range 50_000 {
+		b := &Breaker{}
+		cur.Store(b)
+		b.configure(c, nil, nil)
+	}
+	done.Store(true)
+	wg.Wait()
+}
