@@ -117,8 +117,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	log := newLogger(stderr, cfg.Log.Level)
-	if err := serve(f, cfg, getenv, stdout, log); err != nil {
+	out := newLogOutputs(stdout, stderr)
+	log := newLogger(out.stderr, cfg.Log.Level)
+	if err := serve(f, cfg, getenv, out, log); err != nil {
 		log.Error().Err(err).Msg("go-loadbalancer stopped")
 		return 1
 	}
@@ -188,8 +189,9 @@ func setLogLevel(level string) {
 }
 
 // serve runs the load balancer until SIGTERM/SIGINT.
-func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.Writer, log zerolog.Logger) error {
+func serve(f *flags, cfg *config.Config, getenv func(string) string, out *logOutputs, log zerolog.Logger) error {
 	start := time.Now()
+	nofile := survive(log) // limits.go: SIGPIPE, RLIMIT_NOFILE
 	if f.demo {
 		bs, err := demo.Start([]string{"127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083"})
 		if err != nil {
@@ -232,9 +234,9 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 	go discovery.NewAutoscaler(builder, log).Run(sampleCtx) // pools with autoscale.target_inflight_per_backend
 	// The access log exists even when log.access_log is off, so that a reload can turn it
 	// on; the proxy writes to it while the table's log.access_log is on.
-	alog := proxy.NewAccessLog(stdout, proxy.AccessLogOptions{})
+	alog := proxy.NewAccessLog(out.stdout, proxy.AccessLogOptions{})
 	defer alog.Close()
-	reg.CounterFunc("lb_access_log_dropped_total", "Access log lines dropped because the log writer fell behind.", alog.Dropped)
+	reg.CounterFunc("lb_access_log_dropped_total", "Access log lines dropped because the log writer fell behind or could not write them.", alog.Dropped)
 	var draining atomic.Bool
 	var reload func() error
 	adminHost, _, _ := net.SplitHostPort(cfg.Admin.Listen)
@@ -280,7 +282,8 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 			v.Close()
 		}
 	}()
-	srv := px.NewServer(cfg.Server, log)
+	srv := px.NewServer(serverLimits(cfg.Server, nofile, log), log)
+	registerServerMetrics(reg, srv, out)
 	for _, reason := range proxy.ClientErrorReasons() {
 		reg.CounterFunc(`lb_client_errors_total{reason="`+reason+`"}`,
 			"Requests refused for what the client sent (malformed, oversized, cut short), by reason; never counted against a backend.",
@@ -299,7 +302,6 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 	if err != nil {
 		return fmt.Errorf("cannot listen on %q: %w", cfg.Listen, err)
 	}
-	ln = proxy.Listener(ln) // client errors close lingering
 
 	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
@@ -322,8 +324,9 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 		if tlsConf != nil {
 			srv.TLSConfig = tlsConf
 		}
-		// Lingering close under TLS and counting, bare-LF heads refused above them.
-		errc <- srv.Serve(proxy.HeadScanner(conns.Listener(ln, tlsConf)))
+		// Accept retries and connection limits at the bottom, lingering close under TLS and
+		// counting, bare-LF heads refused above them.
+		errc <- srv.Serve(proxy.HeadScanner(conns.Listener(proxy.Listener(srv.Listener(ln)), tlsConf)))
 	}()
 	go func() {
 		if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
@@ -393,7 +396,7 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, stdout io.W
 				_ = reload()
 				continue
 			}
-			return shutdown(srv, adminSrv, &draining, builder.Store.Load().Config.Server.ShutdownTimeout, log)
+			return shutdown(srv, adminSrv, &draining, builder.Store.Load().Config.Server, log)
 		}
 	}
 }
@@ -439,16 +442,15 @@ func newRateLimiter(cfg *config.Config, log zerolog.Logger) (proxy.Limiter, func
 	return r, r.Close, nil
 }
 
-// shutdown turns readiness off, closes the listeners and waits up to timeout for in-flight
-// requests to finish (SPEC §3).
-func shutdown(srv interface {
-	ShutdownWithContext(context.Context) error
-}, adminSrv *http.Server, draining *atomic.Bool, timeout time.Duration, log zerolog.Logger) error {
+// shutdown turns readiness off, closes the listeners and drains for server.drain_grace
+// (every response says Connection: close, idle keep-alive connections stay open), then
+// closes idle connections and waits for in-flight requests until server.shutdown_timeout.
+func shutdown(srv *proxy.Server, adminSrv *http.Server, draining *atomic.Bool, s config.Server, log zerolog.Logger) error {
 	draining.Store(true)
-	log.Info().Dur("timeout", timeout).Msg("shutting down: draining in-flight requests")
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	log.Info().Dur("timeout", s.ShutdownTimeout).Dur("drain_grace", s.DrainGrace).Msg("shutting down: draining in-flight requests")
+	ctx, cancel := context.WithTimeout(context.Background(), s.ShutdownTimeout)
 	defer cancel()
-	err := srv.ShutdownWithContext(ctx)
+	err := srv.Stop(ctx, s.DrainGrace)
 	_ = adminSrv.Shutdown(ctx)
 	if err != nil {
 		log.Warn().Err(err).Msg("shutdown timeout: some requests were cut off")

@@ -91,9 +91,19 @@ func start(t *testing.T, args ...string) *process {
 // startEnv starts go-loadbalancer with the environment env and waits until it serves.
 func startEnv(t *testing.T, env []string, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(binary, args...), exited: make(chan error, 1)}
-	p.cmd.Env = env
-	p.cmd.Stdout = &p.stdout
+	cmd := exec.Command(binary, args...)
+	cmd.Env = env
+	return startCmd(t, cmd)
+}
+
+// startCmd starts cmd (the binary with its arguments and environment, and any Stdout) and
+// waits until it serves; without a Stdout of its own, stdout is collected in p.stdout.
+func startCmd(t *testing.T, cmd *exec.Cmd) *process {
+	t.Helper()
+	p := &process{cmd: cmd, exited: make(chan error, 1)}
+	if p.cmd.Stdout == nil {
+		p.cmd.Stdout = &p.stdout
+	}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -33,6 +33,7 @@ var reloadable = []string{
 	"server.shutdown_timeout", // read from the table in use at shutdown
 	"server.max_headers",      // checked by the handler against the table's
 	"server.escaped_slashes",  // the table's
+	"server.drain_grace",      // likewise
 }
 
 // envFields are the restart-only environment variables and where ApplyEnv puts them.

@@ -96,6 +96,22 @@ type Server struct {
 	// EscapedSlashes is what a percent-encoded '/', '\' or '.' in a request path gets:
 	// reject (400), keep or unescape (README "Request processing").
 	EscapedSlashes string `yaml:"escaped_slashes"`
+	// DrainGrace is how long, on SIGTERM, responses carry Connection: close before idle
+	// keep-alive connections are closed; part of ShutdownTimeout.
+	DrainGrace time.Duration `yaml:"drain_grace"`
+	// MaxConns caps open client connections; 0 derives it from RLIMIT_NOFILE (README).
+	MaxConns int `yaml:"max_conns"`
+	// MaxConnsPerIP caps open client connections per peer address; 0 means no cap.
+	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
+	// MaxTunnels caps open WebSocket tunnels; 0 means MaxConns/2.
+	MaxTunnels int `yaml:"max_tunnels"`
+	// RequestBufferBytes: request bodies up to this size are read whole before a backend
+	// is chosen; larger ones stream.
+	RequestBufferBytes int64 `yaml:"request_buffer_bytes"`
+	// MinRequestBodyRate (bytes/s; 0 turns it off) is what a request body must average
+	// over each RequestBodyGrace period, or the request ends with 408.
+	MinRequestBodyRate int64         `yaml:"min_request_body_rate"`
+	RequestBodyGrace   time.Duration `yaml:"request_body_grace"`
 }
 
 // Balance names a pool's picking algorithm.
@@ -178,6 +194,8 @@ type Retry struct {
 type Timeouts struct {
 	Connect  time.Duration `yaml:"connect"`
 	Response time.Duration `yaml:"response"`
+	// TunnelIdle closes a WebSocket tunnel with no traffic either way for this long.
+	TunnelIdle time.Duration `yaml:"tunnel_idle"`
 }
 
 // UpstreamTLS configures TLS (and client certificates, mTLS) towards https backends.

@@ -52,6 +52,10 @@ func (c *Config) ApplyDefaults() {
 	setDefault(s, &sv.ShutdownTimeout, "server.shutdown_timeout", 15*time.Second)
 	setDefault(s, &sv.MaxHeaders, "server.max_headers", 100)
 	setDefault(s, &sv.EscapedSlashes, "server.escaped_slashes", "reject")
+	setDefault(s, &sv.DrainGrace, "server.drain_grace", 3*time.Second)
+	setDefault(s, &sv.RequestBufferBytes, "server.request_buffer_bytes", 1<<20)
+	setDefault(s, &sv.MinRequestBodyRate, "server.min_request_body_rate", 1024)
+	setDefault(s, &sv.RequestBodyGrace, "server.request_body_grace", 10*time.Second)
 
 	for i := range c.Pools {
 		c.Pools[i].applyDefaults(s, indexPath("pools", i), i)
@@ -119,6 +123,7 @@ func (p *Pool) applyDefaults(s *source, path string, index int) {
 
 	setDefault(s, &p.Timeouts.Connect, at("timeouts.connect"), time.Second)
 	setDefault(s, &p.Timeouts.Response, at("timeouts.response"), 30*time.Second)
+	setDefault(s, &p.Timeouts.TunnelIdle, at("timeouts.tunnel_idle"), time.Hour)
 	setDefault(s, &p.MaxConnsPerBackend, at("max_conns_per_backend"), 1024)
 
 	setDefault(s, &p.Autoscale.MinActive, at("autoscale.min_active"), 1)

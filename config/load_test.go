@@ -158,7 +158,7 @@ func defaultPool(name string, backends ...Backend) Pool {
 		HealthCheck:        HealthCheck{Path: "/health", Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3, ExpectStatus: "200-399"},
 		CircuitBreaker:     CircuitBreaker{ConsecutiveFailures: 5, FailureRatio: 0.5, MinRequests: 20, Window: 10 * time.Second, OpenFor: 5 * time.Second, HalfOpenProbes: 3, MaxEjectionPercent: 50},
 		Retry:              Retry{Attempts: 2, On: []string{"connect", "502", "503", "504"}, BudgetRatio: 0.2},
-		Timeouts:           Timeouts{Connect: time.Second, Response: 30 * time.Second},
+		Timeouts:           Timeouts{Connect: time.Second, Response: 30 * time.Second, TunnelIdle: time.Hour},
 		MaxConnsPerBackend: 1024,
 		Autoscale:          Autoscale{MinActive: 1, Cooldown: 30 * time.Second},
 	}
@@ -214,6 +214,8 @@ func TestParseMinimal(t *testing.T) {
 			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 90 * time.Second,
 			MaxHeaderBytes: 16384, MaxBodyBytes: 10485760, ShutdownTimeout: 15 * time.Second,
 			MaxHeaders: 100, EscapedSlashes: "reject",
+			DrainGrace: 3 * time.Second, RequestBufferBytes: 1 << 20, MinRequestBodyRate: 1024,
+			RequestBodyGrace: 10 * time.Second,
 		},
 		Pools:     []Pool{defaultPool("default", Backend{URL: "http://10.0.0.1:8080", Weight: 1})},
 		Geo:       Geo{PreferLocal: new(true)},

@@ -127,6 +127,19 @@ func (v *validator) server() {
 	if _, ok := reqpath.ParseEscaped(s.EscapedSlashes); !ok {
 		v.errorf("server.escaped_slashes", "escaped_slashes must be reject, keep or unescape (got %q)", s.EscapedSlashes)
 	}
+	if s.DrainGrace < 0 || s.ShutdownTimeout > 0 && s.DrainGrace >= s.ShutdownTimeout {
+		v.errorf("server.drain_grace", "must be at least 0 and less than server.shutdown_timeout (got %s; shutdown_timeout %s)", s.DrainGrace, s.ShutdownTimeout)
+	}
+	v.atLeast("server.max_conns", s.MaxConns, 0)
+	v.atLeast("server.max_conns_per_ip", s.MaxConnsPerIP, 0)
+	v.atLeast("server.max_tunnels", s.MaxTunnels, 0)
+	if s.RequestBufferBytes < 0 {
+		v.errorf("server.request_buffer_bytes", "must be at least 0 (got %d)", s.RequestBufferBytes)
+	}
+	if s.MinRequestBodyRate < 0 {
+		v.errorf("server.min_request_body_rate", "must be at least 0 (got %d)", s.MinRequestBodyRate)
+	}
+	v.positive("server.request_body_grace", s.RequestBodyGrace)
 	if s.MaxBodyBytes <= 0 {
 		v.errorf("server.max_body_bytes", "must be greater than 0 (got %d)", s.MaxBodyBytes)
 	}
@@ -251,6 +264,7 @@ func (v *validator) pool(path string, p Pool) {
 
 	v.positive(at("timeouts.connect"), p.Timeouts.Connect)
 	v.positive(at("timeouts.response"), p.Timeouts.Response)
+	v.positive(at("timeouts.tunnel_idle"), p.Timeouts.TunnelIdle)
 	v.atLeast(at("max_conns_per_backend"), p.MaxConnsPerBackend, 1)
 	v.tls(at("upstream_tls"), p.UpstreamTLS.CertFile, p.UpstreamTLS.KeyFile)
 	if sc := p.Discovery.Consul.Scheme; sc != "http" && sc != "https" {

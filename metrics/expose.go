@@ -152,12 +152,16 @@ func (r *Registry) writeLB(w *bytes.Buffer) {
 	}{{"cache_hit", sc.CacheHit}, {"redis", sc.Redis}, {"miss", sc.Miss}, {"fallback", sc.Fallback}} {
 		sample(w, "lb_sticky_lookups_total", `result="`+x.result+`"`, strconv.FormatUint(x.n, 10))
 	}
+	prev := ""
 	for _, cf := range r.funcs {
 		fam := cf.name
 		if i := strings.IndexByte(fam, '{'); i >= 0 {
 			fam = fam[:i]
 		}
-		family(w, fam, "counter", cf.help)
+		if fam != prev { // the labelled series of one family are registered one after another
+			family(w, fam, "counter", cf.help)
+			prev = fam
+		}
 		w.WriteString(cf.name + " " + strconv.FormatUint(cf.f(), 10) + "\n")
 	}
 	for _, g := range r.gauges {

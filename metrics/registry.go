@@ -130,8 +130,8 @@ func (r *Registry) SetSticky(f func() StickyCounts) {
 }
 
 // CounterFunc exposes a counter that another package keeps itself (name must end in
-// _total; it may carry labels). f is called at scrape time and must be safe for
-// concurrent use.
+// _total; it may carry labels: register a family's series one after another). f is called
+// at scrape time and must be safe for concurrent use.
 func (r *Registry) CounterFunc(name, help string, f func() uint64) {
 	r.mu.Lock()
 	r.funcs = append(r.funcs, counterFunc{name: name, help: help, f: f})

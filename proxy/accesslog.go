@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"io"
 	"strconv"
 	"sync/atomic"
@@ -92,7 +93,7 @@ func NewAccessLog(w io.Writer, o AccessLogOptions) *AccessLog {
 	return a
 }
 
-// Dropped returns how many lines were dropped because the ring was full.
+// Dropped returns how many lines were dropped: the ring was full, or w failed to write them.
 func (a *AccessLog) Dropped() uint64 { return a.dropped.Load() }
 
 // Close writes the lines still queued and stops the writer. Lines logged after Close
@@ -263,7 +264,11 @@ func (a *AccessLog) run() {
 	batch := make([]byte, 0, 64<<10)
 	flush := func() {
 		if len(batch) > 0 {
-			_, _ = a.w.Write(batch)
+			if n, err := a.w.Write(batch); err != nil {
+				// A closed pipe or a full disk: the lines not written are lost, and counted
+				// as dropped (the writer reports the error itself).
+				a.dropped.Add(uint64(bytes.Count(batch[n:], newline)))
+			}
 			batch = batch[:0]
 		}
 	}
@@ -303,6 +308,8 @@ func (a *AccessLog) run() {
 		}
 	}
 }
+
+var newline = []byte{'\n'}
 
 // s2b views a string as bytes without copying; the bytes must not be modified.
 func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

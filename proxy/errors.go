@@ -41,6 +41,7 @@ var (
 	replyBusy         = newReply(fasthttp.StatusServiceUnavailable, "backends at capacity", true)
 	replyNoConfig     = newReply(fasthttp.StatusServiceUnavailable, "not configured", true)
 	replyTimeout      = newReply(fasthttp.StatusGatewayTimeout, "gateway timeout", false)
+	replyInternal     = newReply(fasthttp.StatusInternalServerError, "internal error", false)
 	replyUnauthorized = newReply(fasthttp.StatusUnauthorized, "unauthorized", false)    // WWW-Authenticate set by the caller
 	replyRateLimited  = newReply(fasthttp.StatusTooManyRequests, "rate limited", false) // Retry-After set by the caller
 

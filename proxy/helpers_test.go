@@ -95,7 +95,7 @@ func poolConfig(t testing.TB, extra string, urls ...string) *config.Config {
 type testProxy struct {
 	addr    string
 	builder *state.Builder
-	srv     *fasthttp.Server
+	srv     *Server
 	px      *Proxy
 }
 
@@ -127,7 +127,7 @@ func startProxy(t testing.TB, cfg *config.Config, opts ...proxyOption) *testProx
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln = Listener(ln) // as main's
+	ln = Listener(srv.Listener(ln)) // as main's
 	if tc != nil {
 		ln = tls.NewListener(ln, tc)
 	}

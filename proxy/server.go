@@ -3,6 +3,8 @@ package proxy
 import (
 	"crypto/tls"
 	"fmt"
+	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,18 +14,55 @@ import (
 	"go-loadbalancer/config"
 )
 
-// NewServer returns the data-plane fasthttp.Server for p with the limits of s. Serve it
-// on a Listener-wrapped listener, so that client errors close lingering. These limits are
+// Server is the data-plane server: fasthttp's, with a handler that contains panics and
+// drains (drain.go). Serve it on a listener made by its Listener method (listener.go),
+// which survives accept errors and caps connections. Its embedded fasthttp.Server's fields
+// (TLSConfig) and methods (Serve, ShutdownWithContext) are used as they are.
+type Server struct {
+	*fasthttp.Server
+	// Stats are the counters main exposes as metrics. Safe to read at any time.
+	Stats ServerStats
+
+	handler  fasthttp.RequestHandler
+	expect   func(*fasthttp.RequestCtx) int
+	log      zerolog.Logger
+	limits   ConnLimits
+	draining atomic.Bool
+	panicLog atomic.Int64 // UnixNano of the last panic logged with its stack
+
+	mu  sync.Mutex
+	lns []*listener // for Stop
+}
+
+// ServerStats counts what the data-plane server refused or survived.
+type ServerStats struct {
+	Panics           atomic.Uint64 // handler panics answered with 500 (lb_panics_total)
+	AcceptErrors     atomic.Uint64 // failed accepts, retried (lb_accept_errors_total)
+	ConnsOverLimit   atomic.Uint64 // connections closed at once over server.max_conns
+	ConnsOverPerIP   atomic.Uint64 // connections closed at once over server.max_conns_per_ip
+	Conns            atomic.Int64  // client connections open now, tunnels included
+	TunnelsOverLimit atomic.Uint64 // WebSocket upgrades refused over server.max_tunnels
+}
+
+// NewServer returns the data-plane server for p with the limits of s. These limits are
 // fixed for the server's life: a reload that changes them takes effect after a restart
 // (main logs a warning).
-func (p *Proxy) NewServer(s config.Server, log zerolog.Logger) *fasthttp.Server {
-	return &fasthttp.Server{
-		Handler:      p.ServeHTTP,
-		ErrorHandler: p.serverError,
-		// Expect: 100-continue is answered only once the request passed every check
-		// (admit): a refused client gets the final status and its body is never read.
-		ExpectHandler: p.expect,
-		Name:          "go-loadbalancer",
+func (p *Proxy) NewServer(s config.Server, log zerolog.Logger) *Server {
+	srv := newServer(p.ServeHTTP, s, log)
+	srv.Server.ErrorHandler = p.serverError
+	// Expect: 100-continue is answered only once the request passed every check
+	// (admit): a refused client gets the final status and its body is never read.
+	srv.expect = p.expect
+	srv.Server.ExpectHandler = srv.serveExpect
+	return srv
+}
+
+// newServer returns a Server for handler alone (tests), with p.NewServer's settings.
+func newServer(handler fasthttp.RequestHandler, s config.Server, log zerolog.Logger) *Server {
+	srv := &Server{handler: handler, log: log, limits: ConnLimits{Max: s.MaxConns, PerIP: s.MaxConnsPerIP}}
+	srv.Server = &fasthttp.Server{
+		Handler: srv.serve,
+		Name:    "go-loadbalancer",
 		// fasthttp rejects a header block larger than its read buffer with ErrSmallBuffer,
 		// which serverError answers with 431.
 		ReadBufferSize: s.MaxHeaderBytes,
@@ -42,6 +81,54 @@ func (p *Proxy) NewServer(s config.Server, log zerolog.Logger) *fasthttp.Server 
 		SecureErrorLogMessage:        true,
 		Logger:                       fasthttpLogger{log},
 	}
+	return srv
+}
+
+// serve runs the handler for one request. Fast path: one open-coded defer (no allocation)
+// and one atomic load.
+func (s *Server) serve(ctx *fasthttp.RequestCtx) {
+	defer s.recoverPanic(ctx)
+	s.handler(ctx)
+	if s.draining.Load() {
+		ctx.SetConnectionClose() // drain.go: the client reconnects elsewhere, or after the restart
+	}
+}
+
+// serveExpect runs the Expect: 100-continue check with the same panic containment.
+func (s *Server) serveExpect(ctx *fasthttp.RequestCtx) (status int) {
+	defer s.recoverExpect(ctx, &status)
+	return s.expect(ctx)
+}
+
+// recoverPanic contains a panic of the request handler: see contain.
+func (s *Server) recoverPanic(ctx *fasthttp.RequestCtx) {
+	if r := recover(); r != nil {
+		s.contain(ctx, r)
+	}
+}
+
+func (s *Server) recoverExpect(ctx *fasthttp.RequestCtx, status *int) {
+	if r := recover(); r != nil {
+		s.contain(ctx, r)
+		*status = fasthttp.StatusInternalServerError
+	}
+}
+
+// contain answers a recovered panic r: the client gets a 500 and its connection is closed
+// (its request may be half read), the panic is counted, and its value and stack are logged
+// at most once a minute, so that a panic every request cannot flood the log. fasthttp
+// itself does not recover handler panics: without this, one would end the process.
+func (s *Server) contain(ctx *fasthttp.RequestCtx, r any) {
+	n := s.Stats.Panics.Add(1)
+	now := time.Now().UnixNano()
+	if last := s.panicLog.Load(); now-last >= int64(time.Minute) && s.panicLog.CompareAndSwap(last, now) {
+		s.log.Error().Str("panic", fmt.Sprint(r)).Str("stack", string(debug.Stack())).Uint64("panics", n).
+			Msg("request handler panicked: answered 500 and closed the connection (the next stack is logged a minute from now at the earliest; lb_panics_total counts them all)")
+	}
+	ctx.Hijack(nil) // a tunnel that was about to start must not
+	ctx.HijackSetNoResponse(false)
+	writeReply(ctx, &replyInternal)
+	ctx.SetConnectionClose()
 }
 
 // admission is what expect found of a request it let through, for serve.

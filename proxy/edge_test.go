@@ -1,0 +1,211 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"go-loadbalancer/config"
+	"go-loadbalancer/internal/logbuf"
+	"go-loadbalancer/internal/testtool"
+)
+
+func edgeServerConfig() config.Server {
+	return config.Server{ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second,
+		MaxHeaderBytes: 16384, MaxBodyBytes: 1 << 20}
+}
+
+// serveEdge runs newServer(h, s) on a loopback port and returns the server and its address.
+func serveEdge(t *testing.T, h fasthttp.RequestHandler, s config.Server, log zerolog.Logger) (*Server, string) {
+	t.Helper()
+	srv := newServer(h, s, log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = srv.Serve(srv.Listener(ln)); close(done) }()
+	t.Cleanup(func() { _ = srv.Shutdown(); <-done })
+	return srv, ln.Addr().String()
+}
+
+// rawGet sends one GET on c and returns the response.
+func rawGet(t *testing.T, c net.Conn, br *bufio.Reader, path string) *http.Response {
+	t.Helper()
+	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// TestServerContainsPanic: a handler panic answers 500 with a JSON body and closes that
+// connection; it is counted, its stack logged once a minute at most; the server goes on
+// serving (fasthttp alone would let the panic end the process).
+func TestServerContainsPanic(t *testing.T) {
+	var logs logbuf.Buffer
+	srv, addr := serveEdge(t, func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/boom" {
+			var m map[string]int
+			m["x"] = 1 // a nil map write: a runtime panic like a real bug's
+		}
+		ctx.SetBodyString("ok")
+	}, edgeServerConfig(), zerolog.New(&logs))
+
+	for i := range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(c)
+		resp := rawGet(t, c, br, "/boom")
+		if resp.StatusCode != 500 || !resp.Close {
+			t.Fatalf("panic %d: got status %d, close %v; want 500 and Connection: close", i, resp.StatusCode, resp.Close)
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("panic %d: connection still open after the 500 (read: %v)", i, err)
+		}
+		c.Close()
+	}
+	if n := srv.Stats.Panics.Load(); n != 3 {
+		t.Fatalf("got %d panics counted; want 3", n)
+	}
+	if n := logs.Count(`"stack":`); n != 1 {
+		t.Fatalf("got %d stacks logged for 3 panics within a minute; want 1:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "assignment to entry in nil map") {
+		t.Fatalf("the log does not name the panic:\n%s", logs.String())
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if resp := rawGet(t, c, bufio.NewReader(c), "/"); resp.StatusCode != 200 {
+		t.Fatalf("after the panics: got %d; want 200", resp.StatusCode)
+	}
+}
+
+// TestServerConnLimits: over server.max_conns_per_ip and server.max_conns, a new connection
+// is closed before anything is read from it, and counted; a closed connection gives its
+// place back.
+func TestServerConnLimits(t *testing.T) {
+	s := edgeServerConfig()
+	s.MaxConns = 3
+	fMax := func(srv *Server) *atomic.Uint64 { return &srv.Stats.ConnsOverLimit }
+	f := func(s config.Server, over func(*Server) *atomic.Uint64, limit int) {
+		t.Helper()
+		srv, addr := serveEdge(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }, s, zerolog.Nop())
+		var conns []net.Conn
+		for range limit {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			rawGet(t, c, bufio.NewReader(c), "/") // admitted and served
+			conns = append(conns, c)
+		}
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil || isTimeout(err) {
+			t.Fatalf("connection over the limit: read %d bytes, %v; want it closed at once", n, err)
+		}
+		c.Close()
+		if n := over(srv).Load(); n != 1 {
+			t.Fatalf("got %d connections counted over the limit; want 1", n)
+		}
+		conns[0].Close()
+		testtool.WaitFor(t, 5*time.Second, "the closed connection's place to be given back", func() bool {
+			return srv.Stats.Conns.Load() == int64(limit-1)
+		})
+		c, err = net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if resp := rawGet(t, c, bufio.NewReader(c), "/"); resp.StatusCode != 200 {
+			t.Fatalf("after a place was freed: got %d; want 200", resp.StatusCode)
+		}
+	}
+	f(s, fMax, 3)
+	s = edgeServerConfig()
+	s.MaxConnsPerIP = 2
+	f(s, func(srv *Server) *atomic.Uint64 { return &srv.Stats.ConnsOverPerIP }, 2)
+}
+
+// TestServerDrainKeepAliveLosesNothing: keep-alive clients sending back to back while the
+// server stops (drain_grace, then shutdown) see no failed request: during the grace every
+// response says Connection: close, and the clients reconnect — here to nothing, so they
+// stop — instead of having an idle connection closed under a request.
+func TestServerDrainKeepAliveLosesNothing(t *testing.T) {
+	srv, addr := serveEdge(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }, edgeServerConfig(), zerolog.Nop())
+	var ok, failed, closedByServer atomic.Int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 8 {
+		wg.Go(func() {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+					failed.Add(1)
+					return
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					failed.Add(1)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				ok.Add(1)
+				if resp.Close {
+					closedByServer.Add(1)
+					return // a real client would reconnect; the listener is about to go
+				}
+			}
+		})
+	}
+	testtool.WaitFor(t, 5*time.Second, "load", func() bool { return ok.Load() > 100 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Stop(ctx, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 || closedByServer.Load() != 8 {
+		t.Fatalf("got %d failed requests, %d clients told to close (of 8), %d ok; want 0 failed, 8 told",
+			failed.Load(), closedByServer.Load(), ok.Load())
+	}
+}
