@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -142,5 +144,85 @@ func TestFullDiskLogCounted(t *testing.T) {
 	})
 	if !strings.Contains(p.log(), "no space left on device") {
 		t.Fatalf("the write error was not reported on stderr:\n%s", p.log())
+	}
+}
+
+// TestOutOfDescriptorsKeepsServing: with a 200-descriptor limit, 300 idle connections
+// exhaust the descriptors and accept fails with EMFILE. fasthttp's accept loop returned on
+// that error and the process exited with code 1; now the failures are counted, logged once
+// per burst and retried, the connections already open are served, and new ones are
+// accepted again once descriptors are free.
+func TestOutOfDescriptorsKeepsServing(t *testing.T) {
+	prlimit := testtool.Need(t, "prlimit", "util-linux")
+	a, _ := backend(t, "a", 0)
+	cfg := filepath.Join(t.TempDir(), "lb.yaml")
+	// max_conns far above the descriptor limit, so that accept runs out first.
+	os.WriteFile(cfg, []byte(`listen: "127.0.0.1:0"
+admin: { listen: "127.0.0.1:0" }
+server: { shutdown_timeout: 5s, max_conns: 100000 }
+log: { access_log: false }
+pools:
+  - name: web
+    backends: [{ url: "`+a+`" }]
+`), 0o644)
+	cmd := exec.Command(prlimit, "--nofile=200:200", binary, "-config", cfg)
+	cmd.Env = append(os.Environ(), "LOG_LEVEL=info")
+	p := startCmd(t, cmd)
+	if got := p.logField("descriptor limit (RLIMIT_NOFILE)", "hard"); got != "200" {
+		t.Fatalf("logged hard limit %q; want 200\n%s", got, p.log())
+	}
+	first, err := net.Dial("tcp", p.addr) // a connection open before the descriptors run out
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	firstBR := bufio.NewReader(first)
+	keepAliveGet := func() int {
+		t.Helper()
+		io.WriteString(first, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		first.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(firstBR, nil)
+		if err != nil {
+			t.Fatalf("the open connection is no longer served: %v\n%s", err, p.log())
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if keepAliveGet() != 200 {
+		t.Fatal("first request failed")
+	}
+	var idle []net.Conn
+	for range 300 {
+		c, err := net.DialTimeout("tcp", p.addr, 5*time.Second)
+		if err != nil {
+			break // the listen backlog is full: enough
+		}
+		idle = append(idle, c)
+	}
+	p.waitLog(t, "cannot accept connections")
+	if !p.alive() {
+		t.Fatalf("go-loadbalancer exited when it ran out of descriptors:\n%s", p.log())
+	}
+	if keepAliveGet() != 200 {
+		t.Fatal("the open connection got an error while out of descriptors")
+	}
+	for _, c := range idle {
+		c.Close()
+	}
+	p.waitLog(t, "accepting connections again")
+	testtool.WaitFor(t, 20*time.Second, "new connections to be served", func() bool {
+		resp, err := http.Get("http://" + p.addr + "/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	if n := p.metric(t, "lb_accept_errors_total"); n < 1 {
+		t.Fatalf("lb_accept_errors_total = %v; want at least 1", n)
+	}
+	if !p.alive() {
+		t.Fatalf("go-loadbalancer exited:\n%s", p.log())
 	}
 }
