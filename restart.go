@@ -28,12 +28,15 @@ var restartOnly = []string{
 
 // reloadable are the keys of a restartOnly section that a reload does apply.
 var reloadable = []string{
-	"server.trusted_proxies",  // the table's
-	"server.max_body_bytes",   // checked by the handler against the table's
-	"server.shutdown_timeout", // read from the table in use at shutdown
-	"server.max_headers",      // checked by the handler against the table's
-	"server.escaped_slashes",  // the table's
-	"server.drain_grace",      // likewise
+	"server.trusted_proxies",       // the table's
+	"server.max_body_bytes",        // checked by the handler against the table's
+	"server.shutdown_timeout",      // read from the table in use at shutdown
+	"server.max_headers",           // checked by the handler against the table's
+	"server.escaped_slashes",       // the table's
+	"server.drain_grace",           // read from the table in use at shutdown
+	"server.request_buffer_bytes",  // the table's
+	"server.min_request_body_rate", // the table's
+	"server.request_body_grace",    // the table's
 }
 
 // envFields are the restart-only environment variables and where ApplyEnv puts them.

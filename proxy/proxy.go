@@ -120,11 +120,13 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 		local(ctx)
 		return
 	}
-	if cl := req.Header.ContentLength(); req.IsBodyStream() && (cl < 0 || cl > bufferLimit) {
-		// Slow path: a streamed upload. read_timeout bounds each read of it, not the whole
-		// (fasthttp's ReadTimeout would cut any upload longer than 30 s), and a chunked one
-		// of unknown size is cut off at max_body_bytes.
-		req.SetBodyStream(&uploadReader{r: ctx.RequestBodyStream(), n: ext.maxBody, size: int64(cl), conn: ctx.Conn(), timeout: ext.readTimeout}, cl)
+	if req.IsBodyStream() {
+		// Slow path: a body over the 8 KiB fasthttp reads ahead; buffered or streamed under
+		// the minimum rate (body.go).
+		if r := takeBody(ctx, ext); r != nil {
+			p.reject(ctx, r)
+			return
+		}
 	}
 	pool, region, prefix := route(ctx, t, ext)
 	ctx.SetUserValue(routedTo{}, pool) // for finish
@@ -369,28 +371,27 @@ func clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 }
 
 // uploadReader streams a request body: it fails the upload once more than n bytes were
-// read, and keeps pushing the client connection's read deadline forward while data flows.
+// read, and reads under the minimum rate, or with read_timeout per read (bodyRate).
 type uploadReader struct {
-	r       io.Reader
-	n       int64 // bytes left under max_body_bytes
-	size    int64 // the Content-Length, -1 for chunked
-	read    int64
-	conn    net.Conn
-	timeout time.Duration
-	last    time.Time
+	r    io.Reader
+	n    int64 // bytes left under max_body_bytes
+	size int64 // the Content-Length, -1 for chunked
+	read int64
+	rate bodyRate
 }
 
 func (u *uploadReader) Read(p []byte) (int, error) {
 	if u.n < 0 {
 		return 0, errBodyLimit
 	}
-	if u.timeout > 0 {
-		refreshDeadline(&u.last, u.timeout, u.conn.SetReadDeadline)
+	if err := u.rate.before(); err != nil {
+		return 0, errClientBody // too slow: cut like a stalled client
 	}
 	if int64(len(p)) > u.n+1 {
 		p = p[:u.n+1]
 	}
 	n, err := u.r.Read(p)
+	err = u.rate.after(n, err)
 	u.n -= int64(n)
 	u.read += int64(n)
 	if u.n < 0 {

@@ -170,6 +170,9 @@ type tableData struct {
 	unrouted *metrics.Front
 
 	readTimeout, writeTimeout time.Duration   // server.read_timeout / write_timeout
+	bufferBytes               int64           // server.request_buffer_bytes
+	minBodyRate               int64           // server.min_request_body_rate
+	bodyGrace                 time.Duration   // server.request_body_grace
 	maxHeaders                int             // server.max_headers
 	escaped                   reqpath.Escaped // server.escaped_slashes
 }
@@ -184,6 +187,9 @@ func newTableData(t *state.Table) (any, error) {
 
 		readTimeout:  t.Config.Server.ReadTimeout,
 		writeTimeout: t.Config.Server.WriteTimeout,
+		bufferBytes:  t.Config.Server.RequestBufferBytes,
+		minBodyRate:  t.Config.Server.MinRequestBodyRate,
+		bodyGrace:    t.Config.Server.RequestBodyGrace,
 		maxHeaders:   t.Config.Server.MaxHeaders,
 	}
 	d.escaped, _ = reqpath.ParseEscaped(t.Config.Server.EscapedSlashes) // validated

@@ -1,0 +1,140 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// errSlowBody: the client sent its body below server.min_request_body_rate.
+var errSlowBody = errors.New("request body slower than server.min_request_body_rate")
+
+// takeBody deals with a request body fasthttp did not read whole before the handler (it
+// reads at most 8 KiB ahead). One with a Content-Length up to server.request_buffer_bytes
+// is read completely now, before a backend is chosen — so a slow client holds its own
+// connection and a buffer, never an upstream connection (nginx buffers bodies too). A
+// larger or chunked one streams to the backend through uploadReader. Both are read under
+// the minimum rate (bodyRate). It returns the reply to refuse the request with, or nil.
+func takeBody(ctx *fasthttp.RequestCtx, ext *tableData) *reply {
+	req := &ctx.Request
+	cl := req.Header.ContentLength()
+	rate := bodyRate{conn: ctx.Conn(), need: int64(float64(ext.minBodyRate) * ext.bodyGrace.Seconds()), period: ext.bodyGrace}
+	if cl >= 0 && int64(cl) <= ext.bufferBytes {
+		bp := bodyPool.Get().(*[]byte)
+		b, err := rate.readFull((*bp)[:0], ctx.RequestBodyStream(), cl)
+		if err == nil {
+			req.SetBody(b) // a copy: the buffer goes back to the pool
+		}
+		if cap(b) <= maxPooledBody {
+			*bp = b[:0]
+			bodyPool.Put(bp)
+		}
+		switch {
+		case err == errSlowBody:
+			return &replyReadTimeout
+		case err != nil:
+			return &replyClientBody
+		}
+		return nil
+	}
+	// Slow path: a streamed upload. read_timeout bounds each read of it, not the whole
+	// (fasthttp's ReadTimeout would cut any upload longer than 30 s), and a chunked one
+	// of unknown size is cut off at max_body_bytes.
+	rate.timeout = ext.readTimeout
+	req.SetBodyStream(&uploadReader{r: ctx.RequestBodyStream(), n: ext.maxBody, size: int64(cl), rate: rate}, cl)
+	return nil
+}
+
+// maxPooledBody: larger body buffers are left to the garbage collector.
+const maxPooledBody = 256 << 10
+
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// bodyRate reads a request body from conn under server.min_request_body_rate: every
+// period (server.request_body_grace) must bring at least need bytes, or the read fails
+// with errSlowBody. The first period is the grace: no client is cut off before it ends.
+// The connection's read deadline is set to the end of the period in which a stall would
+// fail, so a client that stops sending is cut then — one deadline move per period. With
+// need 0 (no minimum), timeout (server.read_timeout) bounds each read instead.
+type bodyRate struct {
+	conn    net.Conn
+	need    int64
+	period  time.Duration
+	timeout time.Duration
+
+	end      time.Time // end of the current period; zero before the first read
+	got      int64     // bytes in the current period
+	deadline time.Time // the read deadline set last
+	last     time.Time // without a minimum: when the deadline last moved (refreshDeadline)
+}
+
+// before is called before each read; it fails once a period ended short.
+func (r *bodyRate) before() error {
+	if r.need <= 0 {
+		if r.timeout > 0 {
+			refreshDeadline(&r.last, r.timeout, r.conn.SetReadDeadline)
+		}
+		return nil
+	}
+	now := time.Now()
+	if r.end.IsZero() {
+		r.end = now.Add(r.period)
+	}
+	for !now.Before(r.end) {
+		if r.got < r.need {
+			return errSlowBody
+		}
+		r.got = 0
+		r.end = r.end.Add(r.period)
+	}
+	d := r.end
+	if r.got >= r.need {
+		d = d.Add(r.period) // this period is made: a stall can only fail the next one
+	}
+	if !d.Equal(r.deadline) {
+		r.deadline = d
+		_ = r.conn.SetReadDeadline(d)
+	}
+	return nil
+}
+
+// after counts n bytes read; a deadline hit while the minimum is enforced means the
+// period failed.
+func (r *bodyRate) after(n int, err error) error {
+	r.got += int64(n)
+	if err != nil && r.need > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		return errSlowBody
+	}
+	return err
+}
+
+// readFull appends exactly n bytes of body from br to dst, growing dst as bytes arrive
+// (not by n at once: a Content-Length alone must not reserve memory).
+func (r *bodyRate) readFull(dst []byte, br io.Reader, n int) ([]byte, error) {
+	start := len(dst)
+	for len(dst)-start < n {
+		if len(dst) == cap(dst) {
+			dst = append(dst, make([]byte, min(max(cap(dst), 16<<10), n-(len(dst)-start)))...)[:len(dst)]
+		}
+		if err := r.before(); err != nil {
+			return dst, err
+		}
+		m, err := br.Read(dst[len(dst):min(cap(dst), start+n)])
+		dst = dst[:len(dst)+m]
+		if err = r.after(m, err); err != nil {
+			if err == io.EOF && len(dst)-start == n {
+				break
+			}
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return dst, err
+		}
+	}
+	return dst, nil
+}

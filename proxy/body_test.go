@@ -1,0 +1,148 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// slowUpload sends a POST of size bytes: all but the last 1000 at once, then 10 bytes every
+// 100 ms until the proxy answers or until stop. It returns the status the proxy answered
+// (0: none before stop).
+func slowUpload(t *testing.T, addr string, size int, stop <-chan struct{}) int {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	defer c.Close()
+	status := make(chan int, 1)
+	go func() {
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			status <- 0
+			return
+		}
+		resp.Body.Close()
+		status <- resp.StatusCode
+	}()
+	fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size)
+	c.Write(make([]byte, size-1000))
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for sent := size - 1000; sent < size; sent += 10 {
+		select {
+		case s := <-status:
+			return s
+		case <-stop:
+			return 0
+		case <-tick.C:
+			if _, err := c.Write(make([]byte, 10)); err != nil {
+				return <-status
+			}
+		}
+	}
+	select {
+	case s := <-status:
+		return s
+	case <-stop:
+		return 0
+	}
+}
+
+// TestSlowUploadersDoNotStarveThePool: 40 clients send 70 KB quickly and then 10 bytes
+// every 100 ms, against a backend allowed 10 connections. Their bodies are read whole
+// before a backend is chosen, so they never hold an upstream connection, and they are cut
+// with 408 once a request_body_grace period brings less than min_request_body_rate: not
+// one of the normal requests sent meanwhile fails. (Before, each slow body streamed to
+// the backend and held a connection: normal requests got 503.)
+func TestSlowUploadersDoNotStarveThePool(t *testing.T) {
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		_ = ctx.Request.BodyWriteTo(io.Discard)
+		ctx.SetBodyString("ok")
+	})
+	cfg := poolConfig(t, `    max_conns_per_backend: 10
+server: { request_body_grace: 1s, min_request_body_rate: 1024 }
+`, be.url)
+	p := startProxy(t, cfg)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var cut atomic.Int64
+	for range 40 {
+		wg.Go(func() {
+			if slowUpload(t, p.addr, 70_000, stop) == fasthttp.StatusRequestTimeout {
+				cut.Add(1)
+			}
+		})
+	}
+	time.AfterFunc(10*time.Second, func() { close(stop) }) // bounds the uploaders whatever happens
+	// Normal requests while the uploaders trickle (they are cut after about 2 s).
+	hc := p.client()
+	var failed []string
+	for i := range 100 {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		req.SetRequestURI("http://" + p.addr + "/normal")
+		if i%2 == 1 {
+			req.Header.SetMethod("POST")
+			req.SetBodyString(strings.Repeat("x", 20_000))
+		}
+		err := hc.DoTimeout(req, resp, 5*time.Second)
+		if err != nil || resp.StatusCode() != 200 {
+			failed = append(failed, fmt.Sprintf("%d %v", resp.StatusCode(), err))
+		}
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+		time.Sleep(10 * time.Millisecond)
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d of 100 normal requests failed while 40 clients uploaded slowly: %v", len(failed), failed)
+	}
+	if n := cut.Load(); n != 40 {
+		t.Fatalf("got %d slow uploaders cut with 408; want 40", n)
+	}
+}
+
+// TestBodyRate: the minimum rate over each period, the first period a grace.
+func TestBodyRate(t *testing.T) {
+	srvConn, cliConn := net.Pipe()
+	defer srvConn.Close()
+	defer cliConn.Close()
+	r := bodyRate{conn: srvConn, need: 100, period: 200 * time.Millisecond}
+	go func() {
+		cliConn.Write(make([]byte, 150)) // the first period is made
+		// then silence: the second period fails
+	}()
+	b, err := r.readFull(nil, srvConn, 1000)
+	if err != errSlowBody || len(b) != 150 {
+		t.Fatalf("got %d bytes, %v; want 150, errSlowBody", len(b), err)
+	}
+}
+
+// TestSlowStreamedUploadIsCut: a body over request_buffer_bytes streams to the backend, under
+// the same minimum rate: a client that falls below it is cut, and its upstream connection
+// freed, instead of holding it for as long as it trickles.
+func TestSlowStreamedUploadIsCut(t *testing.T) {
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		_ = ctx.Request.BodyWriteTo(io.Discard)
+		ctx.SetBodyString("ok")
+	})
+	cfg := poolConfig(t, `server: { request_buffer_bytes: 10000, request_body_grace: 1s, min_request_body_rate: 1024 }
+`, be.url)
+	p := startProxy(t, cfg)
+	stop := make(chan struct{})
+	time.AfterFunc(10*time.Second, func() { close(stop) })
+	if s := slowUpload(t, p.addr, 70_000, stop); s != fasthttp.StatusBadRequest {
+		t.Fatalf("slow streamed upload: got status %d; want 400 (cut before the 10 s it would trickle)", s)
+	}
+}
