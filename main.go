@@ -177,6 +177,10 @@ func loadConfig(f *flags, getenv func(string) string) (*config.Config, error) {
 // setLogLevel changes (at start and on reload, log.level).
 func newLogger(w io.Writer, level string) zerolog.Logger {
 	setLogLevel(level)
+	// RFC 3339 in UTC with milliseconds, as the access log writes it; durations are
+	// logged in ms under names that say so (timeout_ms).
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
+	zerolog.TimestampFunc = func() time.Time { return time.Now().UTC() }
 	return zerolog.New(w).Level(zerolog.TraceLevel).With().Timestamp().Logger()
 }
 
@@ -447,7 +451,7 @@ func newRateLimiter(cfg *config.Config, log zerolog.Logger) (proxy.Limiter, func
 // closes idle connections and waits for in-flight requests until server.shutdown_timeout.
 func shutdown(srv *proxy.Server, adminSrv *http.Server, draining *atomic.Bool, s config.Server, log zerolog.Logger) error {
 	draining.Store(true)
-	log.Info().Dur("timeout", s.ShutdownTimeout).Dur("drain_grace", s.DrainGrace).Msg("shutting down: draining in-flight requests")
+	log.Info().Dur("timeout_ms", s.ShutdownTimeout).Dur("drain_grace_ms", s.DrainGrace).Msg("shutting down: draining in-flight requests")
 	ctx, cancel := context.WithTimeout(context.Background(), s.ShutdownTimeout)
 	defer cancel()
 	err := srv.Stop(ctx, s.DrainGrace)

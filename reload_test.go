@@ -392,3 +392,33 @@ func TestReloadAppliesSampleRatio(t *testing.T) {
 		t.Fatalf("sample_ratio was called restart-only:\n%s", p.log())
 	}
 }
+
+// TestLogLines: every log line has an RFC 3339 UTC timestamp with milliseconds, and a
+// duration's name gives its unit.
+func TestLogLines(t *testing.T) {
+	a, _ := backend(t, "a", 0)
+	cfg := filepath.Join(t.TempDir(), "lb.yaml")
+	writeConfig(t, cfg, a)
+	p := start(t, "-config", cfg)
+	httpGet(t, "http://"+p.addr+"/")
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.exited
+	ts := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`)
+	access := p.stdout.String()
+	all := strings.Split(strings.TrimSpace(p.log()+"\n"+access), "\n")
+	if !strings.Contains(access, `"message":"access"`) {
+		t.Fatalf("no access log line:\n%s", access)
+	}
+	for _, l := range all {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if s, _ := m["time"].(string); !ts.MatchString(s) {
+			t.Errorf("log line %s: time %q; want RFC 3339 UTC with milliseconds", l, m["time"])
+		}
+	}
+	if !strings.Contains(p.log(), `"timeout_ms":`) {
+		t.Errorf("the shutdown line does not name its timeout in ms:\n%s", p.log())
+	}
+}

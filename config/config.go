@@ -307,6 +307,27 @@ type Tracing struct {
 type Log struct {
 	Level     string `yaml:"level"`
 	AccessLog *bool  `yaml:"access_log"`
+	// Query is how the access log shows query strings: "redact" (the default; parameter
+	// names kept, values replaced by *), "full" or "off".
+	Query string `yaml:"query"`
+	// Sample2xx is the share of 2xx responses that get an access log line (0..1; nil
+	// means 1, every one). Other statuses are always logged.
+	Sample2xx *float64 `yaml:"sample_2xx"`
+}
+
+// Access log query modes (Log.Query).
+const (
+	QueryRedact = "redact"
+	QueryFull   = "full"
+	QueryOff    = "off"
+)
+
+// Sample2xxRatio returns sample_2xx, 1 when unset.
+func (l Log) Sample2xxRatio() float64 {
+	if l.Sample2xx == nil {
+		return 1
+	}
+	return *l.Sample2xx
 }
 
 // AccessLogOn reports whether access logging is enabled (default true).

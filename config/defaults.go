@@ -80,6 +80,7 @@ func (c *Config) ApplyDefaults() {
 
 	setDefault(s, &c.Log.Level, "log.level", "info")
 	setDefaultTrue(&c.Log.AccessLog)
+	setDefault(s, &c.Log.Query, "log.query", QueryRedact)
 }
 
 func (p *Pool) applyDefaults(s *source, path string, index int) {

@@ -224,7 +224,7 @@ func TestParseMinimal(t *testing.T) {
 		RateLimit: RateLimit{Key: "ip", Rate: 100, Burst: 200, Scope: "local"},
 		Auth:      Auth{JWT: JWT{Algorithms: []string{"RS256"}}},
 		Tracing:   Tracing{SampleRatio: 0.01, ServiceName: "go-loadbalancer"},
-		Log:       Log{Level: "info", AccessLog: new(true)},
+		Log:       Log{Level: "info", AccessLog: new(true), Query: QueryRedact},
 	}
 	checkSameConfig(t, c, want)
 	if len(c.Server.TrustedNets()) != 0 {

@@ -41,6 +41,12 @@ func (c *Config) Validate() Errors {
 	if !slices.Contains(logLevels, c.Log.Level) {
 		v.errorf("log.level", "log level must be one of %s (got %q)", strings.Join(logLevels, ", "), c.Log.Level)
 	}
+	if q := c.Log.Query; q != QueryRedact && q != QueryFull && q != QueryOff && q != "" {
+		v.errorf("log.query", "query must be %s, %s or %s (got %q)", QueryRedact, QueryFull, QueryOff, q)
+	}
+	if r := c.Log.Sample2xxRatio(); !(r >= 0 && r <= 1) {
+		v.errorf("log.sample_2xx", "sample_2xx must be between 0 and 1 (got %v)", r)
+	}
 	v.unavailable()
 	return v.errs
 }

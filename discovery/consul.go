@@ -235,7 +235,7 @@ func (w *consulWatch) run() {
 			continue
 		}
 		if failures > 0 {
-			w.log.Info().Int("failures", failures).Dur("after", time.Since(since)).Msg("Consul reachable again")
+			w.log.Info().Int("failures", failures).Dur("after_ms", time.Since(since)).Msg("Consul reachable again")
 			failures = 0
 		}
 		backends, skipped := consulBackends(entries, w.q.scheme)

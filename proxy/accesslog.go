@@ -11,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"go-loadbalancer/metrics"
 	"go-loadbalancer/state"
 )
 
@@ -21,16 +22,27 @@ import (
 // is full — the writer is slower than the traffic — the line is dropped and counted
 // (Dropped), never waited for. Formatting allocates nothing.
 //
-// A line is at most accessSlotSize bytes: the path, method, request id and backend id
-// are cut to fixed budgets (a cut value ends in "…"), so every line fits a slot.
+// A line is at most accessSlotSize bytes: every variable field is cut to a fixed budget
+// (a cut value ends in "…"), so every line fits a slot.
 //
 //	{"time":"2026-01-02T15:04:05.000Z","level":"info","message":"access","method":"GET",
-//	 "path":"/api/items","status":200,"backend":"web-127.0.0.1_8081","duration_ms":0.412,
-//	 "bytes":512,"client":"10.0.0.7","request_id":"…","trace_id":"0af7651916cd43dd8448eb211c80319c"}
+//	 "host":"shop.example","path":"/api/items","query":"id=*","protocol":"HTTP/1.1",
+//	 "status":200,"backend":"web-127.0.0.1_8081","upstream":"127.0.0.1:8081","tries":2,
+//	 "upstream_ms":0.318,"duration_ms":1.412,"request_bytes":0,"response_bytes":512,
+//	 "client":"10.0.0.7","user_agent":"curl/8.5.0","referer":"","request_id":"…",
+//	 "trace_id":"0af7651916cd43dd8448eb211c80319c"}
 //
-// duration_ms is the time the proxy spent until the response was ready to be written; a
-// streamed body goes on after it. bytes is the response body length, or -1 when a
-// streamed body's length is unknown. The query string is not logged (it may hold secrets).
+// host and path are those forwarded. query follows log.query: "redact" (the default)
+// keeps parameter names and replaces values by *, "full" logs it as sent, "off" leaves
+// the field out. upstream is the address of the backend that answered (or failed last),
+// tries how many backends were tried, upstream_ms the last try from sending to its
+// response header, and cause (only when the last try got no response) why:
+// connect_error, connect_timeout, busy, send_error, reset, timeout, bad_response or
+// client_error — the access log of a 502 says which. duration_ms is the time from the
+// request's arrival until its response was ready to be written; a streamed body goes on
+// after it. request_bytes and response_bytes are body lengths, -1 when a streamed body's
+// length is unknown. A request refused before any backend (400, 401, 408, 413, 429, 431)
+// has backend and upstream "" and tries 0.
 type AccessLog struct {
 	enq  atomic.Uint64
 	_    [56]byte // keep producers' cursor off the writer's cache line
@@ -45,15 +57,21 @@ type AccessLog struct {
 	done    chan struct{}
 }
 
-const accessSlotSize = 1280
+const accessSlotSize = 2304
 
 // Per-field budgets, in bytes of JSON output; with the fixed parts they stay under
 // accessSlotSize (TestAccessLogLongestLineFits).
 const (
-	budgetMethod  = 24
-	budgetPath    = 640
-	budgetBackend = 160
-	budgetReqID   = 96
+	budgetMethod    = 24
+	budgetHost      = 128
+	budgetPath      = 512
+	budgetQuery     = 256
+	budgetProtocol  = 16
+	budgetBackend   = 160
+	budgetUpstream  = 64
+	budgetUserAgent = 256
+	budgetReferer   = 256
+	budgetReqID     = 96
 )
 
 type accessSlot struct {
@@ -65,7 +83,7 @@ type accessSlot struct {
 // AccessLogOptions configure an AccessLog.
 type AccessLogOptions struct {
 	// Lines is the ring's capacity in lines, rounded up to a power of two; 0 means 2048
-	// (2.5 MiB).
+	// (4.5 MiB).
 	Lines int
 	// Idle is how long the writer sleeps when the ring is empty; 0 means 10 ms.
 	Idle time.Duration
@@ -108,22 +126,77 @@ func (a *AccessLog) Close() error {
 	return nil
 }
 
-// servedBy is the RequestCtx user-value key under which forward notes the backend that
-// answered (a *state.Backend), for the access log. A zero-size key and a pointer value
-// keep SetUserValue allocation-free.
+// servedBy is the RequestCtx user-value key under which forward keeps the request's
+// *tryRecord, for the access log. A zero-size key and a pooled pointer value keep
+// SetUserValue allocation-free.
 type servedBy struct{}
 
-// noteBackend records, for the access log, that b is taking the request in ctx (the last
-// one noted answered it). A no-op when access logging is off.
-func (p *Proxy) noteBackend(ctx *fasthttp.RequestCtx, b *state.Backend) {
-	if p.alog != nil {
-		ctx.SetUserValue(servedBy{}, b)
+// tryRecord is what the access log says of a request's upstream tries: the backend of
+// the last one, how many there were, how long the last one took (sending to response
+// header, or to its failure) and why it failed. Pooled (pools.go); finish returns it.
+type tryRecord struct {
+	backend  *state.Backend
+	tries    int
+	upstream int64 // ns
+	cause    int8  // a metrics.Cause, -1 when the last try got a response
+}
+
+// noteBackend records, for the access log, that b is taking the request in ctx and
+// returns the request's record (nil when there is no access log): the last backend noted
+// answered it.
+func (p *Proxy) noteBackend(ctx *fasthttp.RequestCtx, b *state.Backend) *tryRecord {
+	if p.alog == nil {
+		return nil
 	}
+	r, ok := ctx.UserValue(servedBy{}).(*tryRecord)
+	if !ok || r == nil {
+		r = getTryRecord()
+		ctx.SetUserValue(servedBy{}, r)
+	}
+	r.backend = b
+	r.tries++
+	r.upstream, r.cause = 0, -1
+	return r
+}
+
+// tried records the outcome of the try noted last: its duration and error.
+func (r *tryRecord) tried(ns int64, err error) {
+	r.upstream = ns
+	if err != nil {
+		r.cause = int8(failureCause(err))
+	}
+}
+
+// releaseRecord gives the request's tryRecord back, once its line is written.
+func releaseRecord(ctx *fasthttp.RequestCtx) {
+	if r, ok := ctx.UserValue(servedBy{}).(*tryRecord); ok && r != nil {
+		ctx.SetUserValue(servedBy{}, (*tryRecord)(nil))
+		putTryRecord(r)
+	}
+}
+
+// logMode is how a table's access log writes a line: its query mode (log.query).
+type logMode uint8
+
+const (
+	logQueryRedact logMode = iota
+	logQueryFull
+	logQueryOff
+)
+
+func newLogMode(query string) logMode {
+	switch query {
+	case "full":
+		return logQueryFull
+	case "off":
+		return logQueryOff
+	}
+	return logQueryRedact
 }
 
 // log formats and queues the line of the request in ctx, which started at start and is
 // answered at now.
-func (a *AccessLog) log(ctx *fasthttp.RequestCtx, start, now time.Time) {
+func (a *AccessLog) log(ctx *fasthttp.RequestCtx, start, now time.Time, mode logMode) {
 	pos := a.enq.Load()
 	var s *accessSlot
 	for {
@@ -132,7 +205,7 @@ func (a *AccessLog) log(ctx *fasthttp.RequestCtx, start, now time.Time) {
 		switch dif := int64(seq - pos); {
 		case dif == 0:
 			if a.enq.CompareAndSwap(pos, pos+1) {
-				s.n = len(appendAccess(s.buf[:0], ctx, start, now))
+				s.n = len(appendAccess(s.buf[:0], ctx, start, now, mode))
 				s.seq.Store(pos + 1) // publish
 				return
 			}
@@ -146,36 +219,102 @@ func (a *AccessLog) log(ctx *fasthttp.RequestCtx, start, now time.Time) {
 	}
 }
 
-func appendAccess(b []byte, ctx *fasthttp.RequestCtx, start, now time.Time) []byte {
+func appendAccess(b []byte, ctx *fasthttp.RequestCtx, start, now time.Time, mode logMode) []byte {
+	req, resp := &ctx.Request, &ctx.Response
+	h := &req.Header
 	b = append(b, `{"time":"`...)
 	b = appendLogTime(b, now)
 	b = append(b, `","level":"info","message":"access","method":`...)
 	b = appendJSONString(b, ctx.Method(), budgetMethod)
+	b = append(b, `,"host":`...)
+	b = appendJSONString(b, h.Host(), budgetHost)
 	b = append(b, `,"path":`...)
-	b = appendJSONString(b, requestPath(&ctx.Request), budgetPath) // as forwarded
+	b = appendJSONString(b, requestPath(req), budgetPath) // as forwarded
+	if mode != logQueryOff {
+		b = append(b, `,"query":`...)
+		q := req.URI().QueryString()
+		if mode == logQueryRedact {
+			b = appendRedactedQuery(b, q, budgetQuery)
+		} else {
+			b = appendJSONString(b, q, budgetQuery)
+		}
+	}
+	b = append(b, `,"protocol":`...)
+	b = appendJSONString(b, h.Protocol(), budgetProtocol)
 	b = append(b, `,"status":`...)
-	resp := &ctx.Response
 	b = strconv.AppendInt(b, int64(resp.StatusCode()), 10)
+	r, _ := ctx.UserValue(servedBy{}).(*tryRecord)
 	b = append(b, `,"backend":`...)
-	if be, ok := ctx.UserValue(servedBy{}).(*state.Backend); ok && be != nil {
-		b = appendJSONString(b, s2b(be.ID), budgetBackend)
+	if r != nil && r.backend != nil {
+		b = appendJSONString(b, s2b(r.backend.ID), budgetBackend)
+		b = append(b, `,"upstream":`...)
+		b = appendJSONString(b, s2b(r.backend.Addr), budgetUpstream)
+		b = append(b, `,"tries":`...)
+		b = strconv.AppendInt(b, int64(r.tries), 10)
+		b = append(b, `,"upstream_ms":`...)
+		b = strconv.AppendFloat(b, float64(r.upstream)/1e6, 'f', 3, 64)
+		if r.cause >= 0 {
+			b = append(b, `,"cause":"`...)
+			b = append(b, metrics.Cause(r.cause).String()...)
+			b = append(b, '"')
+		}
 	} else {
-		b = append(b, `""`...)
+		b = append(b, `"","upstream":"","tries":0`...)
 	}
 	b = append(b, `,"duration_ms":`...)
 	b = strconv.AppendFloat(b, float64(now.Sub(start))/1e6, 'f', 3, 64)
-	b = append(b, `,"bytes":`...)
+	b = append(b, `,"request_bytes":`...)
+	b = strconv.AppendInt(b, requestBytes(req), 10)
+	b = append(b, `,"response_bytes":`...)
 	b = strconv.AppendInt(b, responseBytes(resp), 10)
 	b = append(b, `,"client":"`...)
 	if ip := clientAddr(ctx); ip.IsValid() {
 		b = ip.AppendTo(b)
 	}
-	b = append(b, `","request_id":`...)
-	b = appendJSONString(b, ctx.Request.Header.PeekBytes(hXRequestID), budgetReqID)
+	b = append(b, `","user_agent":`...)
+	b = appendJSONString(b, h.UserAgent(), budgetUserAgent)
+	b = append(b, `,"referer":`...)
+	b = appendJSONString(b, h.Referer(), budgetReferer)
+	b = append(b, `,"request_id":`...)
+	b = appendJSONString(b, h.PeekBytes(hXRequestID), budgetReqID)
 	b = append(b, `,"trace_id":"`...)
-	b = append(b, traceID(ctx.Request.Header.PeekBytes(hTraceparent))...)
+	b = append(b, traceID(h.PeekBytes(hTraceparent))...)
 	return append(b, "\"}\n"...)
 }
+
+// appendRedactedQuery appends query as a JSON string with every parameter's value
+// replaced by "*" ("id=*&token=*"), within budget as appendJSONString.
+func appendRedactedQuery(b, q []byte, budget int) []byte {
+	limit := len(b) + budget - len(`"…"`)
+	b = append(b, '"')
+	for len(q) > 0 {
+		pair := q
+		if i := bytes.IndexByte(q, '&'); i >= 0 {
+			pair, q = q[:i], q[i:] // q keeps its '&'
+		} else {
+			q = nil
+		}
+		name, _, hasValue := bytes.Cut(pair, eqSign)
+		var cut bool
+		if b, cut = appendJSONText(b, name, limit); cut {
+			break
+		}
+		if hasValue {
+			if b, cut = appendJSONText(b, redacted, limit); cut {
+				break
+			}
+		}
+		if len(q) > 0 {
+			if b, cut = appendJSONText(b, q[:1], limit); cut {
+				break
+			}
+			q = q[1:]
+		}
+	}
+	return append(b, '"')
+}
+
+var eqSign, redacted = []byte("="), []byte("=*")
 
 var hTraceparent = []byte("traceparent")
 
@@ -223,10 +362,30 @@ func traceID(tp []byte) []byte {
 // a longer one is cut at a character boundary and ends in "…". Invalid UTF-8 becomes
 // U+FFFD.
 func appendJSONString(b, s []byte, budget int) []byte {
-	const hex = "0123456789abcdef"
 	limit := len(b) + budget - len(`"…"`)
-	b = append(b, '"')
+	b, _ = appendJSONText(append(b, '"'), s, limit)
+	return append(b, '"')
+}
+
+// appendJSONText appends s escaped for a JSON string, stopping before b grows past limit:
+// then it appends "…" and reports the cut.
+func appendJSONText(b, s []byte, limit int) ([]byte, bool) {
+	const hex = "0123456789abcdef"
 	for i := 0; i < len(s); {
+		// Fast path: a run of printable ASCII that needs no escaping, copied at once.
+		j := i
+		for j < len(s) && s[j] >= 0x20 && s[j] < utf8.RuneSelf && s[j] != '"' && s[j] != '\\' {
+			j++
+		}
+		if j > i {
+			if room := limit - len(b); j-i > room {
+				b = append(b, s[i:i+max(room, 0)]...)
+				return append(b, "…"...), true
+			}
+			b = append(b, s[i:j]...)
+			i = j
+			continue
+		}
 		c := s[i]
 		var piece [6]byte
 		p := piece[:0]
@@ -248,13 +407,12 @@ func appendJSONString(b, s []byte, budget int) []byte {
 			}
 		}
 		if len(b)+len(p) > limit {
-			b = append(b, "…"...)
-			break
+			return append(b, "…"...), true
 		}
 		b = append(b, p...)
 		i += size
 	}
-	return append(b, '"')
+	return b, false
 }
 
 // run is the writer goroutine: it copies published lines into a batch and writes the

@@ -3,17 +3,22 @@ package proxy
 import (
 	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"go-loadbalancer/config"
 	"go-loadbalancer/internal/logbuf"
 	"go-loadbalancer/internal/testtool"
 	"go-loadbalancer/metrics"
+	"go-loadbalancer/ratelimit"
 	"go-loadbalancer/state"
 )
 
@@ -40,6 +45,8 @@ func TestAccessLogLine(t *testing.T) {
 	req := fasthttp.AcquireRequest()
 	req.SetRequestURI("http://" + ln.Addr().String() + "/items/7?secret=1")
 	req.Header.Set("X-Request-Id", "req-\"42\"")
+	req.Header.Set("User-Agent", "lb-test")
+	req.Header.Set("Referer", "https://ref.example/")
 	req.Header.Set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 	resp := &fasthttp.Response{}
 	if err := fasthttp.DoTimeout(req, resp, 5*time.Second); err != nil || resp.StatusCode() != 200 {
@@ -54,8 +61,10 @@ func TestAccessLogLine(t *testing.T) {
 	id := b.Store.Load().Pools[0].Backends[0].ID
 	for k, want := range map[string]any{
 		"level": "info", "message": "access", "method": "GET", "path": "/items/7", "status": 200.0,
-		"backend": id, "bytes": 2.0, "client": "127.0.0.1", "request_id": `req-"42"`,
-		"trace_id": "0af7651916cd43dd8448eb211c80319c",
+		"backend": id, "response_bytes": 2.0, "request_bytes": 0.0, "client": "127.0.0.1", "request_id": `req-"42"`,
+		"trace_id": "0af7651916cd43dd8448eb211c80319c", "query": "secret=*", "protocol": "HTTP/1.1",
+		"user_agent": "lb-test", "referer": "https://ref.example/", "tries": 1.0,
+		"upstream": strings.TrimPrefix(be.url, "http://"), "host": ln.Addr().String(),
 	} {
 		if line[k] != want {
 			t.Errorf("field %s: got %#v; want %#v", k, line[k], want)
@@ -67,8 +76,14 @@ func TestAccessLogLine(t *testing.T) {
 	if ts, _ := line["time"].(string); !strings.HasSuffix(ts, "Z") || len(ts) != len("2006-01-02T15:04:05.000Z") {
 		t.Errorf("got time %q; want RFC 3339 UTC with milliseconds", ts)
 	}
-	if strings.Contains(out.String(), "secret") {
-		t.Errorf("the query string was logged: %s", out.String())
+	if _, ok := line["cause"]; ok {
+		t.Errorf("got cause %v for a try that was answered; want none", line["cause"])
+	}
+	if u, ok := line["upstream_ms"].(float64); !ok || u <= 0 || u > line["duration_ms"].(float64) {
+		t.Errorf("got upstream_ms %v; want a positive number of ms up to duration_ms", line["upstream_ms"])
+	}
+	if strings.Contains(out.String(), "=1") {
+		t.Errorf("a query value was logged with log.query redact: %s", out.String())
 	}
 	// The same request was counted in the backend's metrics.
 	reg.Sample(time.Now())
@@ -106,7 +121,7 @@ func TestAccessLogNeverBlocks(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		for i := 0; i < 1000; i++ {
-			al.log(ctx, time.Now(), time.Now())
+			al.log(ctx, time.Now(), time.Now(), logQueryFull)
 		}
 		close(done)
 	}()
@@ -128,7 +143,7 @@ func TestAccessLogCloseFlushes(t *testing.T) {
 	var out logbuf.Buffer
 	al := NewAccessLog(&out, AccessLogOptions{Lines: 4096, Idle: time.Hour})
 	for i := 0; i < 3000; i++ {
-		al.log(testCtx("GET", "/n"), time.Now(), time.Now())
+		al.log(testCtx("GET", "/n"), time.Now(), time.Now(), logQueryRedact)
 	}
 	_ = al.Close()
 	if n := strings.Count(out.String(), "\n"); n != 3000 || al.Dropped() != 0 {
@@ -142,9 +157,14 @@ func TestAccessLogLongestLineFits(t *testing.T) {
 	ctx := testCtx(strings.Repeat("M", 200), "/"+strings.Repeat("x", 5000))
 	ctx.Request.Header.Set("X-Request-Id", strings.Repeat("\"", 3000))
 	ctx.Request.Header.Set("traceparent", "00-"+strings.Repeat("z", 32)+"-b7ad6b7169203331-01")
-	ctx.SetUserValue(servedBy{}, &state.Backend{ID: strings.Repeat("\\", 1000)})
+	ctx.Request.SetRequestURI("/" + strings.Repeat("x", 5000) + "?" + strings.Repeat("\"", 3000))
+	ctx.Request.Header.Set("Host", strings.Repeat("h", 1000))
+	ctx.Request.Header.Set("User-Agent", strings.Repeat("\x03", 1000))
+	ctx.Request.Header.Set("Referer", strings.Repeat("\x04", 1000))
+	ctx.SetUserValue(servedBy{}, &tryRecord{backend: &state.Backend{ID: strings.Repeat("\\", 1000), Addr: strings.Repeat("\x05", 1000)},
+		tries: 11, upstream: 1e15, cause: int8(metrics.CauseConnectTimeout)})
 	ctx.Response.SetBodyString("hello")
-	line := appendAccess(make([]byte, 0, accessSlotSize), ctx, time.Now(), time.Now())
+	line := appendAccess(make([]byte, 0, accessSlotSize), ctx, time.Now().Add(-1e15), time.Now(), logQueryFull)
 	if len(line) > accessSlotSize {
 		t.Fatalf("got a %d-byte line; want at most %d", len(line), accessSlotSize)
 	}
@@ -152,7 +172,7 @@ func TestAccessLogLongestLineFits(t *testing.T) {
 	if err := json.Unmarshal(line, &m); err != nil {
 		t.Fatalf("line is not JSON: %v\n%s", err, line)
 	}
-	for _, k := range []string{"method", "path", "request_id", "backend"} {
+	for _, k := range []string{"method", "path", "request_id", "backend", "host", "query", "user_agent", "referer", "upstream"} {
 		if s, _ := m[k].(string); !strings.HasSuffix(s, "…") {
 			t.Errorf("field %s = %.40q…; want it cut with …", k, s)
 		}
@@ -184,4 +204,162 @@ func TestAppendLogTime(t *testing.T) {
 			}
 		}
 	}
+}
+
+// accessLogged runs a proxy for cfg with an access log and returns its address and log.
+func accessLogged(t *testing.T, cfg *config.Config) (string, *logbuf.Buffer) {
+	t.Helper()
+	var b *state.Builder
+	reg := metrics.New(metrics.Options{Current: func() *state.Table { return b.Store.Load() }})
+	b = state.NewBuilder(HooksWithMetrics(nil, reg))
+	if _, err := b.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	out := &logbuf.Buffer{}
+	al := NewAccessLog(out, AccessLogOptions{Idle: time.Millisecond})
+	t.Cleanup(func() { _ = al.Close() })
+	px := New(Options{Store: &b.Store, Log: zerolog.Nop(), AccessLog: al, Limiter: ratelimit.NewLocal(1024)})
+	srv := px.NewServer(cfg.Server, zerolog.Nop())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(Listener(ln)) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return ln.Addr().String(), out
+}
+
+// lines returns the access log's lines, parsed.
+func lines(t *testing.T, out *logbuf.Buffer) []map[string]any {
+	t.Helper()
+	var ls []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		ls = append(ls, m)
+	}
+	return ls
+}
+
+// TestAccessLogEveryAnswer: a request refused by fasthttp or the proxy (400, 408, 413,
+// 429, 431) gets its line, and a request no backend answered says why.
+func TestAccessLogEveryAnswer(t *testing.T) {
+	cfg := poolConfig(t, "server: { read_timeout: 300ms, max_body_bytes: 10 }\n"+
+		"rate_limit: { enabled: true, key: \"header:X-Key\", rate: 0.001, burst: 1 }\n", "http://"+deadAddr(t))
+	addr, out := accessLogged(t, cfg)
+	f := func(req string, wantStatus int, want map[string]any) {
+		t.Helper()
+		before := len(lines(t, out))
+		resp := rawRequest(t, addr, req)
+		if !strings.HasPrefix(resp, "HTTP/1.1 "+strconv.Itoa(wantStatus)) {
+			t.Fatalf("%.60q: got %.60q; want %d", req, resp, wantStatus)
+		}
+		testtool.WaitFor(t, 3*time.Second, "the access log line", func() bool { return len(lines(t, out)) == before+1 })
+		l := lines(t, out)[before]
+		if l["status"] != float64(wantStatus) {
+			t.Fatalf("%.60q: got a line with status %v; want %d", req, l["status"], wantStatus)
+		}
+		for k, v := range want {
+			if l[k] != v {
+				t.Errorf("%.60q: field %s = %#v; want %#v", req, k, l[k], v)
+			}
+		}
+	}
+	f("GARBAGE\r\n\r\n", 400, nil)
+	f("GET / HTTP/1.1\r\nHost: x\r\nX-Key: a\r\nX-Half", 408, nil) // never finished: read_timeout
+	f("POST / HTTP/1.1\r\nHost: x\r\nX-Key: b\r\nContent-Length: 11\r\n\r\nhello world", 413, map[string]any{"backend": "", "tries": 0.0})
+	f("GET / HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("b", 20000)+"\r\n\r\n", 431, nil)
+	f("GET /x?token=s3cret HTTP/1.1\r\nHost: shop.example\r\nX-Key: c\r\nUser-Agent: ua/1\r\nConnection: close\r\n\r\n", 503,
+		map[string]any{"cause": "connect_error", "tries": 1.0, "host": "shop.example", "query": "token=*", "user_agent": "ua/1"})
+	f("GET / HTTP/1.1\r\nHost: x\r\nX-Key: c\r\nConnection: close\r\n\r\n", 429, map[string]any{"backend": ""})
+}
+
+// TestAccessLogSample2xx: with log.sample_2xx 0.25 one 2xx line in four is written; other
+// statuses all are.
+func TestAccessLogSample2xx(t *testing.T) {
+	be := startBackend(t, named("b"))
+	cfg := poolConfig(t, "log: { sample_2xx: 0.25 }\n", be.url)
+	addr, out := accessLogged(t, cfg)
+	for range 40 {
+		rawRequest(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	}
+	rawRequest(t, addr, "GARBAGE\r\n\r\n")
+	testtool.WaitFor(t, 3*time.Second, "the 400's line", func() bool { return strings.Contains(out.String(), `"status":400`) })
+	if n := strings.Count(out.String(), `"status":200`); n != 10 {
+		t.Fatalf("got %d lines of 40 2xx answers at sample_2xx 0.25; want 10", n)
+	}
+}
+
+// appendJSONStringByByte is appendJSONString without its fast path: the reference.
+func appendJSONStringByByte(b, s []byte, budget int) []byte {
+	const hex = "0123456789abcdef"
+	limit := len(b) + budget - len(`"…"`)
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		var piece [6]byte
+		p := piece[:0]
+		size := 1
+		switch {
+		case c == '"' || c == '\\':
+			p = append(p, '\\', c)
+		case c < 0x20:
+			p = append(p, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		case c < 0x80:
+			p = append(p, c)
+		default:
+			r, n := utf8.DecodeRune(s[i:])
+			size = n
+			if r == utf8.RuneError && n == 1 {
+				p = append(p, "\ufffd"...)
+			} else {
+				p = append(p, s[i:i+n]...)
+			}
+		}
+		if len(b)+len(p) > limit {
+			b = append(b, "…"...)
+			break
+		}
+		b = append(b, p...)
+		i += size
+	}
+	return append(b, '"')
+}
+
+// TestAppendJSONStringFastPath: the bulk copy of plain ASCII gives the same bytes as
+// escaping byte by byte, cuts included.
+func TestAppendJSONStringFastPath(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte("ab/\"\\\x01\x7f é\xff")
+	for range 20000 {
+		s := make([]byte, rng.IntN(40))
+		for i := range s {
+			s[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		budget := 3 + rng.IntN(40)
+		if got, want := appendJSONString(nil, s, budget), appendJSONStringByByte(nil, s, budget); !bytes.Equal(got, want) {
+			t.Fatalf("appendJSONString(%q, %d) = %q; want %q", s, budget, got, want)
+		}
+	}
+}
+
+func TestAppendRedactedQuery(t *testing.T) {
+	f := func(q, want string) {
+		t.Helper()
+		if got := string(appendRedactedQuery(nil, []byte(q), 40)); got != want {
+			t.Fatalf("appendRedactedQuery(%q) = %s; want %s", q, got, want)
+		}
+	}
+	f("", `""`)
+	f("a=1&b=2", `"a=*&b=*"`)
+	f("flag&x=&y=a=b", `"flag&x=*&y=*"`)
+	f("a=1&&b", `"a=*&&b"`)
+	f(`q="x"`, `"q=*"`)
+	f(`"name"=v`, `"\"name\"=*"`)
+	f(strings.Repeat("k", 50)+"=v", `"`+strings.Repeat("k", 34)+`…"`) // as appendJSONString cuts
 }

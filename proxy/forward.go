@@ -113,7 +113,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 	}
 	for attempt := 0; ; attempt++ {
 		u := b.Upstream.(*upstream)
-		p.noteBackend(ctx, b)
+		rec := p.noteBackend(ctx, b)
 		req.URI().SetSchemeBytes(u.scheme)
 		if noHost {
 			req.URI().SetHost(u.host) // fasthttp writes it as the Host header
@@ -125,9 +125,16 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 		}
 		st.Inflight.Add(1)
 		st.Requests.Add(1)
+		var sent int64
+		if rec != nil {
+			sent = time.Now().UnixNano()
+		}
 		err := u.hc.Do(req, resp)
 		st.Inflight.Add(-1)
 		now = time.Now().UnixNano()
+		if rec != nil {
+			rec.tried(now-sent, err)
+		}
 		if try != nil {
 			endTry(try, err, resp)
 		}

@@ -29,3 +29,12 @@ func putSession(s *session) {
 	*s = session{}
 	sessionPool.Put(s)
 }
+
+var tryRecordPool = sync.Pool{New: func() any { return new(tryRecord) }}
+
+func getTryRecord() *tryRecord { return tryRecordPool.Get().(*tryRecord) }
+
+func putTryRecord(r *tryRecord) {
+	*r = tryRecord{}
+	tryRecordPool.Put(r)
+}

@@ -66,6 +66,7 @@ type Proxy struct {
 	auth          atomic.Pointer[auth.Verifier]
 
 	errLogs    atomic.Uint64 // sampled error logging
+	sampled    atomic.Uint64 // 2xx responses seen while log.sample_2xx < 1
 	clientErrs [numClientReasons]atomic.Uint64
 }
 
@@ -198,26 +199,33 @@ func (p *Proxy) admit(ctx *fasthttp.RequestCtx, ext *tableData) (int, fasthttp.R
 type routedTo struct{}
 
 // finish records the answered request in ctx: the client-facing metrics of its pool and
-// the access log line. start is when it arrived; t the table it was served with.
+// the access log line (2xx lines sampled per log.sample_2xx). start is when it arrived; t
+// the table it was served with.
 func (p *Proxy) finish(ctx *fasthttp.RequestCtx, t *state.Table, start time.Time) {
 	now := time.Now()
 	if t == nil {
 		if p.alog != nil {
-			p.alog.log(ctx, start, now)
+			p.alog.log(ctx, start, now, logQueryRedact)
+			releaseRecord(ctx)
 		}
 		return
 	}
 	ext := tableExt(t)
+	code := ctx.Response.StatusCode()
 	if ext.fronts != nil {
 		f := ext.unrouted
 		if pool, ok := ctx.UserValue(routedTo{}).(*state.Pool); ok && pool != nil {
 			f = ext.fronts[pool.Index]
 		}
-		f.Observe(ctx.Response.StatusCode(), now.Sub(start), requestBytes(&ctx.Request), responseBytes(&ctx.Response))
+		f.Observe(code, now.Sub(start), requestBytes(&ctx.Request), responseBytes(&ctx.Response))
 	}
-	if p.alog != nil && ext.accessLog {
-		p.alog.log(ctx, start, now)
+	if p.alog == nil {
+		return
 	}
+	if ext.accessLog && (code < 200 || code > 299 || ext.logEvery == 1 || ext.logEvery > 1 && p.sampled.Add(1)%ext.logEvery == 0) {
+		p.alog.log(ctx, start, now, ext.logMode)
+	}
+	releaseRecord(ctx)
 }
 
 // requestBytes is the request body's length: what was read, or a streamed body's

@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/tls"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -162,7 +163,10 @@ type tableData struct {
 	sticky    stickyConf
 	refs      atomic.Pointer[stickyRefs] // cookie references, built on first use
 	rateLimit rateLimitConf
-	accessLog bool // log.access_log
+	accessLog bool    // log.access_log
+	logMode   logMode // log.query
+	// logEvery: one 2xx line in logEvery is written (log.sample_2xx); 1 every one, 0 none.
+	logEvery uint64
 
 	// Client-facing metrics (HooksWithMetrics), by state.Pool.Index, and for requests
 	// answered before a pool was chosen; nil without metrics.
@@ -184,6 +188,8 @@ func newTableData(t *state.Table) (any, error) {
 		sticky:    newStickyConf(t.Config),
 		rateLimit: newRateLimitConf(t.Config.RateLimit),
 		accessLog: t.Config.Log.AccessLogOn(),
+		logMode:   newLogMode(t.Config.Log.Query),
+		logEvery:  sampleEvery(t.Config.Log.Sample2xxRatio()),
 
 		readTimeout:  t.Config.Server.ReadTimeout,
 		writeTimeout: t.Config.Server.WriteTimeout,
@@ -197,6 +203,14 @@ func newTableData(t *state.Table) (any, error) {
 		d.pools = append(d.pools, newRetryPolicy(p.Settings.Retry))
 	}
 	return d, nil
+}
+
+// sampleEvery turns a sample ratio (0..1) into "one in n": 1 for every one, 0 for none.
+func sampleEvery(ratio float64) uint64 {
+	if ratio <= 0 {
+		return 0
+	}
+	return uint64(math.Round(1 / min(ratio, 1)))
 }
 
 func tableExt(t *state.Table) *tableData { return t.Ext.(*tableData) }

@@ -120,7 +120,7 @@ func NewRedis(o Options) (*Redis, error) {
 	if err != nil {
 		r.c.redisErrors.inc()
 		r.c.outages.inc()
-		r.log.Warn().Str("addr", r.addr).Err(err).Dur("retry_every", o.Backoff).
+		r.log.Warn().Str("addr", r.addr).Err(err).Dur("retry_every_ms", o.Backoff).
 			Msg("redis unreachable at startup: sticky sessions fall back to cookie hints and rendezvous hashing, pins are queued until it returns")
 		r.startRecovery()
 	} else {
@@ -263,7 +263,7 @@ func (r *Redis) fail(err error) {
 		return
 	}
 	r.c.outages.inc()
-	r.log.Warn().Str("addr", r.addr).Err(err).Dur("retry_every", r.o.Backoff).
+	r.log.Warn().Str("addr", r.addr).Err(err).Dur("retry_every_ms", r.o.Backoff).
 		Msg("redis unreachable: sticky sessions fall back to cookie hints and rendezvous hashing, pins are queued until it returns")
 	r.startRecovery()
 }
