@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -57,12 +60,29 @@ func (t *transport) bind(hc *fasthttp.HostClient) {
 // RoundTrip implements fasthttp.RoundTripper. retry is always false: the proxy, not
 // fasthttp, decides retries (on a different backend).
 func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
-	cc, err := hc.AcquireConn(0, false)
-	if err != nil {
-		return false, dialError(err)
+	// A pooled connection that the backend closed, reset or wrote to while it was idle is
+	// closed and the next one taken (or a new one dialed): nothing was sent on it, so this
+	// is not a retry. Each turn removes a connection from the pool, so the loop ends; the
+	// bound only guards against a pool refilled as fast as it is drained.
+	for range maxStaleConns {
+		cc, err := hc.AcquireConn(0, false)
+		if err != nil {
+			return false, dialError(err)
+		}
+		if err = roundTrip(t, hc, cc, req, resp); err != errStale {
+			return false, err
+		}
 	}
-	return false, roundTrip(t, hc, cc, req, resp)
+	return false, errConnect
 }
+
+// maxStaleConns bounds how many unusable pooled connections one request discards before
+// it gives up (as a connect failure: nothing was sent).
+const maxStaleConns = 64
+
+// errStale is roundTrip's answer for a pooled connection that must not be used; the
+// connection was closed and the request not sent.
+var errStale = errors.New("stale pooled connection")
 
 // connHandle is the method set of fasthttp's unexported *clientConn that roundTrip uses.
 type connHandle interface{ Conn() net.Conn }
@@ -70,6 +90,11 @@ type connHandle interface{ Conn() net.Conn }
 func roundTrip[C connHandle](t *transport, hc *fasthttp.HostClient, cc C, req *fasthttp.Request, resp *fasthttp.Response) error {
 	release, closeConn := t.release.(func(C)), t.close.(func(C))
 	conn := cc.Conn()
+	uc := upstreamConn(conn)
+	if uc != nil && uc.used && !uc.idleClean(conn) {
+		closeConn(cc)
+		return errStale
+	}
 	now := time.Now()
 	// A body fasthttp read ahead whole (Content-Length up to bufferLimit) is written at
 	// once like any other request; only a larger or chunked upload streams.
@@ -77,8 +102,15 @@ func roundTrip[C connHandle](t *transport, hc *fasthttp.HostClient, cc C, req *f
 	streamingUpload := req.IsBodyStream() && (cl < 0 || cl > t.bufferLimit)
 	switch {
 	case streamingUpload:
-		// An upload streams at the client's pace; the front server's read timeout bounds it.
-		_ = conn.SetWriteDeadline(time.Time{})
+		// An upload streams at the client's pace (the front server's read timeout bounds
+		// the client), but each write to the backend must make progress within the
+		// response timeout: a backend that stops reading gets a 504, not a hung request.
+		if uc != nil {
+			uc.writeTimeout = t.responseTimeout
+			uc.lastWrite = time.Time{}
+		} else {
+			_ = conn.SetWriteDeadline(time.Time{})
+		}
 	case t.writeTimeout == t.responseTimeout:
 		// Fast path: one deadline syscall covers the write and the response header (the
 		// profile in PERF.md showed deadline churn at ~6 % of CPU).
@@ -92,6 +124,9 @@ func roundTrip[C connHandle](t *transport, hc *fasthttp.HostClient, cc C, req *f
 		err = bw.Flush()
 	}
 	hc.ReleaseWriter(bw)
+	if uc != nil {
+		uc.writeTimeout = 0
+	}
 	if err != nil {
 		closeConn(cc)
 		if errors.Is(err, errBodyLimit) {
@@ -99,6 +134,9 @@ func roundTrip[C connHandle](t *transport, hc *fasthttp.HostClient, cc C, req *f
 		}
 		if errors.Is(err, errClientBody) {
 			return errClientBody // the client's fault, not the backend's
+		}
+		if isTimeout(err) {
+			return errRespTimeout // the backend stopped reading the request
 		}
 		return errWrite
 	}
@@ -110,7 +148,13 @@ func roundTrip[C connHandle](t *transport, hc *fasthttp.HostClient, cc C, req *f
 		_ = conn.SetReadDeadline(now.Add(t.responseTimeout))
 	}
 	br := hc.AcquireReader(conn)
-	if err = readHeader(br, resp); err != nil {
+	ambiguous, err := readHeader(br, resp)
+	if err == nil && resp.Header.StatusCode() == fasthttp.StatusSwitchingProtocols {
+		// Upgrades go through tunnel; a 101 to a request that asked for none would turn
+		// this connection into something that is no longer HTTP (RFC 9110 §15.2.2).
+		err = errBadResponse
+	}
+	if err != nil {
 		hc.ReleaseReader(br)
 		closeConn(cc)
 		return err
@@ -119,22 +163,39 @@ func roundTrip[C connHandle](t *transport, hc *fasthttp.HostClient, cc C, req *f
 		resp.SkipBody = true
 	}
 	cl = resp.Header.ContentLength()
-	keep := !resp.Header.ConnectionClose() && !req.Header.ConnectionClose()
+	// A response framed both by Content-Length and chunked coding is read as chunked
+	// (RFC 9112 §6.3), but it may be an attempt at response splitting: its connection is
+	// never reused (RFC 9112 §6.1; HAProxy does the same).
+	keep := !resp.Header.ConnectionClose() && !req.Header.ConnectionClose() && !ambiguous
 	if resp.SkipBody || noBody(resp.Header.StatusCode()) || (cl >= 0 && cl <= t.bufferLimit) {
 		if !resp.SkipBody && !noBody(resp.Header.StatusCode()) {
 			err = resp.ReadBody(br, 0)
 		}
+		// Anything the backend sent beyond the response's framing (a body on a HEAD
+		// answer, a 204 or 304, more than its Content-Length) must never be read as the
+		// next request's response: the connection is closed, not pooled.
+		keep = keep && br.Buffered() == 0
 		hc.ReleaseReader(br)
 		if err != nil {
 			closeConn(cc)
 			return readError(err)
 		}
 		if keep {
+			uc.markUsed()
 			release(cc)
 		} else {
 			closeConn(cc)
 		}
 		return nil
+	}
+	if cl == -1 {
+		// A chunked body whose first chunk-size line is already here is checked before
+		// the head goes to the client: a malformed one is a 502, not a broken reply.
+		if err = checkFirstChunk(br); err != nil {
+			hc.ReleaseReader(br)
+			closeConn(cc)
+			return errBadResponse
+		}
 	}
 
 	// Slow path: stream the body.
@@ -143,7 +204,7 @@ func roundTrip[C connHandle](t *transport, hc *fasthttp.HostClient, cc C, req *f
 		s = &bodyStream[C]{}
 	}
 	*s = bodyStream[C]{
-		t: t, hc: hc, cc: cc, conn: conn, br: br, keep: keep && cl != -2, closeDelimited: cl == -2,
+		t: t, hc: hc, cc: cc, uc: uc, conn: conn, br: br, keep: keep && cl != -2, closeDelimited: cl == -2,
 		remaining: int64(max(cl, 0)), chunked: cl == -1, release: release, close: closeConn,
 	}
 	resp.SetBodyStream(s, cl)
@@ -155,18 +216,73 @@ func roundTrip[C connHandle](t *transport, hc *fasthttp.HostClient, cc C, req *f
 }
 
 // readHeader reads the response header, skipping interim 1xx responses (RFC 9110 §15.2)
-// other than 101.
-func readHeader(br *bufio.Reader, resp *fasthttp.Response) error {
-	for {
+// other than 101. ambiguous reports a chunked response that also carried Content-Length
+// (fasthttp drops the Content-Length while parsing, so the raw head is looked at), or one
+// whose raw head could not be seen whole: its connection must not be reused.
+func readHeader(br *bufio.Reader, resp *fasthttp.Response) (ambiguous bool, err error) {
+	for i := 0; ; i++ {
+		var raw []byte
+		if i == 0 {
+			// br is fresh (nothing consumed), so what it holds stays where it is while
+			// fasthttp parses: raw is the head, or the start of it, as received.
+			if _, err := br.Peek(1); err == nil {
+				raw, _ = br.Peek(br.Buffered())
+			}
+		}
 		if err := resp.Header.Read(br); err != nil {
-			return readError(err)
+			return false, readError(err)
 		}
 		code := resp.Header.StatusCode()
 		if code < 100 || code >= 200 || code == fasthttp.StatusSwitchingProtocols {
-			return nil
+			if resp.Header.ContentLength() == -1 {
+				ambiguous = i > 0 || chunkedWithLength(raw)
+			}
+			return ambiguous, nil
 		}
 		resp.Header.Reset()
 	}
+}
+
+// chunkedWithLength reports whether the raw response head has a Content-Length field, or
+// does not end within raw (then nobody can tell).
+func chunkedWithLength(raw []byte) bool {
+	end := bytes.Index(raw, crlfcrlf)
+	if end < 0 {
+		return true
+	}
+	head := raw[:end+2]
+	for {
+		i := bytes.IndexByte(head, '\n')
+		if i < 0 {
+			return false
+		}
+		head = head[i+1:]
+		if len(head) > len(strContentLength) && bytes.EqualFold(head[:len(strContentLength)], strContentLength) {
+			if rest := bytes.TrimLeft(head[len(strContentLength):], " \t"); len(rest) > 0 && rest[0] == ':' {
+				return true
+			}
+		}
+	}
+}
+
+var (
+	crlfcrlf         = []byte("\r\n\r\n")
+	strContentLength = []byte("Content-Length")
+)
+
+// checkFirstChunk validates the first chunk-size line of a chunked body if br already
+// holds it whole; it never waits for one (a stream may send its head long before data).
+func checkFirstChunk(br *bufio.Reader) error {
+	b, _ := br.Peek(br.Buffered())
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		if len(b) > maxChunkLine {
+			return errChunk
+		}
+		return nil
+	}
+	_, err := parseChunkSize(b[:i+1])
+	return err
 }
 
 func noBody(code int) bool { return code < 200 || code == 204 || code == 304 }
@@ -215,6 +331,7 @@ type bodyStream[C connHandle] struct {
 	t              *transport
 	hc             *fasthttp.HostClient
 	cc             C
+	uc             *upConn // nil for a connection the proxy's dialer did not make
 	conn           net.Conn
 	br             *bufio.Reader
 	release        func(C)
@@ -332,6 +449,11 @@ func readChunkSize(br *bufio.Reader) (int64, error) {
 		}
 		return 0, errChunk
 	}
+	return parseChunkSize(line)
+}
+
+// parseChunkSize parses a chunk-size line, CRLF included (RFC 9112 §7.1).
+func parseChunkSize(line []byte) (int64, error) {
 	if len(line) > maxChunkLine || len(line) < 2 || line[len(line)-2] != '\r' {
 		return 0, errChunk
 	}
@@ -406,8 +528,12 @@ type clientWatcher interface {
 // CloseWithError implements fasthttp.ReadCloserWithError; the server calls it once the
 // body has been written to the client (err nil) or the write failed.
 func (s *bodyStream[C]) CloseWithError(err error) error {
+	// Bytes after the body's end (more than its Content-Length, or after the last chunk)
+	// are not the next response: such a connection is closed.
+	clean := s.br.Buffered() == 0
 	s.hc.ReleaseReader(s.br)
-	if err == nil && s.done && s.keep && !s.failed {
+	if err == nil && s.done && s.keep && !s.failed && clean {
+		s.uc.markUsed()
 		s.release(s.cc)
 	} else {
 		s.close(s.cc)
@@ -417,3 +543,93 @@ func (s *bodyStream[C]) CloseWithError(err error) error {
 	t.streams.Put(s)
 	return nil
 }
+
+// upConn is a backend connection as the proxy's dialer made it (under TLS, if any). It
+// lets the transport look at a pooled connection before using it again, and move the
+// write deadline while a streamed upload is written.
+type upConn struct {
+	net.Conn
+	raw  syscall.RawConn // nil: the connection has no socket to look at (in-memory pipes)
+	peek func(fd uintptr) bool
+	used bool // it carried a request and went back to the pool
+
+	peekN int     // the last peek's result: -1 nothing waiting, else unusable
+	b     [1]byte // the peek's buffer
+
+	writeTimeout time.Duration // > 0 while a streamed upload is written
+	lastWrite    time.Time
+}
+
+func newUpConn(c net.Conn) *upConn {
+	uc := &upConn{Conn: c}
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil && canPeek {
+			uc.raw = raw
+			uc.peek = uc.peekFD
+		}
+	}
+	return uc
+}
+
+// upstreamConn returns the upConn under conn, or nil.
+func upstreamConn(conn net.Conn) *upConn {
+	switch c := conn.(type) {
+	case *upConn:
+		return c
+	case *tls.Conn:
+		uc, _ := c.NetConn().(*upConn)
+		return uc
+	}
+	return nil
+}
+
+// Write implements net.Conn; during a streamed upload each write must make progress
+// within writeTimeout (nginx's proxy_send_timeout), however long the upload takes.
+func (c *upConn) Write(p []byte) (int, error) {
+	if c.writeTimeout > 0 {
+		refreshDeadline(&c.lastWrite, c.writeTimeout, c.Conn.SetWriteDeadline)
+	}
+	return c.Conn.Write(p)
+}
+
+// markUsed records that c goes back to the pool; nil-safe.
+func (c *upConn) markUsed() {
+	if c != nil {
+		c.used = true
+	}
+}
+
+// idleClean reports whether the pooled connection conn (c, or TLS over c) can carry a
+// request: nothing arrived on it while it was idle — no byte (a late body, say, that must
+// never be read as the next response), no EOF (the backend closed it: a restart, an idle
+// timeout), no reset. One non-blocking MSG_PEEK system call; the bytes stay unread. This
+// is what Go's net/http (a background read on each idle connection) and HAProxy (polling
+// idle connections) detect, done at reuse instead, without a goroutine per connection.
+func (c *upConn) idleClean(conn net.Conn) bool {
+	if tc, ok := conn.(*tls.Conn); ok && !tlsIdle(tc, c) {
+		return false
+	}
+	if c.raw == nil {
+		return true
+	}
+	err := c.raw.Read(c.peek)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The last response's read deadline passed while the connection was idle, which
+		// says nothing about it; clear it and look again.
+		_ = c.Conn.SetReadDeadline(time.Time{})
+		err = c.raw.Read(c.peek)
+	}
+	return err == nil && c.peekN < 0
+}
+
+// tlsIdle reports whether tc holds no decrypted or undecrypted data of its own: a read
+// with a deadline already passed returns what TLS buffered (and handles post-handshake
+// messages such as session tickets) without reading the socket.
+func tlsIdle(tc *tls.Conn, c *upConn) bool {
+	_ = tc.SetReadDeadline(aLongTimeAgo)
+	n, err := tc.Read(c.b[:])
+	_ = tc.SetReadDeadline(time.Time{})
+	return n == 0 && isTimeout(err)
+}
+
+var aLongTimeAgo = time.Unix(1, 0)

@@ -92,7 +92,13 @@ func newUpstream(b *state.Backend, p *config.Pool, prev any, dial Dialer) (any, 
 		dial = func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, dialTimeout) }
 	}
 	u.dial = dial
-	u.hc.Dial = fasthttp.DialFunc(dial)
+	u.hc.Dial = func(addr string) (net.Conn, error) {
+		c, err := dial(addr)
+		if err != nil {
+			return nil, err
+		}
+		return newUpConn(c), nil
+	}
 	u.tr.bind(u.hc)
 	// Health checks get their own small client: a pool saturated by traffic must not make
 	// its backend look down.

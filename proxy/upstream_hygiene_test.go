@@ -1,0 +1,167 @@
+package proxy
+
+import (
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// rawPoolConfig is a one-pool config for a raw backend: one upstream connection at most
+// (so that every request goes over the connection the one before used, if it was pooled)
+// and no retries (so that what a client gets is what the one try produced).
+func rawPoolConfig(t testing.TB, addr, extra string) string {
+	t.Helper()
+	return "pools:\n  - name: web\n    max_conns_per_backend: 1\n    retry: { attempts: 0 }\n" +
+		"    timeouts: { connect: 500ms, response: 2s }\n" + extra +
+		"    backends:\n      - url: \"http://" + addr + "\"\n"
+}
+
+// TestSloppyHEADBodyNeverReachesAnotherClient reproduces the Python http.server case: a
+// backend whose HEAD handler also writes a body. That body is a forged response; with the
+// upstream connection pooled as if the HEAD answer were all, the next client — on another
+// connection — would read the forged response as its own.
+func TestSloppyHEADBodyNeverReachesAnotherClient(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		late   bool
+		forged string
+	}{
+		{"same-write", false, forged},
+		{"same-write-larger-than-a-read", false, forgedSized(20 << 10)},
+		{"body-arrives-later", true, forged},
+	} {
+		late, forged := tc.late, tc.forged
+		t.Run(tc.name, func(t *testing.T) {
+			written := make(chan struct{}, 1)
+			be := startRawBackend(t, "", func(r *rawRequest, c net.Conn) {
+				if r.method != "HEAD" {
+					_, _ = c.Write([]byte(goodAnswer(r.id)))
+					return
+				}
+				head := "HTTP/1.1 200 OK\r\nX-Req: " + r.id + "\r\nContent-Length: " + strconv.Itoa(len(forged)) + "\r\n\r\n"
+				if !late {
+					_, _ = c.Write([]byte(head + forged))
+					return
+				}
+				_, _ = c.Write([]byte(head))
+				<-written // the test says when: after the HEAD's client has its answer
+				_, _ = c.Write([]byte(forged))
+				written <- struct{}{}
+			})
+			px := startProxy(t, parseConfig(t, rawPoolConfig(t, be.addr, "")))
+			for i := 0; i < 10; i++ {
+				a, b := dialRaw(t, px.addr), dialRaw(t, px.addr)
+				idA, idB := "a"+strconv.Itoa(i), "b"+strconv.Itoa(i)
+				status, id, _, err := a.do("HEAD", "/", idA, "")
+				if err != nil || status != 200 || id != idA {
+					t.Fatalf("HEAD: status %d, X-Req %q, err %v; want 200 %q", status, id, err, idA)
+				}
+				if late {
+					written <- struct{}{}
+					<-written
+				}
+				status, id, body, err := b.do("GET", "/", idB, "")
+				if err != nil || status != 200 || id != idB || body != "id="+idB {
+					t.Fatalf("round %d: the next client got status %d, X-Req %q, body %q, err %v; want its own answer (X-Req %q)",
+						i, status, id, body, err, idB)
+				}
+			}
+		})
+	}
+}
+
+// bodyOf returns the text after the head of a raw response.
+func bodyOf(resp string) string {
+	_, body, _ := strings.Cut(resp, "\r\n\r\n")
+	return body
+}
+
+// TestBackendRestartCostsNoPOST: the backend is restarted on the same address while the
+// proxy holds a pool of idle keep-alive connections to it. Every one of those is closed
+// by the backend; a POST — never replayed — must not be sent on one of them. 100 POSTs
+// after the restart: 0 errors.
+func TestBackendRestartCostsNoPOST(t *testing.T) {
+	const pooled = 10
+	var inflight atomic.Int32
+	release := make(chan struct{})
+	serve := func(ln net.Listener) *fasthttp.Server {
+		srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+			if string(ctx.Path()) == "/fill" {
+				// Hold the requests until all of them are in: each gets its own connection.
+				if inflight.Add(1) == pooled {
+					close(release)
+				}
+				<-release
+			}
+			ctx.SetBody(ctx.PostBody())
+		}, CloseOnShutdown: true}
+		go func() { _ = srv.Serve(ln) }()
+		return srv
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	first := serve(ln)
+	px := startProxy(t, poolConfig(t, "", "http://"+addr))
+	c := px.client()
+
+	var wg sync.WaitGroup
+	for range pooled {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if status, body := post(t, c, "/fill", "x"); status != 200 || body != "x" {
+				t.Errorf("filling the pool: status %d body %q", status, body)
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+
+	// The restart: the old process closes every connection, a new one listens.
+	if err := first.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := serve(ln)
+	t.Cleanup(func() { _ = second.Shutdown() })
+
+	failed := 0
+	for i := range 100 {
+		want := "post-" + strconv.Itoa(i)
+		if status, body := post(t, c, "/", want); status != 200 || body != want {
+			failed++
+			t.Logf("POST %d: status %d, body %q", i, status, body)
+		}
+	}
+	if failed != 0 {
+		t.Fatalf("%d of 100 POSTs failed after the backend restarted; want 0", failed)
+	}
+}
+
+// post sends a POST through c and returns the status and body.
+func post(t testing.TB, c *fasthttp.HostClient, path, body string) (int, string) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://lb.test" + path)
+	req.Header.SetMethod("POST")
+	req.SetBodyString(body)
+	if err := c.Do(req, resp); err != nil {
+		t.Errorf("POST %s: %v", path, err)
+		return 0, ""
+	}
+	return resp.StatusCode(), string(resp.Body())
+}
