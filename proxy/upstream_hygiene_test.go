@@ -1,12 +1,16 @@
 package proxy
 
 import (
+	"bufio"
+	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -164,4 +168,53 @@ func post(t testing.TB, c *fasthttp.HostClient, path, body string) (int, string)
 		return 0, ""
 	}
 	return resp.StatusCode(), string(resp.Body())
+}
+
+// TestUploadToBackendThatStopsReading: a streamed upload to a backend that accepts the
+// connection and never reads ends at the response timeout with a 504 (before, the write
+// had no deadline and the request hung for as long as the client kept sending).
+func TestUploadToBackendThatStopsReading(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held <- c // never read
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		for len(held) > 0 {
+			(<-held).Close()
+		}
+	})
+	cfg := parseConfig(t, "server: { max_body_bytes: 1073741824 }\npools:\n  - name: web\n    retry: { attempts: 0 }\n"+
+		"    timeouts: { connect: 500ms, response: 300ms }\n    backends:\n      - url: \"http://"+ln.Addr().String()+"\"\n")
+	px := startProxy(t, cfg)
+
+	c, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const size = 1 << 30 // far more than any socket buffers
+	go func() {
+		_, _ = io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: lb.test\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n")
+		_, _ = io.Copy(c, &zeros{n: size}) // until the proxy closes the connection
+	}()
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 504 {
+		t.Fatalf("got status %d; want 504", resp.StatusCode)
+	}
 }
