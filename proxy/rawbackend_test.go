@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// rawRequest is what a rawBackend parsed of one request.
-type rawRequest struct {
+// backendRequest is what a rawBackend parsed of one request.
+type backendRequest struct {
 	method, path string
 	id           string // the X-Req header: which client request this is
 	body         []byte
@@ -28,7 +28,7 @@ type rawBackend struct {
 	t      testing.TB
 	ln     net.Listener
 	addr   string
-	answer func(r *rawRequest, c net.Conn) // writes the answer; may keep c for later writes
+	answer func(r *backendRequest, c net.Conn) // writes the answer; may keep c for later writes
 
 	accepted atomic.Int32 // connections accepted so far
 
@@ -38,7 +38,7 @@ type rawBackend struct {
 }
 
 // startRawBackend listens on 127.0.0.1:0 (or addr) until the test ends.
-func startRawBackend(t testing.TB, addr string, answer func(r *rawRequest, c net.Conn)) *rawBackend {
+func startRawBackend(t testing.TB, addr string, answer func(r *backendRequest, c net.Conn)) *rawBackend {
 	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -84,7 +84,7 @@ func (b *rawBackend) serve(c net.Conn) {
 		if err != nil {
 			return
 		}
-		r := &rawRequest{method: req.Method, path: req.URL.RequestURI(), id: req.Header.Get("X-Req")}
+		r := &backendRequest{method: req.Method, path: req.URL.RequestURI(), id: req.Header.Get("X-Req")}
 		r.body, _ = io.ReadAll(io.LimitReader(req.Body, 1<<20))
 		b.answer(r, c)
 	}

@@ -74,7 +74,7 @@ func TestResponseCorpus(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			const idA, idB = "AA", "BB" // two bytes, as "ID" in the answers
 			lateGo, lateDone := make(chan struct{}), make(chan struct{})
-			be := startRawBackend(t, "", func(r *rawRequest, c net.Conn) {
+			be := startRawBackend(t, "", func(r *backendRequest, c net.Conn) {
 				if r.id != idA {
 					_, _ = c.Write([]byte(goodAnswer(r.id)))
 					return

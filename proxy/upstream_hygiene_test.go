@@ -42,7 +42,7 @@ func TestSloppyHEADBodyNeverReachesAnotherClient(t *testing.T) {
 		late, forged := tc.late, tc.forged
 		t.Run(tc.name, func(t *testing.T) {
 			written := make(chan struct{}, 1)
-			be := startRawBackend(t, "", func(r *rawRequest, c net.Conn) {
+			be := startRawBackend(t, "", func(r *backendRequest, c net.Conn) {
 				if r.method != "HEAD" {
 					_, _ = c.Write([]byte(goodAnswer(r.id)))
 					return
