@@ -208,7 +208,9 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, out *logOut
 	var builder *state.Builder
 	reg := metrics.New(metrics.Options{Start: start, Current: func() *state.Table { return builder.Store.Load() }})
 	hooks := proxy.HooksWithMetrics(nil, reg)
+	recordBreaker := hooks.BreakerChange
 	hooks.BreakerChange = func(b *state.Backend, from, to state.BreakerState, reason string) {
+		recordBreaker(b, from, to, reason)
 		ev := log.Warn()
 		if to == state.BreakerClosed {
 			ev = log.Info()

@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"go-loadbalancer/internal/testtool"
+	"go-loadbalancer/state"
 )
 
 // TestDashboardInChromium loads the dashboard in headless Chromium: no console error,
@@ -135,6 +136,25 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	testtool.WaitFor(t, 3*time.Second, "the Enable button to take effect", func() bool { return !l.builder.Store.Load().Backend(id).Drained })
 	poll(3*time.Second, "the enable on the page", row+`.querySelector(".state").textContent`, "up")
+
+	// A breaker that went open, half-open and closed again within a moment shows as open
+	// (dashed, "now closed") for 10 s, its strip holds all three states, and the backend's
+	// full id is in the page at this width.
+	be := l.builder.Store.Load().Pools[0].Backends[2]
+	l.reg.BreakerChanged(be, state.BreakerClosed, state.BreakerOpen, "test")
+	l.reg.BreakerChanged(be, state.BreakerOpen, state.BreakerHalfOpen, "test")
+	l.reg.BreakerChanged(be, state.BreakerHalfOpen, state.BreakerClosed, "test")
+	row2 := `document.querySelector('tr[data-id="` + be.ID + `"]')`
+	poll(3*time.Second, "the recent open breaker", row2+`.querySelector(".breaker").textContent + "/" + `+row2+`.querySelector(".breaker").classList.contains("recent")`, "open/true")
+	poll(time.Second, "what it is now", row2+`.querySelector(".breaker").parentNode.querySelector(".sub").textContent`, "now closed")
+	poll(time.Second, "the breaker strip", row2+`.querySelector("svg.btl").dataset.states`, "closed open half_open closed")
+	poll(time.Second, "the full id", `(() => { const d = `+row2+`.querySelector("td.id div"); return d.textContent + "/" + (d.scrollWidth <= d.clientWidth) + "/" + d.title })()`,
+		be.ID+"/true/"+be.ID)
+	if dir := os.Getenv("DASHBOARD_SCREENSHOT_DIR"); dir != "" {
+		if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, "dashboard-breaker.png"), png, 0o644)
+		}
+	}
 
 	mu.Lock()
 	defer mu.Unlock()

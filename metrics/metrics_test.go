@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go-loadbalancer/state"
 )
 
 func TestCodeSlots(t *testing.T) {
@@ -227,5 +229,31 @@ func TestSnapshotIsLive(t *testing.T) {
 	bs = reg.Snapshot(false).Backends[0]
 	if p := float64(bs.LatencyMS.P99); math.IsNaN(p) || math.Abs(p-1)/1 > 0.125 {
 		t.Fatalf("after the window moved on: got p99 %v ms; want 1 ms ±12.5%% (the 500 ms requests are older than 10 s)", p)
+	}
+}
+
+// TestBreakerRecent: a breaker that went open and half-open and closed again within a
+// second shows as open for 10 s, with its transitions.
+func TestBreakerRecent(t *testing.T) {
+	b, reg := newTestRegistry(t, poolYAML("127.0.0.1:1", "127.0.0.1:2"))
+	be := b.Store.Load().Pools[0].Backends[0]
+	reg.BreakerChanged(be, state.BreakerClosed, state.BreakerOpen, "test")
+	reg.BreakerChanged(be, state.BreakerOpen, state.BreakerHalfOpen, "test")
+	reg.BreakerChanged(be, state.BreakerHalfOpen, state.BreakerClosed, "test")
+	snap := reg.Snapshot(false)
+	bs := snap.Backends[0]
+	if bs.Breaker != "closed" || bs.BreakerRecent != "open" {
+		t.Fatalf("got breaker %q, recent %q; want closed, open", bs.Breaker, bs.BreakerRecent)
+	}
+	if len(bs.BreakerHistory) != 3 || bs.BreakerHistory[1].From != "open" || bs.BreakerHistory[1].To != "half_open" {
+		t.Fatalf("got history %+v; want the three transitions, oldest first", bs.BreakerHistory)
+	}
+	if o := snap.Backends[1]; o.BreakerRecent != "closed" || len(o.BreakerHistory) != 0 {
+		t.Fatalf("the other backend: got recent %q, history %+v; want closed, none", o.BreakerRecent, o.BreakerHistory)
+	}
+	// Older than 10 s: no longer "recent", still in the history.
+	worst, hist := reg.breakerView(be.ID, state.BreakerClosed, time.Now().Add(11*time.Second))
+	if worst != state.BreakerClosed || len(hist) != 3 {
+		t.Fatalf("11 s later: got %v and %d transitions; want closed and 3", worst, len(hist))
 	}
 }

@@ -60,7 +60,9 @@ type Registry struct {
 	gauges  []counterFunc
 	sticky  func() StickyCounts
 	funcs   []counterFunc
-	sampler sampler
+	// breakers is each backend's recent breaker transitions (BreakerChanged).
+	breakers breakerLog
+	sampler  sampler
 }
 
 type counterFunc struct {

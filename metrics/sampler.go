@@ -90,6 +90,7 @@ func (s *sampler) sample(r *Registry, t *state.Table, now time.Time) {
 			delete(s.backends, id)
 		}
 	}
+	r.breakers.forget(seenB)
 	for name := range s.pools {
 		if !seenP[name] {
 			delete(s.pools, name)

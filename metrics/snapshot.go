@@ -47,17 +47,23 @@ type BackendSnapshot struct {
 	Drained bool   `json:"drained"`
 	// State sums up whether it takes traffic: "up", "drained", "down" (failed health
 	// checks) or "open" (breaker open).
-	State       string   `json:"state"`
-	Breaker     string   `json:"breaker"`       // closed | half_open | open
-	BreakerForS Num      `json:"breaker_for_s"` // time in the current breaker state
-	Inflight    int64    `json:"inflight"`      // requests being served now
-	Requests    uint64   `json:"requests"`      // requests sent, retries included
-	Failures    uint64   `json:"failures"`      // connection errors, timeouts, 5xx
-	RPS         Num      `json:"rps"`           // over the last second
-	ErrorRate   Num      `json:"error_rate"`    // failures/requests over the last second
-	LatencyMS   Latency  `json:"latency_ms"`    // over the last 10 s
-	Responses   Classes  `json:"responses"`     // answers by status class
-	History     *History `json:"history,omitempty"`
+	State   string `json:"state"`
+	Breaker string `json:"breaker"` // closed | half_open | open
+	// BreakerRecent is the worst state the breaker was in over the last 10 s (open, then
+	// half_open, then closed), so that a short half-open or open shows for a while.
+	BreakerRecent string `json:"breaker_recent"`
+	// BreakerHistory is the breaker's transitions of the last 5 minutes (at most 16),
+	// oldest first.
+	BreakerHistory []BreakerTransition `json:"breaker_history"`
+	BreakerForS    Num                 `json:"breaker_for_s"` // time in the current breaker state
+	Inflight       int64               `json:"inflight"`      // requests being served now
+	Requests       uint64              `json:"requests"`      // requests sent, retries included
+	Failures       uint64              `json:"failures"`      // connection errors, timeouts, 5xx
+	RPS            Num                 `json:"rps"`           // over the last second
+	ErrorRate      Num                 `json:"error_rate"`    // failures/requests over the last second
+	LatencyMS      Latency             `json:"latency_ms"`    // over the last 10 s
+	Responses      Classes             `json:"responses"`     // answers by status class
+	History        *History            `json:"history,omitempty"`
 }
 
 // PoolSnapshot is one pool's totals.
@@ -184,6 +190,11 @@ func (r *Registry) backendSnapshot(b *state.Backend, now time.Time, withHistory 
 		Requests:    st.Requests.Load(),
 		Failures:    st.Failures.Load(),
 		LatencyMS:   Latency{Num(math.NaN()), Num(math.NaN())},
+	}
+	recent, hist := r.breakerView(b.ID, br, now)
+	bs.BreakerRecent, bs.BreakerHistory = recent.String(), hist
+	if bs.BreakerHistory == nil {
+		bs.BreakerHistory = []BreakerTransition{}
 	}
 	if m := r.handle(b.ID); m != nil {
 		bs.Responses = m.classes()

@@ -21,6 +21,7 @@ func HooksWithMetrics(dial Dialer, reg *metrics.Registry) state.Hooks {
 	if reg == nil {
 		return h
 	}
+	h.BreakerChange = reg.BreakerChanged // for the dashboard's recent breaker states
 	newUp, release, table := h.Upstream, h.Release, h.Table
 	h.Table = func(t *state.Table) (any, error) {
 		x, err := table(t)
