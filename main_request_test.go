@@ -12,9 +12,9 @@ import (
 
 // TestClientErrorsCounted: the binary's listener stack refuses a bare-LF request at once
 // (400, not a 408 after read_timeout), and requests broken by the client are counted by
-// reason in lb_client_errors_total, while the backend sees none of them.
+// reason in lb_client_errors_total (TestRequestCorpus shows a backend receives none of them).
 func TestClientErrorsCounted(t *testing.T) {
-	a, hits := backend(t, "a", 0)
+	a, _ := backend(t, "a", 0)
 	cfg := filepath.Join(t.TempDir(), "lb.yaml")
 	writeConfig(t, cfg, a)
 	p := start(t, "-config", cfg)
@@ -52,8 +52,5 @@ func TestClientErrorsCounted(t *testing.T) {
 		if got := p.metric(t, `lb_client_errors_total{reason="`+reason+`"}`); got != want {
 			t.Errorf(`lb_client_errors_total{reason=%q} = %v; want %v`, reason, got, want)
 		}
-	}
-	if n := hits.Load(); n != 0 {
-		t.Fatalf("the backend got %d requests; want 0", n)
 	}
 }
