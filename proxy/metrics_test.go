@@ -4,7 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"io"
+	stdlog "log"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/config"
+	"go-loadbalancer/internal/logbuf"
 	"go-loadbalancer/internal/testtool"
 	"go-loadbalancer/metrics"
 	"go-loadbalancer/ratelimit"
@@ -186,5 +191,35 @@ func TestTLSHandshakeMetrics(t *testing.T) {
 	testtool.WaitFor(t, 3*time.Second, "the failed handshake counted", func() bool { return m.conns.HandshakeErrors() == 1 })
 	if h := m.conns.Handshakes(); h != 1 {
 		t.Fatalf("got %d handshakes; want still 1", h)
+	}
+}
+
+// TestUpstreamErrorLogNamesCause: the log line of a failed try says what went wrong
+// underneath (here the backend's certificate), not only "cannot connect to backend"; the
+// try counts as a connect_error.
+func TestUpstreamErrorLogNamesCause(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	srv.Config.ErrorLog = stdlog.New(io.Discard, "", 0) // the handshake failures we cause
+	cfg := poolConfig(t, "", srv.URL)
+	var logs logbuf.Buffer
+	b := state.NewBuilder(Hooks(nil))
+	if _, err := b.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	px := New(Options{Store: &b.Store, Log: zerolog.New(&logs)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := px.NewServer(cfg.Server, zerolog.Nop())
+	go func() { _ = fs.Serve(ln) }()
+	defer fs.Shutdown()
+	resp := rawRequest(t, ln.Addr().String(), "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(resp, "HTTP/1.1 503") {
+		t.Fatalf("got %.40q; want 503 (no backend could be reached)", resp)
+	}
+	if !strings.Contains(logs.String(), `"cause":"tls: failed to verify certificate: x509:`) {
+		t.Fatalf("the upstream error log does not name the certificate problem:\n%s", logs.String())
 	}
 }

@@ -364,7 +364,14 @@ func route(ctx *fasthttp.RequestCtx, t *state.Table, ext *tableData) (pool *stat
 // the log (the metrics count every one).
 func (p *Proxy) logUpstreamError(b *state.Backend, err error) {
 	if n := p.errLogs.Add(1); n == 1 || n%100 == 0 {
-		p.log.Warn().Str("backend", b.ID).Err(err).Uint64("errors_seen", n).Msg("upstream request failed")
+		ev := p.log.Warn().Str("backend", b.ID).Err(err).Uint64("errors_seen", n)
+		if u, ok := b.Upstream.(*upstream); ok && (err == errConnect || err == errDialTimeout || err == errWrite) {
+			// What the sentinel leaves out: connection refused, x509: ..., i/o timeout.
+			// The backend's last such failure, which under concurrency may be another
+			// request's: the log is sampled anyway.
+			ev = ev.Str("cause", u.tr.lastCause())
+		}
+		ev.Msg("upstream request failed")
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,6 +50,25 @@ type transport struct {
 	// asserts them back with the type inferred from AcquireConn. Set once by bind.
 	release, close any
 	streams        sync.Pool // *bodyStream[C]
+
+	// cause is the text of the error behind the last failed dial or write (refused, x509,
+	// timeout), which the sentinel errors the proxy works with leave out; for the log.
+	cause atomic.Pointer[string]
+}
+
+// noteCause keeps err's text as the last failure's cause (an allocation, on the error
+// path only).
+func (t *transport) noteCause(err error) {
+	s := err.Error()
+	t.cause.Store(&s)
+}
+
+// lastCause returns the text of the last dial or write failure, "" if none.
+func (t *transport) lastCause() string {
+	if s := t.cause.Load(); s != nil {
+		return *s
+	}
+	return ""
 }
 
 // bind stores hc's connection functions; call once before the client is used.
@@ -67,6 +87,7 @@ func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 	for range maxStaleConns {
 		cc, err := hc.AcquireConn(0, false)
 		if err != nil {
+			t.noteCause(err)
 			return false, dialError(err)
 		}
 		if err = roundTrip(t, hc, cc, req, resp); err != errStale {
@@ -129,11 +150,17 @@ func roundTrip[C connHandle](t *transport, hc *fasthttp.HostClient, cc C, req *f
 	}
 	if err != nil {
 		closeConn(cc)
+		t.noteCause(err)
 		if errors.Is(err, errBodyLimit) {
 			return errBodyLimit
 		}
 		if errors.Is(err, errClientBody) {
 			return errClientBody // the client's fault, not the backend's
+		}
+		if tc, ok := conn.(interface{ ConnectionState() tls.ConnectionState }); ok && !tc.ConnectionState().HandshakeComplete {
+			// The TLS handshake, run by the first write, failed (an untrusted certificate,
+			// say): nothing was sent, as with a refused connection.
+			return errConnect
 		}
 		if isTimeout(err) {
 			return errRespTimeout // the backend stopped reading the request
