@@ -28,7 +28,12 @@ func edgeServerConfig() config.Server {
 // serveEdge runs newServer(h, s) on a loopback port and returns the server and its address.
 func serveEdge(t *testing.T, h fasthttp.RequestHandler, s config.Server, log zerolog.Logger) (*Server, string) {
 	t.Helper()
-	srv := newServer(h, s, log)
+	return serveEdgeServer(t, newServer(h, s, log))
+}
+
+// serveEdgeServer serves srv on a loopback port as main does, until the test ends.
+func serveEdgeServer(t *testing.T, srv *Server) (*Server, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -65,6 +65,11 @@ type Proxy struct {
 	onRateLimited func()
 	auth          atomic.Pointer[auth.Verifier]
 
+	// edge and maxTunnels are set by NewServer: tunnels are counted in its Stats under
+	// server.max_tunnels. nil and 0 without a Server (tests).
+	edge       *ServerStats
+	maxTunnels int64
+
 	errLogs    atomic.Uint64 // sampled error logging
 	sampled    atomic.Uint64 // 2xx responses seen while log.sample_2xx < 1
 	clientErrs [numClientReasons]atomic.Uint64
@@ -264,7 +269,7 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 	b.Stats.Breaker.Release(ticket) // a tunnel's fate is not a request outcome
 	tunnelled(ctx.Conn())           // its bytes are not HTTP heads
 	p.noteBackend(ctx, b)
-	p.tunnel(ctx, b, b.Upstream.(*upstream), func() {
+	p.tunnel(ctx, b, b.Upstream.(*upstream), pool.Settings.Timeouts.TunnelIdle, func() {
 		if sess != nil && sess.active {
 			p.stickyEnd(ctx, &ext.sticky, sess, b)
 		}

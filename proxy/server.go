@@ -41,6 +41,7 @@ type ServerStats struct {
 	ConnsOverLimit   atomic.Uint64 // connections closed at once over server.max_conns
 	ConnsOverPerIP   atomic.Uint64 // connections closed at once over server.max_conns_per_ip
 	Conns            atomic.Int64  // client connections open now, tunnels included
+	Tunnels          atomic.Int64  // WebSocket tunnels open now
 	TunnelsOverLimit atomic.Uint64 // WebSocket upgrades refused over server.max_tunnels
 }
 
@@ -49,6 +50,7 @@ type ServerStats struct {
 // (main logs a warning).
 func (p *Proxy) NewServer(s config.Server, log zerolog.Logger) *Server {
 	srv := newServer(p.ServeHTTP, s, log)
+	p.edge, p.maxTunnels = &srv.Stats, int64(s.MaxTunnels)
 	srv.Server.ErrorHandler = p.serverError
 	// Expect: 100-continue is answered only once the request passed every check
 	// (admit): a refused client gets the final status and its body is never read.

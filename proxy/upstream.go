@@ -32,6 +32,8 @@ type upstream struct {
 	check  *fasthttp.HostClient // health checks
 	host   string
 	tls    *tls.Config
+
+	tunnels atomic.Int64 // WebSocket tunnels open to this backend
 }
 
 // bufferLimit is the largest response body with a known length read whole; larger ones
@@ -92,13 +94,13 @@ func newUpstream(b *state.Backend, p *config.Pool, prev any, dial Dialer) (any, 
 		dial = func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, dialTimeout) }
 	}
 	u.dial = dial
-	u.hc.Dial = func(addr string) (net.Conn, error) {
+	u.hc.Dial = u.guardDial(func(addr string) (net.Conn, error) {
 		c, err := dial(addr)
 		if err != nil {
 			return nil, err
 		}
 		return newUpConn(c), nil
-	}
+	})
 	u.tr.bind(u.hc)
 	// Health checks get their own small client: a pool saturated by traffic must not make
 	// its backend look down.
@@ -108,6 +110,19 @@ func newUpstream(b *state.Backend, p *config.Pool, prev any, dial Dialer) (any, 
 	}
 	u.host = b.Addr
 	return u, nil
+}
+
+// guardDial returns dial for the pooled client, refusing (ErrNoFreeConns, a 503 "at
+// capacity" or a retry elsewhere) a new connection while the backend's open tunnels and
+// pooled connections together fill max_conns_per_backend: tunnels dial themselves
+// (websocket.go), so the pool's own MaxConns does not see them.
+func (u *upstream) guardDial(dial Dialer) fasthttp.DialFunc {
+	return func(addr string) (net.Conn, error) {
+		if t := u.tunnels.Load(); t > 0 && t+int64(u.hc.ConnsCount()) > int64(u.hc.MaxConns) {
+			return nil, fasthttp.ErrNoFreeConns
+		}
+		return dial(addr)
+	}
 }
 
 // Check sends one health-check GET for path and returns the status code. It implements the

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -24,7 +25,21 @@ const maxRefusalBody = 1 << 20
 //
 // answered is called once the backend's answer is in ctx.Response and before it is sent,
 // so that headers (a sticky session's cookie) can be added to it.
-func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, answered func()) {
+//
+// A tunnel holds one of the backend's max_conns_per_backend connections and one of
+// server.max_tunnels for its life (over either: 503), and closes after idle with no byte
+// moved either way (timeouts.tunnel_idle, HAProxy's timeout tunnel).
+func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, idle time.Duration, answered func()) {
+	if !p.acquireTunnel(u) {
+		writeError(ctx, errNoConns)
+		return
+	}
+	held := true // until the hijack handler owns the tunnel's places
+	defer func() {
+		if held {
+			p.releaseTunnel(u)
+		}
+	}()
 	conn, err := u.dial(b.Addr)
 	if err == nil {
 		_ = conn.SetDeadline(time.Now().Add(u.tr.responseTimeout))
@@ -91,22 +106,93 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, 
 	b.Stats.Inflight.Add(1)
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(client net.Conn) {
+		defer p.releaseTunnel(u)
 		defer b.Stats.Inflight.Add(-1)
 		defer conn.Close()
 		if _, err := client.Write(head); err != nil {
 			return
 		}
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, _ = io.Copy(client, conn)
-			closeWrite(client)
-		}()
-		_, _ = io.Copy(conn, client)
-		closeWrite(conn)
-		wg.Wait()
+		pipe(client, conn, idle)
 	})
+	held = false
+}
+
+// acquireTunnel takes a place for a tunnel to u's backend under server.max_tunnels and
+// the backend's max_conns_per_backend (shared with its pooled connections), or reports
+// false.
+func (p *Proxy) acquireTunnel(u *upstream) bool {
+	if st := p.edge; st != nil {
+		if n := st.Tunnels.Add(1); p.maxTunnels > 0 && n > p.maxTunnels {
+			st.Tunnels.Add(-1)
+			st.TunnelsOverLimit.Add(1)
+			return false
+		}
+	}
+	if n := u.tunnels.Add(1); n+int64(u.hc.ConnsCount()) > int64(u.hc.MaxConns) {
+		u.tunnels.Add(-1)
+		if p.edge != nil {
+			p.edge.Tunnels.Add(-1)
+		}
+		return false
+	}
+	return true
+}
+
+func (p *Proxy) releaseTunnel(u *upstream) {
+	u.tunnels.Add(-1)
+	if p.edge != nil {
+		p.edge.Tunnels.Add(-1)
+	}
+}
+
+// pipe copies bytes both ways between a and b until both directions ended, or until no
+// byte moved either way for idle: then both connections are closed. A direction that
+// reaches EOF half-closes its destination, and the other goes on. Each read waits at most
+// until idle after the last byte moved in either direction; each write at most idle.
+func pipe(a, b net.Conn, idle time.Duration) {
+	if idle <= 0 {
+		idle = 100 * 365 * 24 * time.Hour // no idle timeout
+	}
+	var last atomic.Int64 // UnixNano of the last byte moved either way
+	last.Store(time.Now().UnixNano())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		copyIdle(a, b, idle, &last)
+	}()
+	copyIdle(b, a, idle, &last)
+	wg.Wait()
+}
+
+// copyIdle copies src to dst for pipe; on an idle timeout or an error it closes both.
+func copyIdle(dst, src net.Conn, idle time.Duration, last *atomic.Int64) {
+	buf := make([]byte, 32<<10)
+	for {
+		_ = src.SetReadDeadline(time.Unix(0, last.Load()).Add(idle))
+		n, err := src.Read(buf)
+		if n > 0 {
+			last.Store(time.Now().UnixNano())
+			_ = dst.SetWriteDeadline(time.Now().Add(idle))
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				dst.Close()
+				src.Close()
+				return
+			}
+		}
+		switch {
+		case err == nil:
+		case err == io.EOF:
+			closeWrite(dst)
+			return
+		case isTimeout(err) && time.Since(time.Unix(0, last.Load())) < idle:
+			// The other direction moved meanwhile: wait again from its last byte.
+		default:
+			dst.Close() // idle either way, or broken: the tunnel ends
+			src.Close()
+			return
+		}
+	}
 }
 
 // closeWrite half-closes c so the peer sees EOF while the other direction drains.

@@ -1,0 +1,157 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"go-loadbalancer/internal/testtool"
+	"go-loadbalancer/state"
+)
+
+// openTunnel sends a WebSocket upgrade to addr and returns the connection once the 101
+// is read, or the status line of another answer.
+func openTunnel(t *testing.T, addr string) (net.Conn, *bufio.Reader, string) {
+	t.Helper()
+	return openTunnelPath(t, addr, "/chat")
+}
+
+func openTunnelPath(t *testing.T, addr, path string) (net.Conn, *bufio.Reader, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	r := bufio.NewReader(c)
+	status, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("no answer to the upgrade: %v", err)
+	}
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil || line == "\r\n" {
+			break
+		}
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, r, strings.TrimSpace(status)
+}
+
+// TestTunnelsCountAgainstBackendLimit: WebSocket tunnels hold the backend's
+// max_conns_per_backend places (30 could be opened with a limit of 10 before): a tunnel
+// over the limit gets 503, and so does a plain request while tunnels fill the limit; a
+// closed tunnel gives its place back.
+func TestTunnelsCountAgainstBackendLimit(t *testing.T) {
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		if len(ctx.Request.Header.Peek("Upgrade")) > 0 {
+			wsEcho(ctx)
+			return
+		}
+		ctx.SetBodyString("ok")
+	})
+	cfg := poolConfig(t, "    max_conns_per_backend: 3\n    retry: { attempts: 0 }\n", be.url)
+	p := startProxy(t, cfg)
+	var tunnels []net.Conn
+	for i := range 3 {
+		c, _, status := openTunnel(t, p.addr)
+		if !strings.HasPrefix(status, "HTTP/1.1 101") {
+			t.Fatalf("tunnel %d: got %q; want 101", i, status)
+		}
+		tunnels = append(tunnels, c)
+	}
+	if _, _, status := openTunnel(t, p.addr); !strings.HasPrefix(status, "HTTP/1.1 503") {
+		t.Fatalf("a 4th tunnel with max_conns_per_backend 3: got %q; want 503", status)
+	}
+	if resp := p.get(t, "/plain"); resp.StatusCode() != 503 {
+		t.Fatalf("a plain request while 3 tunnels fill the backend's 3 places: got %d; want 503", resp.StatusCode())
+	}
+	tunnels[0].Close()
+	u := p.builder.Store.Load().Backends()[0].Upstream.(*upstream)
+	testtool.WaitFor(t, 5*time.Second, "the closed tunnel to give its place back", func() bool { return u.tunnels.Load() == 2 })
+	if resp := p.get(t, "/plain"); resp.StatusCode() != 200 {
+		t.Fatalf("after a tunnel closed: got %d; want 200", resp.StatusCode())
+	}
+}
+
+// TestTunnelsGlobalCap: over server.max_tunnels an upgrade gets 503 and is counted.
+func TestTunnelsGlobalCap(t *testing.T) {
+	be := startBackend(t, wsEcho)
+	cfg := poolConfig(t, "server: { max_tunnels: 2 }\n", be.url)
+	b := state.NewBuilder(Hooks(nil))
+	if _, err := b.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	px := New(Options{Store: &b.Store, Log: zerolog.Nop()})
+	srv, addr := serveEdgeServer(t, px.NewServer(cfg.Server, zerolog.Nop()))
+	for range 2 {
+		if _, _, status := openTunnel(t, addr); !strings.HasPrefix(status, "HTTP/1.1 101") {
+			t.Fatalf("got %q; want 101", status)
+		}
+	}
+	if _, _, status := openTunnel(t, addr); !strings.HasPrefix(status, "HTTP/1.1 503") {
+		t.Fatalf("a 3rd tunnel with max_tunnels 2: got %q; want 503", status)
+	}
+	if n := srv.Stats.TunnelsOverLimit.Load(); n != 1 {
+		t.Fatalf("got %d tunnels counted over the limit; want 1", n)
+	}
+	if n := srv.Stats.Tunnels.Load(); n != 2 {
+		t.Fatalf("got %d tunnels open; want 2", n)
+	}
+}
+
+// TestTunnelIdleTimeout: a tunnel with traffic in either direction stays open past
+// timeouts.tunnel_idle; one with none for tunnel_idle is closed.
+func TestTunnelIdleTimeout(t *testing.T) {
+	// The backend speaks every 100 ms on its own: traffic in one direction only.
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		wsEcho(ctx)
+		if ctx.Response.StatusCode() != fasthttp.StatusSwitchingProtocols {
+			return
+		}
+		talk := string(ctx.Request.URI().QueryArgs().Peek("talk")) == "1"
+		ctx.Hijack(func(c net.Conn) {
+			if !talk {
+				_, _ = io.Copy(io.Discard, c)
+				return
+			}
+			for range 10 {
+				if _, err := c.Write([]byte("x")); err != nil {
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			_, _ = io.Copy(io.Discard, c)
+		})
+	})
+	cfg := poolConfig(t, "", be.url)
+	cfg.Pools[0].Timeouts.TunnelIdle = 400 * time.Millisecond
+	p := startProxy(t, cfg)
+	f := func(path string, wantBytes int) {
+		t.Helper()
+		c, r, status := openTunnelPath(t, p.addr, path)
+		if !strings.HasPrefix(status, "HTTP/1.1 101") {
+			t.Fatalf("got %q; want 101", status)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		start := time.Now()
+		b, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatalf("%s: the tunnel was not closed when idle: %v", path, err)
+		}
+		if len(b) != wantBytes {
+			t.Fatalf("%s: got %d bytes before the close after %v; want %d", path, len(b), time.Since(start), wantBytes)
+		}
+	}
+	f("/quiet", 0)         // closed after 400 ms of silence
+	f("/talk?talk=1", 10) // 10 bytes over a second, then 400 ms of silence
+}
