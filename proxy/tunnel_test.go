@@ -152,6 +152,6 @@ func TestTunnelIdleTimeout(t *testing.T) {
 			t.Fatalf("%s: got %d bytes before the close after %v; want %d", path, len(b), time.Since(start), wantBytes)
 		}
 	}
-	f("/quiet", 0)         // closed after 400 ms of silence
+	f("/quiet", 0)        // closed after 400 ms of silence
 	f("/talk?talk=1", 10) // 10 bytes over a second, then 400 ms of silence
 }
