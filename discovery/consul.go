@@ -29,7 +29,10 @@ type ConsulOptions struct {
 	// Consul's own variables (CONSUL_HTTP_TOKEN, CONSUL_CACERT, ...), as for the consul CLI.
 	Addr string
 	// WaitTime is how long one blocking query may wait for a change (Consul caps it at
-	// 10 minutes and adds up to 1/16 of jitter). Default 5 minutes.
+	// 10 minutes and adds up to 1/16 of jitter). Default 1 minute: it bounds how long a
+	// snapshot restore goes unseen, because Consul (1.16.3, tested) does not wake a blocked
+	// HTTP query when it restores a snapshot — the restored state, with its lower index,
+	// is answered when the wait runs out.
 	WaitTime time.Duration
 	// RetryMin and RetryMax bound the exponential backoff after a failed query: the first
 	// retry waits about RetryMin, each next one twice as long, never more than RetryMax
@@ -46,7 +49,7 @@ func (o *ConsulOptions) Validate() error {
 		o.Addr = "127.0.0.1:8500"
 	}
 	if o.WaitTime <= 0 {
-		o.WaitTime = 5 * time.Minute
+		o.WaitTime = time.Minute
 	}
 	if o.RetryMin <= 0 {
 		o.RetryMin = time.Second

@@ -223,3 +223,28 @@ func TestConsulAgentEndToEnd(t *testing.T) {
 		t.Fatalf("got status %d after the only instance failed; want 503", code)
 	}
 }
+
+// A snapshot restore puts back an older state with its lower index. Consul 1.16.3 does
+// not wake a blocked HTTP query for it (the fake's restore does, as Consul's server-side
+// blocking query does for an abandoned state store; TestConsulIndexGoingBackwardsResets
+// covers that): the query answers the
+// restored state only when its wait runs out, and the watcher applies it then. So the wait
+// bounds how long a restore goes unseen: 3 s here, 1 minute by default.
+func TestConsulAgentSnapshotRestore(t *testing.T) {
+	agent := testconsul.Start(t)
+	agent.RegisterExternal("ext-1", testconsul.Service{ID: "web-1", Name: "web", Address: "10.0.0.1", Port: 80})
+	snap := agent.Snapshot()
+	for i := range 60 {
+		agent.RegisterExternal("ext-2", testconsul.Service{ID: "web-2", Name: "web", Address: "10.0.0.2", Port: 80, Passing: i + 1})
+	}
+	agent.DeregisterExternal("ext-1", "web-1")
+	b, _, _ := watchConsul(t, agent.Addr(), 3*time.Second, consulConfig(t, webPool), state.Hooks{})
+	waitAgentMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.2:80/60/")
+	old := agent.Index("web")
+
+	agent.Restore(snap)
+	if now := agent.Index("web"); now >= old {
+		t.Fatalf("the restored index %d is not below the old %d: the test proves nothing", now, old)
+	}
+	waitAgentMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.1:80/1/")
+}

@@ -11,6 +11,8 @@
 package testconsul
 
 import (
+	"bytes"
+	"io"
 	"net"
 	"os/exec"
 	"strconv"
@@ -178,6 +180,52 @@ func (a *Agent) setCheck(id, status string) {
 	a.t.Helper()
 	if err := a.client.Agent().UpdateTTL("service:"+id, "set by the test", status); err != nil {
 		a.t.Fatalf("cannot set %s's check to %s: %v", id, status, err)
+	}
+}
+
+// RegisterExternal registers s in the catalog on node (an external node, which the agent's
+// anti-entropy leaves alone: it only syncs its own node), with no checks: passing.
+// s.Address "" means the node's address, 127.0.0.2.
+func (a *Agent) RegisterExternal(node string, s Service) {
+	a.t.Helper()
+	svc := &api.AgentService{ID: s.ID, Service: s.Name, Address: s.Address, Port: s.Port, Tags: s.Tags, Meta: s.Meta}
+	if s.Passing != 0 || s.Warning != 0 {
+		svc.Weights = api.AgentWeights{Passing: s.Passing, Warning: s.Warning}
+	}
+	if _, err := a.client.Catalog().Register(&api.CatalogRegistration{Node: node, Address: "127.0.0.2", Service: svc}, nil); err != nil {
+		a.t.Fatalf("cannot register %s on node %s: %v", s.ID, node, err)
+	}
+}
+
+// DeregisterExternal removes instance id of node from the catalog.
+func (a *Agent) DeregisterExternal(node, id string) {
+	a.t.Helper()
+	if _, err := a.client.Catalog().Deregister(&api.CatalogDeregistration{Node: node, ServiceID: id}, nil); err != nil {
+		a.t.Fatalf("cannot deregister %s of node %s: %v", id, node, err)
+	}
+}
+
+// Snapshot saves the agent's state (Consul's snapshot API) for Restore.
+func (a *Agent) Snapshot() []byte {
+	a.t.Helper()
+	r, _, err := a.client.Snapshot().Save(nil)
+	if err != nil {
+		a.t.Fatalf("cannot save a snapshot: %v", err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		a.t.Fatalf("cannot read the snapshot: %v", err)
+	}
+	return b
+}
+
+// Restore replaces the agent's state with a snapshot: its indexes go back to the
+// snapshot's, and blocked queries are woken.
+func (a *Agent) Restore(snap []byte) {
+	a.t.Helper()
+	if err := a.client.Snapshot().Restore(nil, bytes.NewReader(snap)); err != nil {
+		a.t.Fatalf("cannot restore the snapshot: %v", err)
 	}
 }
 
