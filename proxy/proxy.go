@@ -138,6 +138,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	ctx.SetUserValue(routedTo{}, pool) // for finish
 	if p.tracer != nil {
 		if rt := p.requestTrace(ctx); rt != nil {
+			rt.Target(requestPath(req), req.Header.Host())
 			rt.Route(prefix)
 		}
 	}

@@ -15,9 +15,9 @@ import (
 //     RFC 9112 §3.2.2), whose authority replaces the Host header; anything else is refused;
 //   - the path becomes its canonical form (reqpath.Canonical, escaped slashes as mode
 //     says) and the query is kept as sent;
-//   - the Host (or the authority) must be a valid host[:port] without userinfo; HTTP/1.1
-//     needs one (RFC 9112 §3.2), HTTP/1.0 without one is forwarded with the backend's
-//     address (forward).
+//   - the Host (or the authority) must be a valid host[:port] without userinfo, and is
+//     lower-cased; HTTP/1.1 needs one (RFC 9112 §3.2), HTTP/1.0 without one is forwarded
+//     with the backend's address (forward).
 //
 // Afterwards the request's RequestURI is the canonical origin-form target (requestPath
 // reads the path from it) and fasthttp's URI forwards it byte for byte. A target that is
@@ -49,6 +49,18 @@ func canonicalize(req *fasthttp.Request, mode reqpath.Escaped) *reply {
 		// HTTP/1.0 needs no Host; forward sends the backend's address.
 	case !validHost(host):
 		return &replyBadHost
+	case hasUpper(host):
+		// Slow path. A host is case-insensitive (RFC 3986 §3.2.2) and fasthttp sends it
+		// in lower case: route on those bytes too.
+		sc := getScratch()
+		sc.b = append(sc.b[:0], host...)
+		for i, c := range sc.b {
+			if 'A' <= c && c <= 'Z' {
+				sc.b[i] = c + 'a' - 'A'
+			}
+		}
+		h.SetHostBytes(sc.b)
+		putScratch(sc)
 	}
 
 	path, query := target, target[len(target):]
@@ -131,6 +143,15 @@ func validHost(h []byte) bool {
 		}
 	}
 	return true
+}
+
+func hasUpper(b []byte) bool {
+	for _, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			return true
+		}
+	}
+	return false
 }
 
 func nameChar(c byte) bool {

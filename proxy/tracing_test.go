@@ -258,3 +258,19 @@ func BenchmarkGETTracing(b *testing.B) {
 		})
 	}
 }
+
+// TestTracingRecordsTheForwardedTarget: a traced request's url.path and server.address
+// are the canonical path and the Host it was forwarded with, not what it arrived with.
+func TestTracingRecordsTheForwardedTarget(t *testing.T) {
+	col := otlptest.Start(t)
+	rec := startRecorder(t)
+	px := startProxy(t, poolConfig(t, "", "http://"+rec.addr), withTracer(startTracer(t, col.URL(), 0)))
+	status, _, _ := exchange(t, px.addr, "GET http://Shop.Example/x/../it%65ms?id=1 HTTP/1.1\r\nHost: other.example\r\ntraceparent: "+clientSampled+"\r\n\r\n")
+	if status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	srv, _ := splitSpans(t, col.WaitSpans(t, 2, 10*time.Second), 1)
+	if srv.Attrs["url.path"] != "/items" || srv.Attrs["server.address"] != "shop.example" {
+		t.Fatalf("url.path %q, server.address %q; want /items and shop.example", srv.Attrs["url.path"], srv.Attrs["server.address"])
+	}
+}

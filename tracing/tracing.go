@@ -244,6 +244,13 @@ func (r *Request) Route(prefix []byte) {
 	r.span.SetAttributes(attribute.String("http.route", route))
 }
 
+// Target notes the path and Host the request was decided on and forwarded with (its
+// canonical target, README "Request processing"), in place of those it arrived with.
+func (r *Request) Target(path, host []byte) {
+	r.span.SetAttributes(attribute.String("url.path", string(path)),
+		attribute.String("server.address", hostOnly(string(host))))
+}
+
 // Pool notes the pool the request was routed to.
 func (r *Request) Pool(name string) { r.pool = name }
 
