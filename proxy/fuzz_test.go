@@ -3,6 +3,11 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -82,6 +87,60 @@ func FuzzRequestScan(f *testing.F) {
 		}
 		if scanRequestHeaders(got.RawHeaders(), 1000)&hdrBad != 0 {
 			t.Fatalf("%q: forwarded a head the proxy itself refuses: %q", raw, out.Bytes())
+		}
+	})
+}
+
+// FuzzProxiedExchange plays random bytes as a backend's answer to one client's request
+// (with ID standing for that request's id, so answers can be tagged), then sends another
+// client's request over what the proxy has pooled. Invariant: the second client only ever
+// receives bytes produced for its own request — its own tagged answer or an error of the
+// proxy's making, never anything of the first exchange. The proxy, its pool of one
+// connection and the backend live across runs, as they would in production.
+func FuzzProxiedExchange(f *testing.F) {
+	for _, tc := range responseCorpus {
+		f.Add([]byte(tc.answer+tc.late), uint8(len(tc.method)))
+	}
+	var (
+		mu     sync.Mutex
+		answer []byte
+		closeA bool
+	)
+	be := startRawBackend(f, "", func(r *backendRequest, c net.Conn) {
+		if !strings.HasPrefix(r.id, "a") {
+			_, _ = c.Write([]byte(goodAnswer(r.id)))
+			return
+		}
+		mu.Lock()
+		a, cl := bytes.ReplaceAll(answer, []byte("ID"), []byte(r.id)), closeA
+		mu.Unlock()
+		_, _ = c.Write(a)
+		if cl {
+			c.Close()
+		}
+	})
+	// A short response timeout: an answer cut short (most random ones) costs 100 ms.
+	cfg := strings.Replace(rawPoolConfig(f, be.addr, ""), "response: 2s", "response: 100ms", 1)
+	px := startProxy(f, parseConfig(f, cfg))
+	var n atomic.Int64
+	f.Fuzz(func(t *testing.T, data []byte, mode uint8) {
+		i := strconv.FormatInt(n.Add(1), 10)
+		mu.Lock()
+		answer, closeA = data, mode&4 != 0
+		mu.Unlock()
+		method := [...]string{"GET", "HEAD", "POST", "DELETE"}[mode%4]
+		a := dialRaw(t, px.addr)
+		_, _, _, _ = a.do(method, "/", "a"+i, "")
+		a.c.Close()
+
+		idB := "b" + i
+		b := dialRaw(t, px.addr)
+		status, id, body, err := b.do("GET", "/", idB, "")
+		own := err == nil && status == 200 && id == idB && body == "id="+idB
+		proxyError := err == nil && status >= 500 && id == "" && strings.HasPrefix(body, `{"error":`)
+		if !own && !proxyError {
+			t.Fatalf("after a first exchange answered %q, the next client got status %d, X-Req %q, body %q, err %v; want its own answer or the proxy's error",
+				data, status, id, body, err)
 		}
 	})
 }

@@ -23,6 +23,8 @@ go test -race -count=1 -timeout 20m ./...
 echo "== fuzz the request scan (bounded)"
 go test -run '^$' -fuzz '^FuzzCanonical$' -fuzztime 15s ./internal/reqpath
 go test -run '^$' -fuzz '^FuzzRequestScan$' -fuzztime 20s ./proxy
+echo "== fuzz a whole proxied exchange against random backend answers (bounded)"
+go test -run '^$' -fuzz '^FuzzProxiedExchange$' -fuzztime 20s ./proxy
 
 echo "== k8s manifests (a module of its own: the Kubernetes API types stay out of go.mod)"
 (cd k8s && go vet ./... && go test -count=1 ./...)
