@@ -218,3 +218,19 @@ func TestUploadToBackendThatStopsReading(t *testing.T) {
 		t.Fatalf("got status %d; want 504", resp.StatusCode)
 	}
 }
+
+// TestUpgradeAnsweredWithAnotherProtocol: a WebSocket upgrade answered with a 101 that
+// switches to something else (or names nothing) is a 502, not a byte pipe to the backend.
+func TestUpgradeAnsweredWithAnotherProtocol(t *testing.T) {
+	for _, upgrade := range []string{"", "Upgrade: h2c\r\n"} {
+		be := startRawBackend(t, "", func(r *backendRequest, c net.Conn) {
+			_, _ = c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n" + upgrade + "\r\n" + forged))
+		})
+		px := startProxy(t, parseConfig(t, rawPoolConfig(t, be.addr, "")))
+		resp, _ := px.raw(t, "GET /ws HTTP/1.1\r\nHost: lb.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
+			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+		if !strings.HasPrefix(resp, "HTTP/1.1 502 ") || strings.Contains(resp, "stolen") {
+			t.Fatalf("101 with %q: got %q; want a 502 and nothing of the backend's", upgrade, resp)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"io"
 	"net"
@@ -70,14 +71,24 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, 
 	}
 	br := bufio.NewReader(conn)
 	resp := &ctx.Response
-	if err == nil {
-		err = resp.Header.Read(br)
+	if err != nil {
+		err = readError(err)
+	} else {
+		_, err = readHeader(br, resp) // interim 1xx answers skipped; err already mapped
 	}
 	if err != nil {
 		conn.Close()
 		b.Stats.Failures.Add(1)
 		p.logUpstreamError(b, err)
-		writeError(ctx, readError(err))
+		writeError(ctx, err)
+		return
+	}
+	if resp.StatusCode() == fasthttp.StatusSwitchingProtocols && !isWebSocketUpgrade(resp) {
+		// A 101 that does not switch to WebSocket (RFC 6455 §4.1: the client must fail
+		// such a connection) would open a byte pipe to a protocol nobody asked for.
+		conn.Close()
+		b.Stats.Failures.Add(1)
+		writeError(ctx, errBadResponse)
 		return
 	}
 	if resp.StatusCode() != fasthttp.StatusSwitchingProtocols {
@@ -193,6 +204,11 @@ func copyIdle(dst, src net.Conn, idle time.Duration, last *atomic.Int64) {
 			return
 		}
 	}
+}
+
+// isWebSocketUpgrade reports whether a 101 names websocket in its Upgrade field.
+func isWebSocketUpgrade(resp *fasthttp.Response) bool {
+	return bytes.EqualFold(bytes.TrimSpace(resp.Header.Peek(fasthttp.HeaderUpgrade)), []byte("websocket"))
 }
 
 // closeWrite half-closes c so the peer sees EOF while the other direction drains.
