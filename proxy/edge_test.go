@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -212,5 +213,58 @@ func TestServerDrainKeepAliveLosesNothing(t *testing.T) {
 	if failed.Load() != 0 || closedByServer.Load() != 8 {
 		t.Fatalf("got %d failed requests, %d clients told to close (of 8), %d ok; want 0 failed, 8 told",
 			failed.Load(), closedByServer.Load(), ok.Load())
+	}
+}
+
+// TestTableSwapsUnderLoad is a race-detector stress test (go test -race): requests flow
+// while tables are swapped as fast as they can be built — backends added and removed (a
+// reload, Consul, the autoscaler), breakers configured on backends already taking
+// requests. Every request succeeds, nothing panics.
+func TestTableSwapsUnderLoad(t *testing.T) {
+	a := startBackend(t, named("a"))
+	b := startBackend(t, named("b"))
+	c := startBackend(t, named("c"))
+	configs := []*config.Config{
+		poolConfig(t, "", a.url),
+		poolConfig(t, "", a.url, b.url),
+		poolConfig(t, "", b.url, c.url),
+		poolConfig(t, "", c.url, a.url, b.url),
+	}
+	p := startProxy(t, configs[0])
+	stop := make(chan struct{})
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			hc := p.client()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI("http://" + p.addr + "/")
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := hc.DoTimeout(req, resp, 5*time.Second); err != nil || resp.StatusCode() != 200 {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %v", resp.StatusCode(), err))
+					continue
+				}
+				ok.Add(1)
+			}
+		})
+	}
+	for i := range 300 {
+		if _, err := p.builder.Apply(configs[i%len(configs)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 || ok.Load() == 0 {
+		t.Fatalf("got %d failed, %d ok requests during 300 table swaps; want 0 failed (first: %v)", failed.Load(), ok.Load(), firstErr.Load())
 	}
 }
