@@ -58,6 +58,7 @@ type options struct {
 	profileKind string          // golb or golb-log
 	parity      bool            // HAProxy and nginx set X-Forwarded-* and X-Request-Id too
 	splitCheck  int             // requests of the 3:2:1 check
+	idle        int             // idle keep-alive connections per target for the memory measurement; 0 = none
 	syscalls    bool            // count system calls per request with perf (a pass of its own)
 	requireWrk  bool            // a missing wrk is an error (not a skipped closed loop)
 	stdoutExtra io.Writer       // where progress goes (stderr)
@@ -115,6 +116,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.parity, "parity", true, "HAProxy and nginx add X-Forwarded-For/-Proto/-Host and X-Request-Id, as go-loadbalancer does")
 	fs.BoolVar(&o.syscalls, "syscalls", true, "count each target's system calls per request with perf stat, in a separate wrk pass (skipped without perf)")
 	fs.IntVar(&o.splitCheck, "split-check", 600, "requests sent through each proxy to check its 3:2:1 split")
+	fs.IntVar(&o.idle, "idle", 0, "also measure each target's memory per idle keep-alive `connections` (e.g. 5000; -reps 0 for only this)")
 	fs.BoolVar(&o.quick, "quick", false, "smoke test: 1 repetition, 1 s runs, no warm-up, c=50, 2000 rps")
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "abort the whole run after this long")
 	if err := fs.Parse(args); err != nil {
@@ -324,6 +326,11 @@ func run(o *options) (*report, error) {
 
 	if o.reps > 0 && len(kinds) > 0 {
 		if err := measure(ctx, o, e, rep, kinds, control, beProc); err != nil {
+			return rep, err
+		}
+	}
+	if o.idle > 0 {
+		if err := measureIdle(ctx, o, e, rep, kinds); err != nil {
 			return rep, err
 		}
 	}

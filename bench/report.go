@@ -59,6 +59,7 @@ type report struct {
 	closed   []closedRun
 	open     []openRun
 	profile  *profileResult
+	idle     []idleRow
 	syscalls []syscallRow
 	loadEnd  string
 }
@@ -188,6 +189,13 @@ func (r *report) markdown(w io.Writer) {
 	}
 	if r.profile != nil {
 		r.profileSection(w)
+	}
+	if len(r.idle) > 0 {
+		p("### Memory per idle keep-alive connection (-idle %d)\n\n| target | connections | RSS before | RSS after | per connection |\n|---|---|---|---|---|\n", o.idle)
+		for _, row := range r.idle {
+			p("| %s | %d | %.1f MiB | %.1f MiB | %.1f KiB |\n", row.name, row.conns, float64(row.before)/(1<<20), float64(row.after)/(1<<20), row.perConn()/1024)
+		}
+		p("\n")
 	}
 }
 

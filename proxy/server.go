@@ -81,6 +81,7 @@ func newServer(handler fasthttp.RequestHandler, s config.Server, log zerolog.Log
 		NoDefaultDate:                true,
 		CloseOnShutdown:              true,
 		SecureErrorLogMessage:        true,
+		ReduceMemoryUsage:            true,
 		Logger:                       fasthttpLogger{log},
 	}
 	return srv
