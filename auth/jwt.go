@@ -6,6 +6,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -39,6 +40,7 @@ var (
 	ErrAlgorithm = errors.New("token algorithm not allowed")
 	ErrSignature = errors.New("invalid token signature")
 	ErrClaims    = errors.New("token expired, not yet valid, or for another issuer or audience")
+	ErrNoExpiry  = errors.New("token has no exp claim")
 )
 
 // Verifier checks tokens. Safe for concurrent use.
@@ -55,6 +57,9 @@ type Verifier struct {
 	log       zerolog.Logger
 	stop      context.CancelFunc
 	refreshed atomic.Int64
+	// requireExp refuses tokens without exp (auth.jwt.require_exp, default true).
+	requireExp bool
+	cache      *cache
 }
 
 // ClaimHeader forwards a claim's value to the backend in a header.
@@ -81,6 +86,9 @@ func New(o Options) (*Verifier, error) {
 		algNames: c.Algorithms,
 		client:   o.Client,
 		log:      o.Log,
+
+		requireExp: c.RequireExpOn(),
+		cache:      newCache(DefaultCacheSize),
 	}
 	for _, p := range c.SkipPaths {
 		v.skip = append(v.skip, []byte(p))
@@ -294,13 +302,37 @@ func (v *Verifier) Skip(path []byte) bool {
 // Forward lists the claims to copy into request headers.
 func (v *Verifier) Forward() []ClaimHeader { return v.forward }
 
+// Cached returns the claims of the token in an Authorization header value when the token
+// was verified before and is still valid at now (see cache): no signature check, no
+// allocation. ok is false when the token must go through Verify. The claims are shared
+// with every request bearing the token: read-only.
+func (v *Verifier) Cached(authorization []byte, now time.Time) (claims map[string]any, ok bool) {
+	raw, ok := bearerBytes(authorization)
+	if !ok {
+		return nil, false
+	}
+	claims = v.cache.get(raw, v.keys.Load(), now.UnixNano())
+	return claims, claims != nil
+}
+
 // Verify checks the value of an Authorization header ("Bearer <token>") at now and returns
-// the token's claims.
+// the token's claims (read-only, see Cached). A token Cached answers costs nothing more; any
+// other is parsed and its signature checked, and cached when valid, until its exp (plus
+// Leeway) and at most MaxCacheAge.
 func (v *Verifier) Verify(authorization []byte, now time.Time) (map[string]any, error) {
+	if claims, ok := v.Cached(authorization, now); ok {
+		return claims, nil
+	}
+	return v.verify(authorization, now)
+}
+
+// verify is Verify without the cache lookup: the full check, whose result is cached.
+func (v *Verifier) verify(authorization []byte, now time.Time) (map[string]any, error) {
 	raw, ok := bearer(authorization)
 	if !ok {
 		return nil, ErrMissing
 	}
+	keys := v.keys.Load() // the set this verification uses: the cache entry is tied to it
 	tok, err := jwt.ParseSigned(raw, v.algs)
 	if err != nil {
 		if strings.Contains(err.Error(), "unexpected signature algorithm") {
@@ -314,26 +346,34 @@ func (v *Verifier) Verify(authorization []byte, now time.Time) (map[string]any, 
 	h := tok.Headers[0]
 	var std jwt.Claims
 	all := map[string]any{}
-	if err := tok.Claims(v.key(h), &std, &all); err != nil {
+	if err := tok.Claims(v.key(h, keys), &std, &all); err != nil {
 		return nil, ErrSignature
 	}
 	if err := std.ValidateWithLeeway(v.expected.WithTime(now), Leeway); err != nil {
 		return nil, ErrClaims
 	}
+	until := now.Add(MaxCacheAge)
+	if std.Expiry != nil {
+		if exp := std.Expiry.Time().Add(Leeway); exp.Before(until) {
+			until = exp
+		}
+	} else if v.requireExp {
+		return nil, ErrNoExpiry
+	}
+	v.cache.put(raw, all, keys, until.UnixNano(), now.UnixNano())
 	return all, nil
 }
 
 // key returns the verification key for a token header: the HMAC secret for HS*, else the
 // JWKS key with the token's kid (or the only key when there is no kid). A key of the wrong
 // kind for the algorithm fails verification in go-jose.
-func (v *Verifier) key(h jose.Header) any {
+func (v *Verifier) key(h jose.Header, set *jose.JSONWebKeySet) any {
 	if strings.HasPrefix(h.Algorithm, "HS") {
 		if v.hmac == nil {
 			return struct{}{} // no secret configured: verification fails
 		}
 		return v.hmac
 	}
-	set := v.keys.Load()
 	if set == nil {
 		return struct{}{}
 	}
@@ -349,12 +389,21 @@ func (v *Verifier) key(h jose.Header) any {
 	return struct{}{}
 }
 
+// bearer returns the token of an Authorization header value "Bearer <token>" (the scheme
+// in any case, RFC 9110 §11.1), as a string.
 func bearer(v []byte) (string, bool) {
+	raw, ok := bearerBytes(v)
+	return string(raw), ok
+}
+
+// bearerBytes is bearer without the copy: a sub-slice of v. Allocation-free.
+func bearerBytes(v []byte) ([]byte, bool) {
 	const prefix = "bearer "
 	if len(v) <= len(prefix) || !strings.EqualFold(string(v[:len(prefix)]), prefix) {
-		return "", false
+		return nil, false
 	}
-	return strings.TrimSpace(string(v[len(prefix):])), true
+	raw := bytes.TrimSpace(v[len(prefix):])
+	return raw, len(raw) > 0
 }
 
 // ClaimString renders a claim value for a header: strings as they are, others as JSON.

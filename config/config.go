@@ -293,7 +293,19 @@ type JWT struct {
 	Audience       string            `yaml:"audience"`
 	SkipPaths      []string          `yaml:"skip_paths"`
 	ForwardClaims  map[string]string `yaml:"forward_claims"`
+	// RequireExp refuses tokens without an exp claim (default true): such a token would
+	// never expire.
+	RequireExp *bool `yaml:"require_exp"`
+	// ForwardToken sends the Authorization header on to the backend (default true, as
+	// before); false removes it once the token is verified (Envoy's default).
+	ForwardToken *bool `yaml:"forward_token"`
 }
+
+// RequireExpOn reports whether auth.jwt.require_exp is on (default true).
+func (j JWT) RequireExpOn() bool { return j.RequireExp == nil || *j.RequireExp }
+
+// ForwardTokenOn reports whether auth.jwt.forward_token is on (default true).
+func (j JWT) ForwardTokenOn() bool { return j.ForwardToken == nil || *j.ForwardToken }
 
 // Tracing configures OpenTelemetry tracing.
 type Tracing struct {
