@@ -19,11 +19,11 @@ var restartOnly = []string{
 	"admin.pprof",
 	"tls.cert_file", "tls.key_file", "tls.client_ca_file", // rotated contents are reloaded
 	"server",
-	"sticky.enabled",
+	"sticky.enabled", "sticky.secret_file", "sticky.previous_secret_file", // the store is made at startup
 	"redis",
 	"rate_limit.scope",
 	"tracing.enabled", "tracing.otlp_endpoint", "tracing.service_name",
-	"REDIS_ENABLED", "CONSUL_ENABLED", "CONSUL_ADDR",
+	"REDIS_ENABLED", "CONSUL_ENABLED", "CONSUL_ADDR", "STICKY_SECRET", "STICKY_PREVIOUS_SECRET",
 }
 
 // reloadable are the keys of a restartOnly section that a reload does apply.
@@ -44,6 +44,9 @@ var envFields = map[string]func(*config.Config) any{
 	"REDIS_ENABLED":  func(c *config.Config) any { return c.Env.RedisEnabled },
 	"CONSUL_ENABLED": func(c *config.Config) any { return c.Env.ConsulEnabled },
 	"CONSUL_ADDR":    func(c *config.Config) any { return c.Env.ConsulAddr },
+	// The secret in use, from the variable or else the file.
+	"STICKY_SECRET":          func(c *config.Config) any { return string(c.Sticky.Secret) },
+	"STICKY_PREVIOUS_SECRET": func(c *config.Config) any { return string(c.Sticky.PreviousSecret) },
 }
 
 // restartChanges returns the restart-only keys whose value differs between old and next,

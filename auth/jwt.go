@@ -58,8 +58,9 @@ type Verifier struct {
 	stop      context.CancelFunc
 	refreshed atomic.Int64
 	// requireExp refuses tokens without exp (auth.jwt.require_exp, default true).
-	requireExp bool
-	cache      *cache
+	requireExp   bool
+	forwardToken bool // auth.jwt.forward_token
+	cache        *cache
 }
 
 // ClaimHeader forwards a claim's value to the backend in a header.
@@ -87,8 +88,9 @@ func New(o Options) (*Verifier, error) {
 		client:   o.Client,
 		log:      o.Log,
 
-		requireExp: c.RequireExpOn(),
-		cache:      newCache(DefaultCacheSize),
+		requireExp:   c.RequireExpOn(),
+		forwardToken: c.ForwardTokenOn(),
+		cache:        newCache(DefaultCacheSize),
 	}
 	for _, p := range c.SkipPaths {
 		v.skip = append(v.skip, []byte(p))
@@ -298,6 +300,10 @@ func (v *Verifier) Skip(path []byte) bool {
 	}
 	return false
 }
+
+// ForwardToken reports whether the Authorization header goes on to the backend
+// (auth.jwt.forward_token, default true).
+func (v *Verifier) ForwardToken() bool { return v.forwardToken }
 
 // Forward lists the claims to copy into request headers.
 func (v *Verifier) Forward() []ClaimHeader { return v.forward }

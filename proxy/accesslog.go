@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"io"
+	"net/netip"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -195,8 +196,13 @@ func newLogMode(query string) logMode {
 }
 
 // log formats and queues the line of the request in ctx, which started at start and is
-// answered at now.
-func (a *AccessLog) log(ctx *fasthttp.RequestCtx, start, now time.Time, mode logMode) {
+// answered at now; id is the client's identity, nil (or unresolved) for a request refused
+// before it was resolved: the peer is logged then.
+func (a *AccessLog) log(ctx *fasthttp.RequestCtx, start, now time.Time, mode logMode, id *identity) {
+	client := clientAddr(ctx)
+	if id != nil && id.client.IsValid() {
+		client = id.client
+	}
 	pos := a.enq.Load()
 	var s *accessSlot
 	for {
@@ -205,7 +211,7 @@ func (a *AccessLog) log(ctx *fasthttp.RequestCtx, start, now time.Time, mode log
 		switch dif := int64(seq - pos); {
 		case dif == 0:
 			if a.enq.CompareAndSwap(pos, pos+1) {
-				s.n = len(appendAccess(s.buf[:0], ctx, start, now, mode))
+				s.n = len(appendAccess(s.buf[:0], ctx, client, start, now, mode))
 				s.seq.Store(pos + 1) // publish
 				return
 			}
@@ -219,7 +225,7 @@ func (a *AccessLog) log(ctx *fasthttp.RequestCtx, start, now time.Time, mode log
 	}
 }
 
-func appendAccess(b []byte, ctx *fasthttp.RequestCtx, start, now time.Time, mode logMode) []byte {
+func appendAccess(b []byte, ctx *fasthttp.RequestCtx, client netip.Addr, start, now time.Time, mode logMode) []byte {
 	req, resp := &ctx.Request, &ctx.Response
 	h := &req.Header
 	b = append(b, `{"time":"`...)
@@ -268,8 +274,8 @@ func appendAccess(b []byte, ctx *fasthttp.RequestCtx, start, now time.Time, mode
 	b = append(b, `,"response_bytes":`...)
 	b = strconv.AppendInt(b, responseBytes(resp), 10)
 	b = append(b, `,"client":"`...)
-	if ip := clientAddr(ctx); ip.IsValid() {
-		b = ip.AppendTo(b)
+	if client.IsValid() {
+		b = client.AppendTo(b)
 	}
 	b = append(b, `","user_agent":`...)
 	b = appendJSONString(b, h.UserAgent(), budgetUserAgent)

@@ -121,7 +121,7 @@ func TestAccessLogNeverBlocks(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		for i := 0; i < 1000; i++ {
-			al.log(ctx, time.Now(), time.Now(), logQueryFull)
+			al.log(ctx, time.Now(), time.Now(), logQueryFull, nil)
 		}
 		close(done)
 	}()
@@ -143,7 +143,7 @@ func TestAccessLogCloseFlushes(t *testing.T) {
 	var out logbuf.Buffer
 	al := NewAccessLog(&out, AccessLogOptions{Lines: 4096, Idle: time.Hour})
 	for i := 0; i < 3000; i++ {
-		al.log(testCtx("GET", "/n"), time.Now(), time.Now(), logQueryRedact)
+		al.log(testCtx("GET", "/n"), time.Now(), time.Now(), logQueryRedact, nil)
 	}
 	_ = al.Close()
 	if n := strings.Count(out.String(), "\n"); n != 3000 || al.Dropped() != 0 {
@@ -164,7 +164,7 @@ func TestAccessLogLongestLineFits(t *testing.T) {
 	ctx.SetUserValue(servedBy{}, &tryRecord{backend: &state.Backend{ID: strings.Repeat("\\", 1000), Addr: strings.Repeat("\x05", 1000)},
 		tries: 11, upstream: 1e15, cause: int8(metrics.CauseConnectTimeout)})
 	ctx.Response.SetBodyString("hello")
-	line := appendAccess(make([]byte, 0, accessSlotSize), ctx, time.Now().Add(-1e15), time.Now(), logQueryFull)
+	line := appendAccess(make([]byte, 0, accessSlotSize), ctx, clientAddr(ctx), time.Now().Add(-1e15), time.Now(), logQueryFull)
 	if len(line) > accessSlotSize {
 		t.Fatalf("got a %d-byte line; want at most %d", len(line), accessSlotSize)
 	}

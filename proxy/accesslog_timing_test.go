@@ -40,6 +40,6 @@ func BenchmarkAccessLogLine(b *testing.B) {
 	start := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		al.log(ctx, start, time.Now(), logQueryRedact)
+		al.log(ctx, start, time.Now(), logQueryRedact, nil)
 	}
 }

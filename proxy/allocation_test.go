@@ -3,12 +3,14 @@
 package proxy
 
 import (
+	"net"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/internal/testredis"
+	"go-loadbalancer/ratelimit"
 	"go-loadbalancer/sticky"
 )
 
@@ -123,5 +125,27 @@ func TestNormalisedGETAllocatesNothing(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(1000, do); n != 0 {
 		t.Fatalf("got %.2f allocs per GET with a path to normalise; want 0", n)
+	}
+}
+
+// TestIdentityGETAllocatesNothing: resolving the client's identity from a trusted proxy's
+// X-Forwarded-For, rate limiting by it, a geo CIDR lookup of it, and forwarding the chain
+// from it allocate nothing.
+func TestIdentityGETAllocatesNothing(t *testing.T) {
+	s := newInmemorySetupWith(t, "hello", inmemoryOptions{observed: true, limiter: ratelimit.NewLocal(0),
+		peer: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 4711},
+		extra: `server: { trusted_proxies: [10.0.0.0/8] }
+geo: { cidrs: { eu: ["203.0.113.0/24"] } }
+rate_limit: { enabled: true, key: ip, rate: 1000000000, burst: 1000000000 }
+`})
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.Set("X-Forwarded-For", "198.51.100.1, 203.0.113.5, 10.0.0.9")
+	for i := 0; i < 100; i++ {
+		get(t, s.proxied, req, resp)
+	}
+	if n := testing.AllocsPerRun(1000, func() { get(t, s.proxied, req, resp) }); n != 0 {
+		t.Fatalf("got %.2f allocs per GET through a trusted proxy; want 0", n)
 	}
 }

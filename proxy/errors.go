@@ -45,16 +45,18 @@ var (
 	replyUnauthorized = newReply(fasthttp.StatusUnauthorized, "unauthorized", false)    // WWW-Authenticate set by the caller
 	replyRateLimited  = newReply(fasthttp.StatusTooManyRequests, "rate limited", false) // Retry-After set by the caller
 
-	replyBadRequest     = clientReply(fasthttp.StatusBadRequest, "bad request", reasonMalformed)
-	replyBadFraming     = clientReply(fasthttp.StatusBadRequest, "bad request", reasonFraming)
-	replyBadTarget      = clientReply(fasthttp.StatusBadRequest, "invalid request target", reasonTarget)
-	replyEscapedPath    = clientReply(fasthttp.StatusBadRequest, "encoded slash, backslash or dot in path", reasonEscaped)
-	replyBadHost        = clientReply(fasthttp.StatusBadRequest, "invalid host", reasonHost)
-	replyClientBody     = clientReply(fasthttp.StatusBadRequest, "incomplete request body", reasonBody)
-	replyBodyTooLarge   = clientReply(fasthttp.StatusRequestEntityTooLarge, "request body too large", reasonBodyTooLarge)
-	replyHeaderTooLarge = clientReply(fasthttp.StatusRequestHeaderFieldsTooLarge, "request header fields too large", reasonHeaderTooLarge)
-	replyTooManyHeaders = clientReply(fasthttp.StatusRequestHeaderFieldsTooLarge, "too many header fields", reasonTooManyHeaders)
-	replyReadTimeout    = clientReply(fasthttp.StatusRequestTimeout, "request timeout", reasonTimeout)
+	replyBadRequest = clientReply(fasthttp.StatusBadRequest, "bad request", reasonMalformed)
+	replyBadFraming = clientReply(fasthttp.StatusBadRequest, "bad request", reasonFraming)
+	// Which one would the backend read? Authorization is no list (RFC 9110 §11.6.2).
+	replyTwoAuthorizations = clientReply(fasthttp.StatusBadRequest, "more than one Authorization header", reasonFraming)
+	replyBadTarget         = clientReply(fasthttp.StatusBadRequest, "invalid request target", reasonTarget)
+	replyEscapedPath       = clientReply(fasthttp.StatusBadRequest, "encoded slash, backslash or dot in path", reasonEscaped)
+	replyBadHost           = clientReply(fasthttp.StatusBadRequest, "invalid host", reasonHost)
+	replyClientBody        = clientReply(fasthttp.StatusBadRequest, "incomplete request body", reasonBody)
+	replyBodyTooLarge      = clientReply(fasthttp.StatusRequestEntityTooLarge, "request body too large", reasonBodyTooLarge)
+	replyHeaderTooLarge    = clientReply(fasthttp.StatusRequestHeaderFieldsTooLarge, "request header fields too large", reasonHeaderTooLarge)
+	replyTooManyHeaders    = clientReply(fasthttp.StatusRequestHeaderFieldsTooLarge, "too many header fields", reasonTooManyHeaders)
+	replyReadTimeout       = clientReply(fasthttp.StatusRequestTimeout, "request timeout", reasonTimeout)
 
 	retryAfterName  = []byte("Retry-After")
 	retryAfterValue = []byte("1")
@@ -170,5 +172,5 @@ func (p *Proxy) serverError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		p.reject(ctx, &replyBadRequest)
 	}
-	p.finish(ctx, p.store.Load(), time.Now()) // the handler never ran; fasthttp has not timed the request
+	p.finish(ctx, p.store.Load(), time.Now(), nil) // the handler never ran; fasthttp has not timed the request
 }

@@ -187,7 +187,7 @@ var hopByHop = []string{"Connection", "Keep-Alive", "TE", "Trailer", "Upgrade", 
 
 // prepareRequest removes hop-by-hop headers and sets the forwarding headers (SPEC §5).
 // For a WebSocket upgrade, Connection and Upgrade are kept for the backend.
-func prepareRequest(ctx *fasthttp.RequestCtx, flags int, ext *tableData, upgrade bool) {
+func prepareRequest(ctx *fasthttp.RequestCtx, flags int, ext *tableData, id *identity, upgrade bool) {
 	h := &ctx.Request.Header
 	if flags&(hdrConnection|hdrHopByHop) != 0 {
 		// Slow path: the client sent hop-by-hop headers.
@@ -197,30 +197,44 @@ func prepareRequest(ctx *fasthttp.RequestCtx, flags int, ext *tableData, upgrade
 	if flags&hdrUnderscore != 0 {
 		removeUnderscoreHeaders(h)
 	}
-	peer := clientAddr(ctx)
-	trusted := ext.trusted(peer)
-	if !trusted && flags&(hdrXFF|hdrForwarded) != 0 {
-		// Every copy goes, not just the first: a second X-Forwarded-For line would
-		// otherwise reach the backend beside ours.
-		h.DelBytes(hXForwardedFor)
-		h.DelBytes(hXForwardedProto)
-		h.DelBytes(hXForwardedHost)
+	trusted := id.trusted
+	if !trusted {
+		// Headers the proxy trusts only from a trusted proxy, or sets itself. Every copy
+		// goes, not just the first: a second X-Forwarded-For line would otherwise reach the
+		// backend beside ours.
+		if flags&(hdrXFF|hdrForwarded) != 0 {
+			h.DelBytes(hXForwardedFor)
+			h.DelBytes(hXForwardedProto)
+			h.DelBytes(hXForwardedHost)
+			h.DelBytes(hXFCC)
+		}
+		if ext.geoHeader != nil {
+			h.DelBytes(ext.geoHeader)
+		}
 	}
 
 	var buf [64]byte
-	ip := peer.AppendTo(buf[:0])
+	ip := id.peer.AppendTo(buf[:0])
 	if trusted && flags&hdrXFF != 0 {
-		// Append to the chain: every earlier hop, then the peer.
+		// The chain from the client's entry on (what a client wrote left of it is its
+		// own claim, dropped), then the peer: the backend's leftmost address is the
+		// client's identity.
 		sc := getScratch()
-		sc.b = sc.b[:0]
 		if flags&hdrMultiXFF != 0 {
 			// Slow path: the chain came in several lines; join them in order.
-			for _, v := range h.PeekAll(string(hXForwardedFor)) {
-				sc.b = append(append(sc.b, v...), ", "...)
-			}
+			sc.b = joinXFF(sc.b[:0], h)
 			h.DelBytes(hXForwardedFor)
 		} else {
-			sc.b = append(append(sc.b, h.PeekBytes(hXForwardedFor)...), ", "...)
+			sc.b = append(sc.b[:0], h.PeekBytes(hXForwardedFor)...)
+		}
+		chain := sc.b[:0]
+		if id.from <= len(sc.b) { // else the header changed (named by Connection): no chain
+			chain = bytes.TrimRight(sc.b[id.from:], " \t,")
+		}
+		n := copy(sc.b, chain)
+		sc.b = sc.b[:n]
+		if n > 0 {
+			sc.b = append(sc.b, ", "...)
 		}
 		sc.b = append(sc.b, ip...)
 		h.SetCanonical(hXForwardedFor, sc.b)

@@ -40,6 +40,8 @@ type inmemoryOptions struct {
 	extra    string          // more top-level YAML for the config (say a sticky: section)
 	sticky   sticky.Store    // Options.Sticky; nil: none
 	tracer   *tracing.Tracer // Options.Tracer; nil: tracing off
+	limiter  Limiter         // Options.Limiter; nil: none
+	peer     net.Addr        // the proxy's clients' address; nil: the listener's (no IP)
 }
 
 func newInmemorySetupWith(tb testing.TB, backendBody string, opt inmemoryOptions) *inmemorySetup {
@@ -53,7 +55,7 @@ func newInmemorySetupWith(tb testing.TB, backendBody string, opt inmemoryOptions
 	cfg := poolConfig(tb, opt.extra, "http://backend.invalid:80")
 	dial := func(string) (net.Conn, error) { return beLn.Dial() }
 	var b *state.Builder
-	opts := Options{Log: zerolog.Nop(), Sticky: opt.sticky, Tracer: opt.tracer}
+	opts := Options{Log: zerolog.Nop(), Sticky: opt.sticky, Tracer: opt.tracer, Limiter: opt.limiter}
 	if observed {
 		reg := metrics.New(metrics.Options{Current: func() *state.Table { return b.Store.Load() }})
 		b = state.NewBuilder(HooksWithMetrics(dial, reg))
@@ -75,10 +77,10 @@ func newInmemorySetupWith(tb testing.TB, backendBody string, opt inmemoryOptions
 		_ = srv.Shutdown()
 		_ = be.Shutdown()
 	})
-	client := func(ln *fasthttputil.InmemoryListener) *fasthttp.HostClient {
-		return &fasthttp.HostClient{Addr: "lb.test", Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxConns: 1024}
+	client := func(ln *fasthttputil.InmemoryListener, peer net.Addr) *fasthttp.HostClient {
+		return &fasthttp.HostClient{Addr: "lb.test", Dial: func(string) (net.Conn, error) { return ln.DialWithLocalAddr(peer) }, MaxConns: 1024}
 	}
-	return &inmemorySetup{direct: client(beLn), proxied: client(pxLn)}
+	return &inmemorySetup{direct: client(beLn, nil), proxied: client(pxLn, opt.peer)}
 }
 
 // get sends one GET with c, reusing req and resp, and fails on anything but 200.

@@ -72,6 +72,7 @@ type Proxy struct {
 
 	errLogs    atomic.Uint64 // sampled error logging
 	sampled    atomic.Uint64 // 2xx responses seen while log.sample_2xx < 1
+	xfcc       xfccCache     // X-Forwarded-Client-Cert values of recent client certificates
 	clientErrs [numClientReasons]atomic.Uint64
 }
 
@@ -101,7 +102,8 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	t := p.store.Load()
-	defer p.finish(ctx, t, ctx.Time()) // the arrival time fasthttp already read
+	var id identity                         // resolved by admit
+	defer p.finish(ctx, t, ctx.Time(), &id) // the arrival time fasthttp already read
 	if t == nil {
 		writeError(ctx, errNoConfig)
 		return
@@ -112,10 +114,10 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	var local fasthttp.RequestHandler
 	if a, ok := admittedEarly(ctx); ok {
 		// Slow path: Expect: 100-continue, admitted by expect before the body was read.
-		flags, local = a.flags, a.local
+		flags, local, id = a.flags, a.local, a.id
 	} else {
 		var r *reply
-		if flags, local, r = p.admit(ctx, ext); r != nil {
+		if flags, local, r = p.admit(ctx, ext, &id); r != nil {
 			if r != &answered {
 				p.reject(ctx, r)
 			}
@@ -134,7 +136,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	pool, region, prefix := route(ctx, t, ext)
+	pool, region, prefix := route(ctx, t, &id)
 	ctx.SetUserValue(routedTo{}, pool) // for finish
 	if p.tracer != nil {
 		if rt := p.requestTrace(ctx); rt != nil {
@@ -147,7 +149,10 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 		p.reject(ctx, &replyBadHost) // an HTTP/1.0 upgrade: nothing to tunnel to
 		return
 	}
-	prepareRequest(ctx, flags, ext, upgrade)
+	prepareRequest(ctx, flags, ext, &id, upgrade)
+	if ext.clientCerts {
+		p.setClientCert(ctx)
+	}
 
 	now := ctx.Time().UnixNano() // read once by fasthttp when the request arrived
 	if upgrade {
@@ -159,10 +164,15 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 
 // admit runs every check a request must pass before its body is read or a backend is
 // chosen, cheapest first: strict framing (scanRequestHeaders), the canonical target and
-// Host (canonicalize), then — unless a local handler claims the path — the body-size
-// limit, JWT and the rate limit. It returns the header flags and the local handler, or
-// the reply to refuse the request with: &answered for a 401 or 429 already written.
-func (p *Proxy) admit(ctx *fasthttp.RequestCtx, ext *tableData) (int, fasthttp.RequestHandler, *reply) {
+// Host (canonicalize), the client's identity (resolveIdentity, into id), then — unless a
+// local handler claims the path — the body-size limit, the rate limit, and JWT. The rate
+// limit runs before JWT verification, so a flood of bad tokens is refused for the price of
+// a limiter lookup; with rate_limit.key claim:NAME (known only after verification) each
+// token that must be verified (not in the verification cache) is charged to the client
+// address first, and the claim's limit applies after. It returns the header flags and the
+// local handler, or the reply to refuse the request with: &answered for a 401 or 429
+// already written.
+func (p *Proxy) admit(ctx *fasthttp.RequestCtx, ext *tableData, id *identity) (int, fasthttp.RequestHandler, *reply) {
 	req := &ctx.Request
 	flags := scanRequestHeaders(req.Header.RawHeaders(), ext.maxHeaders)
 	if sawBareLF(ctx.Conn()) {
@@ -179,6 +189,7 @@ func (p *Proxy) admit(ctx *fasthttp.RequestCtx, ext *tableData) (int, fasthttp.R
 	if r := canonicalize(req, ext.escaped); r != nil {
 		return flags, nil, r
 	}
+	*id = resolveIdentity(ctx, flags, ext)
 	if p.local != nil {
 		if h := p.local(requestPath(req)); h != nil {
 			return flags, h, nil
@@ -187,15 +198,19 @@ func (p *Proxy) admit(ctx *fasthttp.RequestCtx, ext *tableData) (int, fasthttp.R
 	if cl := req.Header.ContentLength(); cl > 0 && int64(cl) > ext.maxBody {
 		return flags, nil, &replyBodyTooLarge
 	}
+	limit := ext.rateLimit.on && p.limiter != nil
+	byClaim := limit && ext.rateLimit.claim != ""
+	if limit && !byClaim && !p.allow(ctx, ext, id, nil) {
+		return flags, nil, &answered
+	}
 	var claims map[string]any
 	if v := p.auth.Load(); v != nil {
-		// Slow path: JWT verification allocates (parsing, signature check).
-		var ok bool
-		if claims, ok = p.authenticate(ctx, v); !ok {
-			return flags, nil, &answered
+		var r *reply
+		if claims, r = p.authenticate(ctx, v, func() bool { return !byClaim || p.allow(ctx, ext, id, nil) }); r != nil {
+			return flags, nil, r
 		}
 	}
-	if ext.rateLimit.on && p.limiter != nil && !p.allow(ctx, ext, claims) {
+	if byClaim && !p.allow(ctx, ext, id, claims) {
 		return flags, nil, &answered
 	}
 	return flags, nil, nil
@@ -206,12 +221,12 @@ type routedTo struct{}
 
 // finish records the answered request in ctx: the client-facing metrics of its pool and
 // the access log line (2xx lines sampled per log.sample_2xx). start is when it arrived; t
-// the table it was served with.
-func (p *Proxy) finish(ctx *fasthttp.RequestCtx, t *state.Table, start time.Time) {
+// the table it was served with; id the client's identity (nil or unresolved: the peer).
+func (p *Proxy) finish(ctx *fasthttp.RequestCtx, t *state.Table, start time.Time, id *identity) {
 	now := time.Now()
 	if t == nil {
 		if p.alog != nil {
-			p.alog.log(ctx, start, now, logQueryRedact)
+			p.alog.log(ctx, start, now, logQueryRedact, id)
 			releaseRecord(ctx)
 		}
 		return
@@ -229,7 +244,7 @@ func (p *Proxy) finish(ctx *fasthttp.RequestCtx, t *state.Table, start time.Time
 		return
 	}
 	if ext.accessLog && (code < 200 || code > 299 || ext.logEvery == 1 || ext.logEvery > 1 && p.sampled.Add(1)%ext.logEvery == 0) {
-		p.alog.log(ctx, start, now, ext.logMode)
+		p.alog.log(ctx, start, now, ext.logMode, id)
 	}
 	releaseRecord(ctx)
 }
@@ -286,19 +301,27 @@ type Limiter interface {
 }
 
 // allow applies rate_limit to the request; a refused one gets 429 with Retry-After (whole
-// seconds, at least 1) and false. A request without the key's header is keyed by client
-// address. Rejections the proxy makes never count against a backend.
-func (p *Proxy) allow(ctx *fasthttp.RequestCtx, ext *tableData, claims map[string]any) bool {
+// seconds, at least 1) and false. A request without the key's header or claim (claims nil:
+// not known yet) is keyed by the client's address (its identity). Rejections the proxy
+// makes never count against a backend.
+func (p *Proxy) allow(ctx *fasthttp.RequestCtx, ext *tableData, id *identity, claims map[string]any) bool {
 	var buf [64]byte
 	var key []byte
 	switch {
 	case ext.rateLimit.header != nil:
 		key = ctx.Request.Header.PeekBytes(ext.rateLimit.header)
 	case ext.rateLimit.claim != "" && claims != nil:
-		key = []byte(auth.ClaimString(claims[ext.rateLimit.claim]))
+		if s, ok := claims[ext.rateLimit.claim].(string); ok {
+			key = s2b(s) // the usual case (sub): no copy
+		} else {
+			key = []byte(auth.ClaimString(claims[ext.rateLimit.claim]))
+		}
 	}
+	sc := getScratch() // the key escapes into the Limiter interface: not a stack buffer
+	defer putScratch(sc)
 	if len(key) == 0 {
-		key = clientAddr(ctx).AppendTo(buf[:0])
+		sc.b = id.client.AppendTo(sc.b[:0])
+		key = sc.b
 	}
 	ok, wait := p.limiter.Allow(key, time.Now().UnixNano(), ext.rateLimit.limit)
 	if ok {
@@ -315,47 +338,69 @@ func (p *Proxy) allow(ctx *fasthttp.RequestCtx, ext *tableData, claims map[strin
 
 // authenticate verifies the request's bearer token (auth.jwt) and copies the configured
 // claims into request headers; the client's own values of those headers are always
-// dropped, so they cannot be forged. A bad or missing token gets 401 with an RFC 6750
-// WWW-Authenticate and false. skip_paths need no token.
-func (p *Proxy) authenticate(ctx *fasthttp.RequestCtx, v *auth.Verifier) (map[string]any, bool) {
+// dropped, so they cannot be forged. A token in the verification cache costs a lookup;
+// any other is verified only if charge (the pre-verification rate limit) lets it, or the
+// 429 charge wrote is the answer. A bad or missing token gets 401 with an RFC 6750
+// WWW-Authenticate, more than one Authorization header 400. skip_paths need no token.
+// With auth.jwt.forward_token false the Authorization header is removed.
+func (p *Proxy) authenticate(ctx *fasthttp.RequestCtx, v *auth.Verifier, charge func() bool) (map[string]any, *reply) {
 	h := &ctx.Request.Header
 	for _, f := range v.Forward() {
 		h.Del(f.Header)
 	}
-	if v.Skip(requestPath(&ctx.Request)) {
-		return nil, true
+	if len(h.PeekAll(hAuthorization)) > 1 {
+		return nil, &replyTwoAuthorizations
 	}
-	claims, err := v.Verify(h.Peek("Authorization"), time.Now())
-	if err != nil {
-		writeReply(ctx, &replyUnauthorized)
-		challenge := `Bearer realm="go-loadbalancer"`
-		if err != auth.ErrMissing {
-			challenge += `, error="invalid_token", error_description="` + err.Error() + `"`
+	if v.Skip(requestPath(&ctx.Request)) {
+		if !v.ForwardToken() {
+			h.Del(hAuthorization)
 		}
-		ctx.Response.Header.Set("WWW-Authenticate", challenge)
-		return nil, false
+		return nil, nil
+	}
+	authz := h.Peek(hAuthorization)
+	now := time.Now()
+	claims, ok := v.Cached(authz, now)
+	if !ok {
+		// Slow path: a token to verify (parsing and a signature check allocate).
+		if !charge() {
+			return nil, &answered
+		}
+		var err error
+		if claims, err = v.Verify(authz, now); err != nil {
+			writeReply(ctx, &replyUnauthorized)
+			challenge := `Bearer realm="go-loadbalancer"`
+			if err != auth.ErrMissing {
+				challenge += `, error="invalid_token", error_description="` + err.Error() + `"`
+			}
+			ctx.Response.Header.Set("WWW-Authenticate", challenge)
+			return nil, &answered
+		}
+	}
+	if !v.ForwardToken() {
+		h.Del(hAuthorization)
 	}
 	for _, f := range v.Forward() {
 		if c, ok := claims[f.Claim]; ok {
 			h.Set(f.Header, auth.ClaimString(c))
 		}
 	}
-	return claims, true
+	return claims, nil
 }
 
+const hAuthorization = "Authorization"
+
 // route returns the pool for the request (traffic policies, first match wins), the
-// client's region (geo), nil when geo is off or the region unknown, and the matching
-// route's path_prefix, nil when none. Before prepareRequest, so policies see the headers
-// the client sent.
-func route(ctx *fasthttp.RequestCtx, t *state.Table, ext *tableData) (pool *state.Pool, region, prefix []byte) {
+// client's region (geo: of the client's identity), nil when geo is off or the region
+// unknown, and the matching route's path_prefix, nil when none. Before prepareRequest, so
+// policies see the headers the client sent.
+func route(ctx *fasthttp.RequestCtx, t *state.Table, id *identity) (pool *state.Pool, region, prefix []byte) {
 	if t.Geo.Enabled() {
 		h := &ctx.Request.Header
-		peer := clientAddr(ctx)
 		var hv []byte
-		if name := t.Geo.HeaderName(); name != nil && ext.trusted(peer) {
+		if name := t.Geo.HeaderName(); name != nil && id.trusted {
 			hv = h.PeekBytes(name) // set by a trusted edge in front of us
 		}
-		region = t.Geo.Region(peer, hv)
+		region = t.Geo.Region(id.client, hv)
 	}
 	if !t.HasRoutes() {
 		return t.DefaultPool(), region, nil

@@ -138,6 +138,7 @@ func (s *Server) contain(ctx *fasthttp.RequestCtx, r any) {
 type admission struct {
 	flags int
 	local fasthttp.RequestHandler
+	id    identity
 }
 
 type admissionKey struct{}
@@ -152,16 +153,17 @@ func (p *Proxy) expect(ctx *fasthttp.RequestCtx) int {
 		writeError(ctx, errNoConfig)
 		return ctx.Response.StatusCode()
 	}
-	flags, local, r := p.admit(ctx, tableExt(t))
+	var id identity
+	flags, local, r := p.admit(ctx, tableExt(t), &id)
 	if r != nil {
 		if r != &answered {
 			p.reject(ctx, r)
 		}
-		lingerOnClose(ctx.Conn())    // the client may have started sending its body
-		p.finish(ctx, t, time.Now()) // serve never runs for it
+		lingerOnClose(ctx.Conn())         // the client may have started sending its body
+		p.finish(ctx, t, time.Now(), &id) // serve never runs for it
 		return ctx.Response.StatusCode()
 	}
-	ctx.SetUserValue(admissionKey{}, admission{flags: flags, local: local})
+	ctx.SetUserValue(admissionKey{}, admission{flags: flags, local: local, id: id})
 	// The 100 is ours; the backend gets the body without being asked to confirm.
 	ctx.Request.Header.Del("Expect")
 	return fasthttp.StatusContinue

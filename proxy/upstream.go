@@ -188,6 +188,11 @@ type tableData struct {
 	logMode   logMode // log.query
 	// logEvery: one 2xx line in logEvery is written (log.sample_2xx); 1 every one, 0 none.
 	logEvery uint64
+	// geoHeader is geo.header, removed from requests of untrusted peers; nil when unset.
+	geoHeader []byte
+	// clientCerts: front mTLS verifies client certificates (tls.client_ca_file), which
+	// are forwarded in X-Forwarded-Client-Cert.
+	clientCerts bool
 
 	// Client-facing metrics (HooksWithMetrics), by state.Pool.Index, and for requests
 	// answered before a pool was chosen; nil without metrics.
@@ -212,6 +217,8 @@ func newTableData(t *state.Table) (any, error) {
 		logMode:   newLogMode(t.Config.Log.Query),
 		logEvery:  sampleEvery(t.Config.Log.Sample2xxRatio()),
 
+		clientCerts: t.Config.TLS.ClientCAFile != "",
+
 		readTimeout:  t.Config.Server.ReadTimeout,
 		writeTimeout: t.Config.Server.WriteTimeout,
 		bufferBytes:  t.Config.Server.RequestBufferBytes,
@@ -220,6 +227,9 @@ func newTableData(t *state.Table) (any, error) {
 		maxHeaders:   t.Config.Server.MaxHeaders,
 	}
 	d.escaped, _ = reqpath.ParseEscaped(t.Config.Server.EscapedSlashes) // validated
+	if g := t.Config.Geo.Header; g != "" {
+		d.geoHeader = []byte(g)
+	}
 	for _, p := range t.Pools {
 		d.pools = append(d.pools, newRetryPolicy(p.Settings.Retry))
 	}
