@@ -76,8 +76,9 @@ func TestExpectContinueAfterChecks(t *testing.T) {
 		t.Fatalf("the backend received %q; want exactly\n%q", got, want)
 	}
 
-	// The burst (2) is spent by the two admitted requests: the next is refused, not asked.
-	send(post("/public", "", 5))
+	// The burst (2) is spent by the request refused 401 — the rate limit runs before JWT
+	// verification (README "Trust model") — and the admitted one: the next is refused, not
+	// asked.
 	if _, _, code := send(post("/public", "", 5)); code != 429 {
 		t.Fatalf("over the rate limit: got %d first; want 429 before any 100", code)
 	}
