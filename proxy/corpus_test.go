@@ -401,3 +401,43 @@ func TestClientFaultsSpareBackends(t *testing.T) {
 		t.Errorf("lb_client_errors_total{reason=\"escaped_path\"} = %d; want 10", n)
 	}
 }
+
+// TestRoutedOnWhatIsForwarded: routes see the Host and path the backend receives — an
+// absolute-form authority, not the Host header beside it; a dot-resolved path, matched on
+// whole segments.
+func TestRoutedOnWhatIsForwarded(t *testing.T) {
+	pub, internal := startRecorder(t), startRecorder(t)
+	cfg := parseConfig(t, `pools:
+  - name: public
+    backends: [ { url: "http://`+pub.addr+`" } ]
+  - name: internal
+    backends: [ { url: "http://`+internal.addr+`" } ]
+routes:
+  - match: { host: internal.example }
+    pool: internal
+  - match: { path_prefix: /internal }
+    pool: internal
+`)
+	px := startProxy(t, cfg)
+	for _, c := range []struct {
+		request, line, host string
+		to                  *recorder
+	}{
+		{"GET http://internal.example/h HTTP/1.1\r\nHost: public.example\r\n\r\n", "GET /h HTTP/1.1", "internal.example", internal},
+		{"GET http://public.example/h HTTP/1.1\r\nHost: internal.example\r\n\r\n", "GET /h HTTP/1.1", "public.example", pub},
+		{"GET /public/../internal/x HTTP/1.1\r\nHost: public.example\r\n\r\n", "GET /internal/x HTTP/1.1", "public.example", internal},
+		{"GET /internal/../public/x HTTP/1.1\r\nHost: public.example\r\n\r\n", "GET /public/x HTTP/1.1", "public.example", pub},
+		{"GET /internalx HTTP/1.1\r\nHost: public.example\r\n\r\n", "GET /internalx HTTP/1.1", "public.example", pub},
+	} {
+		if status, body, _ := exchange(t, px.addr, c.request); status != 200 {
+			t.Fatalf("%q: got %d %s", c.request, status, body)
+		}
+		got := c.to.take()
+		if len(got) != 1 || !strings.HasPrefix(got[0], c.line+"\r\nHost: "+c.host+"\r\n") {
+			t.Fatalf("%q: the routed-to backend received %q; want %q with Host %s", c.request, got, c.line, c.host)
+		}
+		if other := append(pub.take(), internal.take()...); len(other) != 0 {
+			t.Fatalf("%q: the other backend received %q", c.request, other)
+		}
+	}
+}
