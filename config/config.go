@@ -135,6 +135,10 @@ type Pool struct {
 	MaxConnsPerBackend int            `yaml:"max_conns_per_backend"`
 	UpstreamTLS        UpstreamTLS    `yaml:"upstream_tls"`
 	Autoscale          Autoscale      `yaml:"autoscale"`
+	// ResponseHeaderBytes is the largest response head a backend may send: ApplyDefaults
+	// sets it to server.max_header_bytes, so a backend that echoes a request head the
+	// proxy accepted still fits.
+	ResponseHeaderBytes int `yaml:"-"`
 }
 
 // Backend is one upstream server. URL is "http://host[:port]" or "https://host[:port]".

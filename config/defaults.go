@@ -59,6 +59,7 @@ func (c *Config) ApplyDefaults() {
 
 	for i := range c.Pools {
 		c.Pools[i].applyDefaults(s, indexPath("pools", i), i)
+		c.Pools[i].ResponseHeaderBytes = sv.MaxHeaderBytes
 	}
 
 	setDefaultTrue(&c.Geo.PreferLocal)

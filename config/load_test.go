@@ -150,7 +150,7 @@ func TestParseSpecExampleVerbatim(t *testing.T) {
 // defaultPool returns a pool with every default of SPEC §4.
 func defaultPool(name string, backends ...Backend) Pool {
 	t := true
-	return Pool{
+	p := Pool{
 		Name:               name,
 		Balance:            BalanceSmoothWeighted,
 		Backends:           backends,
@@ -162,6 +162,8 @@ func defaultPool(name string, backends ...Backend) Pool {
 		MaxConnsPerBackend: 1024,
 		Autoscale:          Autoscale{MinActive: 1, Cooldown: 30 * time.Second},
 	}
+	p.ResponseHeaderBytes = 16384 // server.max_header_bytes
+	return p
 }
 
 // checkSameConfig compares the public parts of two configs; empty and nil lists and maps

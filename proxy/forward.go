@@ -56,6 +56,7 @@ const (
 	outcomeStatus                     // the backend answered a 5xx the policy retries
 	outcomeBusy                       // the backend's connection limit was reached
 	outcomeClient                     // the client's body failed or was too large: not the backend
+	outcomeHeadTooBig                 // the response head was over the limit: 502, not retried
 )
 
 func classify(err error, resp *fasthttp.Response, pol *retryPolicy) outcome {
@@ -71,6 +72,8 @@ func classify(err error, resp *fasthttp.Response, pol *retryPolicy) outcome {
 		return outcomeBusy
 	case errBodyLimit, errClientBody:
 		return outcomeClient
+	case errBigHead:
+		return outcomeHeadTooBig
 	case errRespTimeout:
 		return outcomeTimeout
 	}
@@ -140,8 +143,16 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 		}
 
 		oc := classify(err, resp, pol)
-		failed := err != nil && oc != outcomeBusy && oc != outcomeClient || err == nil && resp.StatusCode() >= 500
-		if oc == outcomeBusy || oc == outcomeClient {
+		// A response head over the limit is answered 502 but neither retried nor counted
+		// against the backend: the request may be its cause (a backend echoing a long
+		// X-Request-Id), and another backend would answer the same; counting it would let
+		// any client open the breakers. It is logged.
+		notBackend := oc == outcomeBusy || oc == outcomeClient || oc == outcomeHeadTooBig
+		failed := err != nil && !notBackend || err == nil && resp.StatusCode() >= 500
+		if oc == outcomeHeadTooBig {
+			p.logUpstreamError(b, err)
+		}
+		if notBackend {
 			st.Breaker.Release(ticket) // a full pool or a failing client is not the backend failing
 		} else {
 			st.Breaker.Record(now, ticket, failed)

@@ -26,6 +26,7 @@ var (
 	errReset       = errors.New("backend closed the connection before responding")
 	errRespTimeout = errors.New("backend response timeout")
 	errBadResponse = errors.New("backend sent a malformed response")
+	errBigHead     = errors.New("backend response head exceeds server.max_header_bytes")
 	errBodyLimit   = errors.New("request body exceeds max_body_bytes")
 	errClientBody  = errors.New("client failed while sending the request body")
 )
@@ -334,6 +335,10 @@ func readError(err error) error {
 	var nr fasthttp.ErrNothingRead
 	if errors.As(err, &nr) {
 		return errReset
+	}
+	var small *fasthttp.ErrSmallBuffer
+	if errors.As(err, &small) {
+		return errBigHead
 	}
 	return errBadResponse
 }

@@ -57,8 +57,8 @@ func Hooks(dial Dialer) state.Hooks {
 }
 
 func newUpstream(b *state.Backend, p *config.Pool, prev any, dial Dialer) (any, error) {
-	key := fmt.Sprintf("%s|%t|%v|%v|%d|%+v|%s", b.Addr, b.TLS, p.Timeouts.Connect, p.Timeouts.Response,
-		p.MaxConnsPerBackend, p.UpstreamTLS, fileStamps(p.UpstreamTLS.CAFile, p.UpstreamTLS.CertFile, p.UpstreamTLS.KeyFile))
+	key := fmt.Sprintf("%s|%t|%v|%v|%d|%d|%+v|%s", b.Addr, b.TLS, p.Timeouts.Connect, p.Timeouts.Response,
+		p.MaxConnsPerBackend, p.ResponseHeaderBytes, p.UpstreamTLS, fileStamps(p.UpstreamTLS.CAFile, p.UpstreamTLS.CertFile, p.UpstreamTLS.KeyFile))
 	if old, ok := prev.(*upstream); ok && old.key == key {
 		return old, nil
 	}
@@ -87,7 +87,10 @@ func newUpstream(b *state.Backend, p *config.Pool, prev any, dial Dialer) (any, 
 		MaxIdemponentCallAttempts:     1, // the proxy retries, on another backend
 		DisableHeaderNamesNormalizing: false,
 		DisablePathNormalizing:        true,
-		Transport:                     u.tr,
+		// A response head must fit in the read buffer (else errHeadTooLarge): as large as
+		// the request heads the proxy accepts, since backends echo request fields.
+		ReadBufferSize: p.ResponseHeaderBytes,
+		Transport:      u.tr,
 	}
 	if dial == nil {
 		dialTimeout := p.Timeouts.Connect
@@ -107,6 +110,7 @@ func newUpstream(b *state.Backend, p *config.Pool, prev any, dial Dialer) (any, 
 	u.check = &fasthttp.HostClient{
 		Addr: b.Addr, IsTLS: b.TLS, TLSConfig: u.tls, MaxConns: 2, Dial: fasthttp.DialFunc(dial),
 		NoDefaultUserAgentHeader: true, MaxIdemponentCallAttempts: 1, DisablePathNormalizing: true,
+		ReadBufferSize: p.ResponseHeaderBytes, // a big Set-Cookie or CSP must not fail a check
 	}
 	u.host = b.Addr
 	return u, nil

@@ -1,0 +1,143 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// tapBackend is a raw TCP backend: it records each request exactly as it arrived and
+// answers what respond returns for it (keep-alive unless the answer says otherwise).
+type tapBackend struct {
+	url  string
+	hits atomic.Int64
+	mu   sync.Mutex
+	got  []string
+}
+
+func startTapBackend(t testing.TB, respond func(req string) string) *tapBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := &tapBackend{url: "http://" + ln.Addr().String()}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	open := map[net.Conn]bool{}
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			open[c] = true
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() {
+					mu.Lock()
+					delete(open, c)
+					mu.Unlock()
+					c.Close()
+				}()
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				br := bufio.NewReader(c)
+				for {
+					req, ok := readRawRequest(br)
+					if !ok {
+						return
+					}
+					rb.hits.Add(1)
+					rb.mu.Lock()
+					rb.got = append(rb.got, req)
+					rb.mu.Unlock()
+					if _, err := io.WriteString(c, respond(req)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return rb
+}
+
+// take returns the requests received since the last take.
+func (rb *tapBackend) take() []string {
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	got := rb.got
+	rb.got = nil
+	return got
+}
+
+// rawField returns the value of the first field name (case-insensitive) in a raw head.
+func rawField(req, name string) string {
+	head, _, _ := strings.Cut(req, "\r\n\r\n")
+	for _, line := range strings.Split(head, "\r\n")[1:] {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, name) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// echoRequestID answers 200 with the request's X-Request-Id echoed (common middleware)
+// and a Set-Cookie of extra bytes.
+func echoRequestID(extra int) func(string) string {
+	return func(req string) string {
+		return "HTTP/1.1 200 OK\r\nX-Request-Id: " + rawField(req, "X-Request-Id") +
+			"\r\nSet-Cookie: big=" + strings.Repeat("c", extra) + "\r\nContent-Length: 2\r\n\r\nok"
+	}
+}
+
+// TestLargeResponseHeadIsNotABackendFailure: a response head up to max_header_bytes
+// passes (a backend echoing a 6000-byte X-Request-Id, a big Set-Cookie); one over it is
+// 502, tried once and never counted against the backend, so no client can open breakers.
+func TestLargeResponseHeadIsNotABackendFailure(t *testing.T) {
+	a, b := startTapBackend(t, echoRequestID(4000)), startTapBackend(t, echoRequestID(4000))
+	cfg := parseConfig(t, retryConfig(t, "    retry: { attempts: 2, on: [connect, \"502\"] }\n"+
+		"    circuit_breaker: { consecutive_failures: 3, open_for: 30s }\n", a.url, b.url))
+	px := startProxy(t, cfg)
+	id := strings.Repeat("A", 6000)
+	for i := range 12 {
+		resp, _ := px.raw(t, "GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: "+id+"\r\nConnection: close\r\n\r\n")
+		if !strings.HasPrefix(resp, "HTTP/1.1 200") || !strings.Contains(resp, "\r\nX-Request-Id: "+id+"\r\n") {
+			t.Fatalf("request %d with a 6000-byte X-Request-Id: got %.60q; want 200 and the id echoed", i, resp)
+		}
+	}
+	// Over the limit: the echo plus the backend's own fields exceed 16 KiB.
+	a.take()
+	b.take()
+	resp, _ := px.raw(t, "GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: "+strings.Repeat("B", 13000)+"\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(resp, "HTTP/1.1 502") {
+		t.Fatalf("response head over max_header_bytes: got %.60q; want 502", resp)
+	}
+	if n := len(a.take()) + len(b.take()); n != 1 {
+		t.Fatalf("a response head over the limit was tried %d times; want 1 (not retried)", n)
+	}
+	for _, be := range px.builder.Store.Load().Backends() {
+		if f := be.Stats.Failures.Load(); f != 0 || be.Stats.Breaker.State().String() != "closed" {
+			t.Fatalf("%s: %d failures, breaker %s; want 0 and closed", be.ID, f, be.Stats.Breaker.State())
+		}
+	}
+	if resp, _ := px.raw(t, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(resp, "HTTP/1.1 200") {
+		t.Fatalf("an ordinary request afterwards got %.60q; want 200", resp)
+	}
+}
