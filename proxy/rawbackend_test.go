@@ -47,6 +47,11 @@ func startRawBackend(t testing.TB, addr string, answer func(r *backendRequest, c
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveRawBackend(t, ln, answer)
+}
+
+// serveRawBackend is startRawBackend on a listener of the caller's (a TLS one, say).
+func serveRawBackend(t testing.TB, ln net.Listener, answer func(r *backendRequest, c net.Conn)) *rawBackend {
 	b := &rawBackend{t: t, ln: ln, addr: ln.Addr().String(), answer: answer, conns: map[net.Conn]struct{}{}}
 	b.wg.Add(1)
 	go b.accept()

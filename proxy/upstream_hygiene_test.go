@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -232,5 +233,54 @@ func TestUpgradeAnsweredWithAnotherProtocol(t *testing.T) {
 		if !strings.HasPrefix(resp, "HTTP/1.1 502 ") || strings.Contains(resp, "stolen") {
 			t.Fatalf("101 with %q: got %q; want a 502 and nothing of the backend's", upgrade, resp)
 		}
+	}
+}
+
+// TestTLSUpstreamHygiene: over TLS a healthy pooled connection is reused (the idle check
+// reads what TLS buffered — session tickets included — without mistaking it for data),
+// and bytes arriving on an idle one close it.
+func TestTLSUpstreamHygiene(t *testing.T) {
+	certFile, keyFile, _ := writeSelfSignedCert(t)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lateGo, lateDone := make(chan struct{}), make(chan struct{})
+	be := serveRawBackend(t, ln, func(r *backendRequest, c net.Conn) {
+		_, _ = c.Write([]byte(goodAnswer(r.id)))
+		if r.id == "late" {
+			<-lateGo
+			_, _ = c.Write([]byte(forged))
+			close(lateDone)
+		}
+	})
+	cfg := "pools:\n  - name: web\n    max_conns_per_backend: 1\n    retry: { attempts: 0 }\n" +
+		"    timeouts: { connect: 500ms, response: 2s }\n    upstream_tls: { ca_file: \"" + certFile + "\" }\n" +
+		"    backends:\n      - url: \"https://" + be.addr + "\"\n"
+	px := startProxy(t, parseConfig(t, cfg))
+	for i := range 5 {
+		id := "keep" + strconv.Itoa(i)
+		if status, got, _, err := dialRaw(t, px.addr).do("GET", "/", id, ""); err != nil || status != 200 || got != id {
+			t.Fatalf("GET %d: status %d, X-Req %q, err %v", i, status, got, err)
+		}
+	}
+	if n := be.accepted.Load(); n != 1 {
+		t.Fatalf("5 GETs over TLS took %d connections; want 1 (the pooled one reused)", n)
+	}
+	if status, got, _, err := dialRaw(t, px.addr).do("GET", "/", "late", ""); err != nil || status != 200 || got != "late" {
+		t.Fatalf("GET late: status %d, X-Req %q, err %v", status, got, err)
+	}
+	close(lateGo)
+	<-lateDone
+	status, got, body, err := dialRaw(t, px.addr).do("GET", "/", "next", "")
+	if err != nil || status != 200 || got != "next" || body != "id=next" {
+		t.Fatalf("after late bytes on the idle TLS connection the next client got status %d, X-Req %q, body %q, err %v", status, got, body, err)
+	}
+	if n := be.accepted.Load(); n != 2 {
+		t.Fatalf("the backend accepted %d connections; want 2 (the one with late bytes closed)", n)
 	}
 }
