@@ -46,9 +46,27 @@ func takeBody(ctx *fasthttp.RequestCtx, ext *tableData) *reply {
 	// (fasthttp's ReadTimeout would cut any upload longer than 30 s), and a chunked one
 	// of unknown size is cut off at max_body_bytes.
 	rate.timeout = ext.readTimeout
-	req.SetBodyStream(&uploadReader{r: ctx.RequestBodyStream(), n: ext.maxBody, size: int64(cl), rate: rate}, cl)
+	req.SetBodyStream(&uploadReader{r: ctx.RequestBodyStream(), h: &req.Header, n: ext.maxBody, size: int64(cl), rate: rate}, cl)
 	return nil
 }
+
+// dropTrailers removes the trailer fields of a chunked request body, and the Trailer
+// field announcing them. RFC 9110 §6.5.1 lets a recipient discard trailer fields; they
+// escape every check the head gets (field syntax, field count, the fields the proxy sets
+// itself), so none is forwarded or looked at. A field of the head that shares a name with
+// a trailer field goes too.
+func dropTrailers(h *fasthttp.RequestHeader) {
+	keys := h.PeekTrailerKeys()
+	if len(keys) == 0 {
+		return
+	}
+	for _, k := range keys {
+		h.DelBytes(k)
+	}
+	h.DelBytes(hTrailer) // forgets the (now empty) trailer section
+}
+
+var hTrailer = []byte("Trailer")
 
 // maxPooledBody: larger body buffers are left to the garbage collector.
 const maxPooledBody = 256 << 10

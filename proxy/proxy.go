@@ -174,6 +174,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 // already written.
 func (p *Proxy) admit(ctx *fasthttp.RequestCtx, ext *tableData, id *identity) (int, fasthttp.RequestHandler, *reply) {
 	req := &ctx.Request
+	dropTrailers(&req.Header) // of a chunked body read before the handler, and the Trailer field
 	flags := scanRequestHeaders(req.Header.RawHeaders(), ext.maxHeaders)
 	if sawBareLF(ctx.Conn()) {
 		flags |= hdrBad // in the request line, which RawHeaders does not hold
@@ -444,6 +445,8 @@ type uploadReader struct {
 	size int64 // the Content-Length, -1 for chunked
 	read int64
 	rate bodyRate
+	// h is the request's header: trailer fields read with the last chunk are dropped.
+	h *fasthttp.RequestHeader
 }
 
 func (u *uploadReader) Read(p []byte) (int, error) {
@@ -465,6 +468,9 @@ func (u *uploadReader) Read(p []byte) (int, error) {
 	}
 	if err == io.EOF && u.size >= 0 && u.read < u.size {
 		err = io.ErrUnexpectedEOF // the client went away before the end of its body
+	}
+	if err == io.EOF && u.size < 0 {
+		dropTrailers(u.h) // read with the last chunk, written after it: never forwarded
 	}
 	if err != nil && err != io.EOF {
 		return n, errClientBody // a stalled or vanished client must not count against the backend

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,5 +140,49 @@ func TestLargeResponseHeadIsNotABackendFailure(t *testing.T) {
 	}
 	if resp, _ := px.raw(t, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(resp, "HTTP/1.1 200") {
 		t.Fatalf("an ordinary request afterwards got %.60q; want 200", resp)
+	}
+}
+
+// trailerSection returns what follows the last chunk of a raw chunked request: its
+// trailer fields and the blank line ("\r\n" when there are none).
+func trailerSection(req string) string {
+	_, after, ok := strings.Cut(req, "\r\n0\r\n")
+	if !ok {
+		return "(no last chunk)"
+	}
+	return after
+}
+
+// TestRequestTrailersAreDropped: trailer fields of a chunked request (RFC 9110 §6.5)
+// never reach the backend — malformed, claim-named, or many — and neither does the
+// Trailer field announcing them; the body itself arrives whole. A body over
+// request_buffer_bytes, whose trailers are read while it streams upstream, too.
+func TestRequestTrailersAreDropped(t *testing.T) {
+	ok200 := func(string) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" }
+	be := startTapBackend(t, ok200)
+	px := startProxy(t, poolConfig(t, "server: { request_buffer_bytes: 1024 }\n", be.url))
+	big := strings.Repeat("z", 3000) // over request_buffer_bytes: streamed
+	for _, tr := range []string{"X-F: 1\r\n", "X User: 1\r\n", "X_F: 1\r\n", "X-D: 1\r\n folded\r\n",
+		"X-B: 1\nX-C: 2\r\n", "X-User: admin\r\n", "X-Forwarded-For: 10.0.0.1\r\n", strings.Repeat("X-N: a\r\n", 300)} {
+		for _, body := range []string{"hello", big} {
+			req := "POST /up HTTP/1.1\r\nHost: x\r\nTrailer: X-F, X-User\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+				strconv.FormatInt(int64(len(body)), 16) + "\r\n" + body + "\r\n0\r\n" + tr + "\r\n"
+			resp, _ := px.raw(t, req)
+			got := be.take()
+			for _, g := range got {
+				if s := trailerSection(g); s != "\r\n" {
+					t.Fatalf("trailer %q (body %d bytes): the backend got trailer section %.80q; want none", tr, len(body), s)
+				}
+				if v := rawField(g, "Trailer"); v != "" {
+					t.Fatalf("trailer %q: the backend got Trailer: %s; want no Trailer field", tr, v)
+				}
+				if !strings.Contains(g, body) {
+					t.Fatalf("trailer %q: the body did not arrive whole", tr)
+				}
+			}
+			if tr == "X-F: 1\r\n" && (!strings.HasPrefix(resp, "HTTP/1.1 200") || len(got) != 1) {
+				t.Fatalf("a well-formed trailer (body %d bytes): got %.40q, %d forwarded; want 200, 1", len(body), resp, len(got))
+			}
+		}
 	}
 }
