@@ -267,8 +267,10 @@ func prepareRequest(ctx *fasthttp.RequestCtx, flags int, ext *tableData, id *ide
 	h.SetNoDefaultContentType(true)
 }
 
-func removeHopByHop(h *fasthttp.RequestHeader, upgrade bool) {
-	// Headers named by Connection are hop-by-hop too (RFC 9110 §7.6.1).
+// removeConnectionTokens deletes the fields the Connection header names: hop-by-hop too
+// (RFC 9110 §7.6.1). admit calls it before the proxy sets any field of its own (the JWT
+// claim headers, X-Forwarded-*), so a token names only what the client sent.
+func removeConnectionTokens(h *fasthttp.RequestHeader, upgrade bool) {
 	if conn := h.PeekBytes(hConnection); len(conn) > 0 {
 		sc := getScratch()
 		sc.b = append(sc.b[:0], conn...)
@@ -280,6 +282,9 @@ func removeHopByHop(h *fasthttp.RequestHeader, upgrade bool) {
 		})
 		putScratch(sc)
 	}
+}
+
+func removeHopByHop(h *fasthttp.RequestHeader, upgrade bool) {
 	for _, name := range hopByHop {
 		if upgrade && (name == "Connection" || name == "Upgrade") {
 			continue

@@ -187,6 +187,10 @@ func (p *Proxy) admit(ctx *fasthttp.RequestCtx, ext *tableData, id *identity) (i
 		// request could be smuggled past us inside another's body.
 		return flags, nil, &replyBadFraming
 	}
+	if flags&hdrConnection != 0 {
+		// Slow path. Before any decision and before the proxy sets a field.
+		removeConnectionTokens(&req.Header, flags&hdrUpgrade != 0 && isWebSocket(req))
+	}
 	if r := canonicalize(req, ext.escaped); r != nil {
 		return flags, nil, r
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"net"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go-loadbalancer/config"
 )
 
 // tapBackend is a raw TCP backend: it records each request exactly as it arrived and
@@ -184,5 +187,35 @@ func TestRequestTrailersAreDropped(t *testing.T) {
 				t.Fatalf("a well-formed trailer (body %d bytes): got %.40q, %d forwarded; want 200, 1", len(body), resp, len(got))
 			}
 		}
+	}
+}
+
+// TestConnectionCannotNameProxyHeaders: Connection tokens name only fields the client
+// sent; the claim headers the proxy sets after JWT verification, X-Forwarded-* and
+// X-Request-Id reach the backend whatever the client lists (before: "Connection: close,
+// X-User, X-Role" deleted the verified claims).
+func TestConnectionCannotNameProxyHeaders(t *testing.T) {
+	px, _, sign := jwtSetup(t, config.JWT{ForwardClaims: map[string]string{"sub": "X-User", "role": "X-Role"}}, "", echoHeaders)
+	tok := sign(map[string]any{"sub": "alice", "role": "user", "exp": time.Now().Add(time.Hour).Unix()})
+	resp, _ := px.raw(t, "GET /x HTTP/1.1\r\nHost: x\r\nAuthorization: "+tok+
+		"\r\nX-Mine: hop\r\nConnection: close, X-User, X-Role, X-Mine, X-Forwarded-For, X-Forwarded-Proto, X-Request-Id\r\n\r\n")
+	_, body, _ := strings.Cut(resp, "\r\n\r\n")
+	if !strings.HasPrefix(resp, "HTTP/1.1 200") {
+		t.Fatalf("got %.60q; want 200", resp)
+	}
+	got := map[string]string{}
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatalf("cannot decode echoed headers %q: %v", body, err)
+	}
+	for name, want := range map[string]string{"X-User": "alice", "X-Role": "user", "X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http"} {
+		if got[name] != want {
+			t.Errorf("backend got %s %q; want %q", name, got[name], want)
+		}
+	}
+	if got["X-Request-Id"] == "" {
+		t.Error("backend got no X-Request-Id")
+	}
+	if v, ok := got["X-Mine"]; ok {
+		t.Errorf("backend got X-Mine %q; a field the client named in Connection is hop-by-hop", v)
 	}
 }
