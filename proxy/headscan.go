@@ -16,8 +16,8 @@ var errBareLF = errors.New("bare LF in the request head")
 // plain bytes) so that a request head with a bare-LF line end is refused at once.
 // fasthttp accepts bare LF in places but waits for a CRLFCRLF to end a head, so a request
 // written with LF only waited for read_timeout and got 408; the connection fails its read
-// as soon as such a line arrives instead, and the client gets 400 (RFC 9112 §2.2 lets a
-// server refuse bare LF). Only heads are looked at: a head ends at its blank line, the
+// as soon as such a line arrives instead, and the client gets 400 (RFC 9112 §2.2 allows,
+// never requires, a recipient to take a bare LF as a line end). Only heads are looked at: a head ends at its blank line, the
 // next begins after a response is written, and an upgraded connection is left alone. A
 // pipelined head already read with the request before it is not seen here; the handler's
 // own scan (scanRequestHeaders) still refuses a bare LF in its header lines.
