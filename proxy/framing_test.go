@@ -124,3 +124,38 @@ func TestLingeringCloseAfterRefusal(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestPipelinedBodyIsNotAHead: the bare-LF check looks at request heads only — the rest of
+// a pipelined request's body, arriving after the previous answer was written, is body.
+func TestPipelinedBodyIsNotAHead(t *testing.T) {
+	rec := startRecorder(t)
+	px := startProxy(t, poolConfig(t, "", "http://"+rec.addr))
+	c, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second)) // a guard against a hang
+	body := "line one\nline two\n\nthe end\n"
+	if _, err := io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: "+
+		itoa(len(body))+"\r\n\r\n"+body[:3]); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for i, rest := range []string{body[3:], ""} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("response %d: %v %v", i+1, resp, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if rest != "" {
+			if _, err := io.WriteString(c, rest); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got := rec.take()
+	if len(got) != 2 || !strings.HasSuffix(got[1], "\r\n\r\n"+body) {
+		t.Fatalf("the backend received %q; want the GET, then the POST with its body", got)
+	}
+}

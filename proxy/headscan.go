@@ -54,6 +54,8 @@ type scanConn struct {
 	sawLine bool // a non-empty line of this head was read
 	line    int  // bytes of the current line read so far
 	last    byte // the last byte read
+	tail    [10]byte
+	tailN   int // c.tail[:tailN] are the last bytes of the current line
 }
 
 // scanTLSConn keeps the TLS connection's methods fasthttp looks for.
@@ -99,7 +101,7 @@ func (c *scanConn) Read(p []byte) (int, error) {
 	if n > 0 && !c.tunnel.Load() {
 		if c.wrote.Load() {
 			c.wrote.Store(false)
-			c.head, c.sawLine, c.line, c.last = true, false, 0, 0
+			c.head, c.sawLine, c.line, c.last, c.tailN = true, false, 0, 0, 0
 		}
 		if c.head && !c.scanHead(p[:n]) {
 			c.bareLF = true
@@ -110,34 +112,74 @@ func (c *scanConn) Read(p []byte) (int, error) {
 }
 
 // scanHead follows the lines of a request head through b and reports false at a line
-// ended by a bare LF. The head ends at its first blank line (blank lines before the
-// request line are skipped, RFC 9112 §2.2); what follows, a body, is not looked at.
+// ended by a bare LF. Empty lines before the request line are skipped (RFC 9112 §2.2). A
+// first line that is not a request line ("... HTTP/1.x") stops the scan for this head:
+// those bytes are not a head this scan understands — the rest of a pipelined request's
+// body, say — and fasthttp judges them. The head ends at its blank line; what follows, a
+// body, is not looked at.
 func (c *scanConn) scanHead(b []byte) bool {
 	for len(b) > 0 {
 		j := bytes.IndexByte(b, '\n')
 		if j < 0 {
 			c.line += len(b)
 			c.last = b[len(b)-1]
+			c.keepTail(b)
 			return true
 		}
+		c.keepTail(b[:j])
 		cr := c.last == '\r'
 		if j > 0 {
 			cr = b[j-1] == '\r'
 		}
-		if !cr {
-			return false
-		}
-		switch n := c.line + j; {
-		case n == 1 && c.sawLine:
+		n := c.line + j // the line's bytes, its CR included
+		switch {
+		case !c.sawLine && n <= 1:
+			// An empty line before the request line.
+		case !c.sawLine:
+			if !c.requestLine(cr) {
+				c.head = false
+				return true
+			}
+			c.sawLine = true
+			if !cr {
+				return false
+			}
+		case n == 1 && cr:
 			c.head = false // the blank line: end of the head
 			return true
-		case n > 1:
-			c.sawLine = true
+		case !cr:
+			return false
 		}
-		c.line, c.last, b = 0, '\n', b[j+1:]
+		c.line, c.last, c.tailN, b = 0, '\n', 0, b[j+1:]
 	}
 	return true
 }
+
+// keepTail appends p to the last bytes of the current line kept in c.tail.
+func (c *scanConn) keepTail(p []byte) {
+	if len(p) >= len(c.tail) {
+		c.tailN = copy(c.tail[:], p[len(p)-len(c.tail):])
+		return
+	}
+	keep := min(c.tailN, len(c.tail)-len(p))
+	copy(c.tail[:keep], c.tail[c.tailN-keep:c.tailN])
+	c.tailN = keep + copy(c.tail[keep:], p)
+}
+
+// requestLine reports whether the line just ended (its last bytes in c.tail, with the CR
+// when cr) ends like a request line: " HTTP/1.1" or " HTTP/1.0".
+func (c *scanConn) requestLine(cr bool) bool {
+	t := c.tail[:c.tailN]
+	if cr {
+		t = t[:len(t)-1]
+	}
+	return bytes.HasSuffix(t, httpVersion11) || bytes.HasSuffix(t, httpVersion10)
+}
+
+var (
+	httpVersion11 = []byte(" HTTP/1.1")
+	httpVersion10 = []byte(" HTTP/1.0")
+)
 
 func (c *scanConn) Write(p []byte) (int, error) {
 	// An interim 100 Continue is followed by the body, not by a new head.
