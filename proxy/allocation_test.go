@@ -149,3 +149,23 @@ rate_limit: { enabled: true, key: ip, rate: 1000000000, burst: 1000000000 }
 		t.Fatalf("got %.2f allocs per GET through a trusted proxy; want 0", n)
 	}
 }
+
+// TestCachedJWTGETAllocatesNothing: a GET whose bearer token was verified before — the
+// verification cache answers, the claim header is set, the rate limit keyed by the claim
+// applies — allocates nothing.
+func TestCachedJWTGETAllocatesNothing(t *testing.T) {
+	v, sign := jwtVerifierForAllocs(t)
+	s := newInmemorySetupWith(t, "hello", inmemoryOptions{observed: true, auth: v, limiter: ratelimit.NewLocal(0),
+		peer:  &net.TCPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 4711},
+		extra: "rate_limit: { enabled: true, key: \"claim:sub\", rate: 1000000000, burst: 1000000000 }\n"})
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.Set("Authorization", sign())
+	for i := 0; i < 100; i++ {
+		get(t, s.proxied, req, resp)
+	}
+	if n := testing.AllocsPerRun(1000, func() { get(t, s.proxied, req, resp) }); n != 0 {
+		t.Fatalf("got %.2f allocs per GET with a cached token; want 0", n)
+	}
+}

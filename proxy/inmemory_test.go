@@ -9,6 +9,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
+	"go-loadbalancer/auth"
 	"go-loadbalancer/metrics"
 	"go-loadbalancer/state"
 	"go-loadbalancer/sticky"
@@ -41,6 +42,7 @@ type inmemoryOptions struct {
 	sticky   sticky.Store    // Options.Sticky; nil: none
 	tracer   *tracing.Tracer // Options.Tracer; nil: tracing off
 	limiter  Limiter         // Options.Limiter; nil: none
+	auth     *auth.Verifier  // Options.Auth; nil: none
 	peer     net.Addr        // the proxy's clients' address; nil: the listener's (no IP)
 }
 
@@ -55,7 +57,7 @@ func newInmemorySetupWith(tb testing.TB, backendBody string, opt inmemoryOptions
 	cfg := poolConfig(tb, opt.extra, "http://backend.invalid:80")
 	dial := func(string) (net.Conn, error) { return beLn.Dial() }
 	var b *state.Builder
-	opts := Options{Log: zerolog.Nop(), Sticky: opt.sticky, Tracer: opt.tracer, Limiter: opt.limiter}
+	opts := Options{Log: zerolog.Nop(), Sticky: opt.sticky, Tracer: opt.tracer, Limiter: opt.limiter, Auth: opt.auth}
 	if observed {
 		reg := metrics.New(metrics.Options{Current: func() *state.Table { return b.Store.Load() }})
 		b = state.NewBuilder(HooksWithMetrics(dial, reg))

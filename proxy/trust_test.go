@@ -243,3 +243,27 @@ func TestJWTAuthorizationRules(t *testing.T) {
 		t.Fatalf("forward_token false, skip path: backend got Authorization %q; want none", h["Authorization"])
 	}
 }
+
+// jwtVerifierForAllocs returns an HS256 verifier forwarding sub as X-User-Id, and a
+// function making a valid token for it.
+func jwtVerifierForAllocs(t *testing.T) (*auth.Verifier, func() string) {
+	t.Helper()
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	file := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(file, secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.New(auth.Options{Config: config.JWT{Enabled: true, Algorithms: []string{"HS256"}, HMACSecretFile: file,
+		ForwardClaims: map[string]string{"sub": "X-User-Id"}}, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: secret}, nil)
+	return v, func() string {
+		tok, err := jwt.Signed(signer).Claims(map[string]any{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()}).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "Bearer " + tok
+	}
+}
