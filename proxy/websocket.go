@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,6 +119,8 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, 
 	b.Stats.Inflight.Add(1)
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(client net.Conn) {
+		// fasthttp runs this in a goroutine of its own, outside the handler's recovery.
+		defer p.recoverTunnel()
 		defer p.releaseTunnel(u)
 		defer b.Stats.Inflight.Add(-1)
 		defer conn.Close()
@@ -147,6 +151,17 @@ func (p *Proxy) acquireTunnel(u *upstream) bool {
 		return false
 	}
 	return true
+}
+
+// recoverTunnel contains a panic of a tunnel's goroutine: the tunnel ends (its deferred
+// closes run), the panic is counted with the handler's and logged, and the process lives.
+func (p *Proxy) recoverTunnel() {
+	if r := recover(); r != nil {
+		if p.edge != nil {
+			p.edge.Panics.Add(1)
+		}
+		p.log.Error().Str("panic", fmt.Sprint(r)).Str("stack", string(debug.Stack())).Msg("tunnel panicked: closed it")
+	}
 }
 
 func (p *Proxy) releaseTunnel(u *upstream) {
