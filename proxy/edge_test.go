@@ -257,7 +257,13 @@ func TestTableSwapsUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	for i := range 300 {
+	testtool.WaitFor(t, 5*time.Second, "load", func() bool { return ok.Load() > 10 })
+	// At least 300 swaps, and on until 300 requests went through while swapping (bounded).
+	base := ok.Load()
+	for i := 0; i < 300 || ok.Load()-base < 300; i++ {
+		if i == 100_000 {
+			t.Fatalf("only %d requests in 100000 table swaps", ok.Load()-base)
+		}
 		if _, err := p.builder.Apply(configs[i%len(configs)]); err != nil {
 			t.Fatal(err)
 		}
