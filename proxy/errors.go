@@ -57,6 +57,7 @@ var (
 	replyHeaderTooLarge    = clientReply(fasthttp.StatusRequestHeaderFieldsTooLarge, "request header fields too large", reasonHeaderTooLarge)
 	replyTooManyHeaders    = clientReply(fasthttp.StatusRequestHeaderFieldsTooLarge, "too many header fields", reasonTooManyHeaders)
 	replyReadTimeout       = clientReply(fasthttp.StatusRequestTimeout, "request timeout", reasonTimeout)
+	replyBadVersion        = clientReply(fasthttp.StatusHTTPVersionNotSupported, "http version not supported", reasonVersion)
 
 	retryAfterName  = []byte("Retry-After")
 	retryAfterValue = []byte("1")
@@ -116,11 +117,12 @@ const (
 	reasonHeaderTooLarge              // header block over max_header_bytes (431)
 	reasonTooManyHeaders              // more than max_headers lines (431)
 	reasonTimeout                     // request not received within read_timeout (408)
+	reasonVersion                     // not HTTP/1.0 or HTTP/1.1 (505)
 	numClientReasons
 )
 
 var clientReasonNames = [numClientReasons]string{"", "malformed", "framing", "target", "escaped_path", "host",
-	"body", "body_too_large", "header_too_large", "too_many_headers", "timeout"}
+	"body", "body_too_large", "header_too_large", "too_many_headers", "timeout", "version"}
 
 // ClientErrorReasons lists the reason labels of lb_client_errors_total.
 func ClientErrorReasons() []string { return clientReasonNames[1:] }

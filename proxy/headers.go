@@ -180,6 +180,7 @@ var (
 	hUpgrade         = []byte("Upgrade")
 	vHTTP            = []byte("http")
 	vHTTPS           = []byte("https")
+	vHTTP11          = []byte("HTTP/1.1")
 )
 
 // hopByHop are removed from both directions (RFC 9110 §7.6.1); Proxy-* is handled apart.
@@ -265,6 +266,10 @@ func prepareRequest(ctx *fasthttp.RequestCtx, flags int, ext *tableData, id *ide
 	h.ResetConnectionClose()
 	// fasthttp would send a Content-Type the client never did (application/octet-stream).
 	h.SetNoDefaultContentType(true)
+	if !h.IsHTTP11() {
+		// An intermediary sends its own version (RFC 9110 §6.2); Host is always set.
+		h.SetProtocolBytes(vHTTP11)
+	}
 }
 
 // removeConnectionTokens deletes the fields the Connection header names: hop-by-hop too

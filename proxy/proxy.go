@@ -191,6 +191,9 @@ func (p *Proxy) admit(ctx *fasthttp.RequestCtx, ext *tableData, id *identity) (i
 		// Slow path. Before any decision and before the proxy sets a field.
 		removeConnectionTokens(&req.Header, flags&hdrUpgrade != 0 && isWebSocket(req))
 	}
+	if proto := req.Header.Protocol(); string(proto) != "HTTP/1.1" && string(proto) != "HTTP/1.0" {
+		return flags, nil, &replyBadVersion // fasthttp takes "HTTP/2.0" and "HTTP/1.2" too
+	}
 	if r := canonicalize(req, ext.escaped); r != nil {
 		return flags, nil, r
 	}
