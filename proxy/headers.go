@@ -16,7 +16,7 @@ const (
 	hdrUpgrade                      // Upgrade
 	hdrContentLength                // Content-Length
 	hdrTransferEncoding             // Transfer-Encoding
-	hdrForwarded                    // an X-Forwarded-Proto or X-Forwarded-Host
+	hdrForwarded                    // Forwarded or an X-Forwarded-* other than -For
 	hdrXFF                          // X-Forwarded-For
 	hdrMultiXFF                     // X-Forwarded-For more than once
 	hdrUnderscore                   // a header name with '_' (dropped, as nginx does)
@@ -146,6 +146,10 @@ func classifyHeader(k []byte) int {
 		if eqFold(k, "upgrade") {
 			return hdrHopByHop | hdrUpgrade
 		}
+	case 'f':
+		if eqFold(k, "forwarded") {
+			return hdrForwarded // RFC 7239
+		}
 	case 'x':
 		if len(k) > 12 && eqFold(k[:12], "x-forwarded-") {
 			if eqFold(k[12:], "for") {
@@ -204,10 +208,7 @@ func prepareRequest(ctx *fasthttp.RequestCtx, flags int, ext *tableData, id *ide
 		// goes, not just the first: a second X-Forwarded-For line would otherwise reach the
 		// backend beside ours.
 		if flags&(hdrXFF|hdrForwarded) != 0 {
-			h.DelBytes(hXForwardedFor)
-			h.DelBytes(hXForwardedProto)
-			h.DelBytes(hXForwardedHost)
-			h.DelBytes(hXFCC)
+			removeForwarded(h)
 		}
 		if ext.geoHeader != nil {
 			h.DelBytes(ext.geoHeader)
@@ -269,6 +270,29 @@ func prepareRequest(ctx *fasthttp.RequestCtx, flags int, ext *tableData, id *ide
 	if !h.IsHTTP11() {
 		// An intermediary sends its own version (RFC 9110 §6.2); Host is always set.
 		h.SetProtocolBytes(vHTTP11)
+	}
+}
+
+// removeForwarded deletes every field of the forwarding family an untrusted client sent:
+// Forwarded (RFC 7239) and every X-Forwarded-* (-For, -Proto, -Host, -Port, -Prefix, -Ssl,
+// -Server, -Client-Cert, ...), which backends and frameworks believe as if a proxy had
+// set them. The names come from the raw head, so nothing is allocated.
+func removeForwarded(h *fasthttp.RequestHeader) {
+	raw := h.RawHeaders()
+	for len(raw) > 0 {
+		i := bytes.IndexByte(raw, '\n')
+		if i < 0 {
+			break
+		}
+		line := raw[:i]
+		raw = raw[i+1:]
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			continue
+		}
+		if classifyHeader(line[:colon])&(hdrForwarded|hdrXFF) != 0 {
+			h.DelBytes(line[:colon])
+		}
 	}
 }
 

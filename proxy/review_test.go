@@ -219,3 +219,38 @@ func TestConnectionCannotNameProxyHeaders(t *testing.T) {
 		t.Errorf("backend got X-Mine %q; a field the client named in Connection is hop-by-hop", v)
 	}
 }
+
+// TestUntrustedForwardedFamilyDropped: from a peer not in trusted_proxies, Forwarded (RFC
+// 7239) and every X-Forwarded-* field are dropped, whatever their case or count; the
+// backend sees only the ones the proxy sets. A trusted peer's pass.
+func TestUntrustedForwardedFamilyDropped(t *testing.T) {
+	const sent = "Forwarded: for=1.2.3.4;host=internal;proto=https\r\nX-Forwarded-Port: 443\r\n" +
+		"x-forwarded-prefix: /admin\r\nX-Forwarded-Ssl: on\r\nX-Forwarded-Server: x\r\nX-FORWARDED-PORT: 8443\r\n" +
+		"X-Forwarded-Host: internal\r\nX-Forwarded-Scheme: https\r\n"
+	for _, trusted := range []bool{false, true} {
+		be := startTapBackend(t, func(string) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" })
+		extra := ""
+		if trusted {
+			extra = "server: { trusted_proxies: [127.0.0.1/32] }\n"
+		}
+		px := startProxy(t, poolConfig(t, extra, be.url))
+		resp, _ := px.raw(t, "GET /x HTTP/1.1\r\nHost: pub.example\r\n"+sent+"Connection: close\r\n\r\n")
+		got := be.take()
+		if !strings.HasPrefix(resp, "HTTP/1.1 200") || len(got) != 1 {
+			t.Fatalf("trusted %v: got %.40q, %d forwarded; want 200, 1", trusted, resp, len(got))
+		}
+		for _, name := range []string{"Forwarded", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Forwarded-Server", "X-Forwarded-Scheme"} {
+			if v := rawField(got[0], name); (v != "") != trusted {
+				t.Errorf("trusted %v: backend got %s %q", trusted, name, v)
+			}
+		}
+		if !trusted {
+			if v := rawField(got[0], "X-Forwarded-Host"); v != "pub.example" {
+				t.Errorf("untrusted: backend got X-Forwarded-Host %q; want pub.example", v)
+			}
+			if strings.Count(strings.ToLower(got[0]), "x-forwarded-port") != 0 {
+				t.Errorf("untrusted: a second X-Forwarded-Port line reached the backend:\n%s", got[0])
+			}
+		}
+	}
+}
