@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -12,7 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"go-loadbalancer/config"
+	"go-loadbalancer/internal/testredis"
+	"go-loadbalancer/sticky"
 )
 
 // tapBackend is a raw TCP backend: it records each request exactly as it arrived and
@@ -252,5 +258,86 @@ func TestUntrustedForwardedFamilyDropped(t *testing.T) {
 				t.Errorf("untrusted: a second X-Forwarded-Port line reached the backend:\n%s", got[0])
 			}
 		}
+	}
+}
+
+// TestStickyAcrossPoolsWritesNothing: one client whose requests alternate between two
+// pools (routes) with one session: the session's pool keeps it on its backend, the other
+// pool places it by rendezvous hashing of its id (stable), and nothing is written to Redis
+// or re-issued (before: each request moved the session, a Redis write and a new cookie).
+// Header-keyed sessions alike: one pin, no re-pin.
+func TestStickyAcrossPoolsWritesNothing(t *testing.T) {
+	rs := testredis.Start(t)
+	bes := map[string]*testBackend{}
+	for _, n := range []string{"a", "b", "c", "d"} {
+		bes[n] = startBackend(t, named(n))
+	}
+	for _, mode := range []string{"cookie", "header"} {
+		st := newRedisStore(t, rs, sticky.Options{Timeout: 2 * time.Second})
+		stickyFields := ""
+		if mode == "header" {
+			stickyFields = ", header: X-Session"
+		}
+		cfg := parseConfig(t, fmt.Sprintf(`pools:
+  - name: web
+    backends: [{ url: %q }, { url: %q }]
+  - name: admin
+    backends: [{ url: %q }, { url: %q }]
+routes:
+  - { match: { path_prefix: /admin }, pool: admin }
+sticky: { enabled: true%s }
+`, bes["a"].url, bes["b"].url, bes["c"].url, bes["d"].url, stickyFields))
+		px := startProxy(t, cfg, withSticky(st))
+		hc := px.client()
+		get := func(path, cookie string) (backend, setCookie string) {
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI("http://" + px.addr + path)
+			if cookie != "" {
+				req.Header.SetCookie("lb_sticky", cookie)
+			}
+			if mode == "header" {
+				req.Header.Set("X-Session", "s1")
+			}
+			if err := hc.DoTimeout(req, resp, 5*time.Second); err != nil || resp.StatusCode() != 200 {
+				t.Fatalf("%s GET %s: %v, status %d", mode, path, err, resp.StatusCode())
+			}
+			v := resp.Header.PeekCookie("lb_sticky")
+			v, _, _ = bytes.Cut(v, []byte(";"))
+			_, v, _ = bytes.Cut(v, []byte("="))
+			return string(resp.Header.Peek("X-Backend")), string(v)
+		}
+		first, cookie := get("/x", "")
+		if (cookie == "") != (mode == "header") {
+			t.Fatalf("%s: first response set cookie %q", mode, cookie)
+		}
+		start := st.Stats()
+		var adminBackend string
+		for i := range 20 {
+			path := "/x"
+			if i%2 == 0 {
+				path = "/admin/x"
+			}
+			b, set := get(path, cookie)
+			if set != "" {
+				t.Fatalf("%s request %d (%s): the cookie was re-issued; want it left alone", mode, i, path)
+			}
+			switch {
+			case path == "/x" && b != first:
+				t.Fatalf("%s request %d: web went to %s; want its session's %s", mode, i, b, first)
+			case path != "/x" && adminBackend == "":
+				adminBackend = b
+			case path != "/x" && b != adminBackend:
+				t.Fatalf("%s request %d: admin went to %s, then %s; want one backend", mode, i, adminBackend, b)
+			}
+		}
+		if got := st.Stats(); got.Pins != start.Pins || got.Repins != start.Repins {
+			t.Fatalf("%s: 20 alternating requests made %d pins, %d re-pins; want none", mode, got.Pins-start.Pins, got.Repins-start.Repins)
+		}
+	}
+	keys, err := rs.Client().Do(t.Context(), rs.Client().B().Keys().Pattern(sticky.DefaultKeyPrefix+"s:*").Build()).AsStrSlice()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("session keys in Redis: %v, %v; want 1 (the header session's first pin)", keys, err)
 	}
 }

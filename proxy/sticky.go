@@ -155,7 +155,9 @@ func (p *Proxy) stickyBegin(ctx *fasthttp.RequestCtx, t *state.Table, pool *stat
 		} else if s.hint.b != nil {
 			s.pinned, b = s.hint.b.ID, s.hint.b
 		}
-		if usable(b) {
+		if b != nil && b.Pool != pool.Name {
+			s.elsewhere(pool, usable)
+		} else if usable(b) {
 			s.preferred, s.action = b, pinCheck
 		} else {
 			// Unhealthy, open, drained or gone: the session moves, and the move is stored
@@ -174,7 +176,9 @@ func (p *Proxy) stickyBegin(ctx *fasthttp.RequestCtx, t *state.Table, pool *stat
 	switch o {
 	case sticky.CacheHit, sticky.RedisHit:
 		s.pinned = id
-		if b := t.Backend(id); usable(b) {
+		if b := t.Backend(id); b != nil && b.Pool != pool.Name {
+			s.elsewhere(pool, usable)
+		} else if usable(b) {
 			s.preferred = b
 			s.action = pinCheck
 		} else {
@@ -188,6 +192,20 @@ func (p *Proxy) stickyBegin(ctx *fasthttp.RequestCtx, t *state.Table, pool *stat
 			s.preferred = bs[i]
 		}
 		// No pin: the session goes back to its Redis pin when Redis does.
+	}
+}
+
+// elsewhere handles a session whose cookie or pin names a backend of another pool: routes
+// send one client to several pools, and the session belongs to the pool that placed it.
+// In this pool it is placed by rendezvous hashing of its key (stable, like the fallback
+// without Redis); nothing is stored and the cookie is left as it is (the session is not
+// active, so stickyEnd does not run) — it would otherwise move, and be written and
+// re-issued, on every request that alternates between the pools.
+func (s *session) elsewhere(pool *state.Pool, usable func(*state.Backend) bool) {
+	s.active, s.action = false, pinNone
+	bs := pool.Backends
+	if i := sticky.Rendezvous(s.key, bs, backendID, func(i int) bool { return usable(bs[i]) }); i >= 0 {
+		s.preferred = bs[i]
 	}
 }
 
