@@ -3,7 +3,9 @@ package metrics
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,16 +61,14 @@ func (r *Registry) writeLB(w *bytes.Buffer) {
 
 	// Client-facing: one answer per request, whatever it took; pools of the table in use
 	// and pool="" (answered before a pool was chosen).
-	fronts := make([]*Front, 0, len(pools)+1)
-	if f := r.fronts[""]; f != nil {
-		fronts = append(fronts, f)
-	}
-	for _, p := range pools {
-		if f := r.fronts[p.Name]; f != nil {
+	fronts := make([]*Front, 0, len(r.fronts))
+	for k, f := range r.fronts {
+		if t != nil && frontInTable(t, k) || k == (frontKey{}) {
 			fronts = append(fronts, f)
 		}
 	}
-	family(w, "lb_http_requests_total", "counter", "Requests answered to clients, by pool and status code (NNN, a class like 5xx for uncommon codes, or other); a retried request counts once, with the answer the client got. pool=\"\" is answered before a pool was chosen (401, 429, malformed requests).")
+	slices.SortFunc(fronts, func(a, b *Front) int { return cmp.Or(cmp.Compare(a.Pool, b.Pool), cmp.Compare(a.Route, b.Route)) })
+	family(w, "lb_http_requests_total", "counter", "Requests answered to clients, by pool, route (the path_prefix of the route that matched, \"\" for none) and status code (NNN, a class like 5xx for uncommon codes, or other); a retried request counts once, with the answer the client got. pool=\"\" is answered before a pool was chosen (401, 429, malformed requests).")
 	for _, f := range fronts {
 		f.codes.set.WritePrometheus(w)
 	}
@@ -302,4 +302,33 @@ var processHelp = map[string]string{
 	"process_io_write_syscalls_total":        "Write system calls made.",
 	"process_io_storage_read_bytes_total":    "Bytes read from storage.",
 	"process_io_storage_written_bytes_total": "Bytes written to storage.",
+}
+
+// frontInTable reports whether the table has k's pool and, for a route label, a route with
+// that path_prefix sending to that pool (the handles of a route a reload removed stay, but
+// are not exposed).
+func frontInTable(t *state.Table, k frontKey) bool {
+	if t.Pool(k.pool) == nil {
+		return false
+	}
+	if k.route == "" {
+		return true
+	}
+	if t.Config.Env.TrafficPoliciesOff {
+		return false
+	}
+	for _, rc := range t.Config.Routes {
+		if rc.Match.PathPrefix != k.route {
+			continue
+		}
+		if rc.Pool == k.pool {
+			return true
+		}
+		for _, sp := range rc.Split {
+			if sp.Pool == k.pool {
+				return true
+			}
+		}
+	}
+	return false
 }

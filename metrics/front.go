@@ -5,14 +5,16 @@ import (
 	"time"
 )
 
-// Front holds the client-facing handles of one pool: what clients were answered,
-// whatever tries it took (lb_http_requests_total{pool,code}), how long the whole request
-// took (lb_http_request_duration_seconds{pool}) and the body bytes both ways. Requests
-// answered before a pool was chosen (401, 429, malformed) count under pool="". A Front
-// belongs to the pool name and outlives tables. A nil *Front records nothing. Safe for
-// concurrent use.
+// Front holds the client-facing handles of one pool and route: what clients were
+// answered, whatever tries it took (lb_http_requests_total{pool,route,code}), how long the
+// whole request took (lb_http_request_duration_seconds{pool,route}) and the body bytes
+// both ways. route is the path_prefix of the route that matched ("" for none); requests
+// answered before a pool was chosen (401, 429, malformed) count under pool="", route="".
+// A Front belongs to its pool and route and outlives tables. A nil *Front records
+// nothing. Safe for concurrent use.
 type Front struct {
 	Pool   string
+	Route  string
 	labels string
 
 	codes    codeCounters
@@ -24,8 +26,8 @@ type Front struct {
 	bytesInName, bytesOutName string
 }
 
-func newFront(pool string) *Front {
-	f := &Front{Pool: pool, labels: `pool=` + quoteLabel(pool)}
+func newFront(pool, route string) *Front {
+	f := &Front{Pool: pool, Route: route, labels: `pool=` + quoteLabel(pool) + `,route=` + quoteLabel(route)}
 	f.codes.init("lb_http_requests_total", f.labels)
 	f.hist.init("lb_http_request_duration_seconds", f.labels)
 	f.bytesInName = `lb_http_request_bytes_total{` + f.labels + `}`
@@ -52,15 +54,19 @@ func (f *Front) Observe(code int, d time.Duration, in, out int64) {
 	}
 }
 
-// Front returns the client-facing handle of pool ("" for requests answered before a pool
-// was chosen), creating it on first use. Called when a table is built, not per request.
-func (r *Registry) Front(pool string) *Front {
+// Front returns the client-facing handle of pool and route ("", "" for requests answered
+// before a pool was chosen), creating it on first use. Called when a table is built, not
+// per request.
+func (r *Registry) Front(pool, route string) *Front {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	f := r.fronts[pool]
+	key := frontKey{pool, route}
+	f := r.fronts[key]
 	if f == nil {
-		f = newFront(pool)
-		r.fronts[pool] = f
+		f = newFront(pool, route)
+		r.fronts[key] = f
 	}
 	return f
 }
+
+type frontKey struct{ pool, route string }

@@ -56,7 +56,7 @@ type Registry struct {
 
 	mu      sync.Mutex
 	handles map[string]*Backend // by backend ID
-	fronts  map[string]*Front   // by pool name; "" before a pool is chosen
+	fronts  map[frontKey]*Front // by pool and route; "", "" before a pool is chosen
 	gauges  []counterFunc
 	sticky  func() StickyCounts
 	funcs   []counterFunc
@@ -87,7 +87,7 @@ func New(o Options) *Registry {
 		history: o.History,
 		global:  vm.NewSet(),
 		handles: map[string]*Backend{},
-		fronts:  map[string]*Front{},
+		fronts:  map[frontKey]*Front{},
 	}
 	r.RateLimited = r.global.NewCounter("lb_ratelimited_total")
 	r.sampler.init()

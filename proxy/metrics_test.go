@@ -115,7 +115,8 @@ func rawRequest(t *testing.T, addr, req string) string {
 func TestClientFacingMetrics(t *testing.T) {
 	live := startBackend(t, named("live"))
 	dead := "http://" + deadAddr(t)
-	cfg := poolConfig(t, "rate_limit: { enabled: true, key: \"header:X-Key\", rate: 0.001, burst: 1 }\n", dead, live.url)
+	cfg := poolConfig(t, "rate_limit: { enabled: true, key: \"header:X-Key\", rate: 0.001, burst: 1 }\n"+
+		"routes: [ { match: { path_prefix: /api }, pool: web } ]\n", dead, live.url)
 	m := startMetered(t, cfg)
 	ids := []string{m.b.Store.Load().Pools[0].Backends[0].ID, m.b.Store.Load().Pools[0].Backends[1].ID}
 	try := func(i int, code string) string {
@@ -131,43 +132,49 @@ func TestClientFacingMetrics(t *testing.T) {
 
 	// Smooth 1:1 starts with the dead backend: the first GET is retried on the live one.
 	m.delta(t, func() { get("/") }, map[string]float64{
-		`lb_http_requests_total{pool="web",code="200"}`:      1,
-		`lb_http_requests_total{pool="web",code="502"}`:      0,
-		`lb_http_requests_total{pool="web",code="503"}`:      0,
-		try(0, "connect_error"):                              1,
-		try(0, "502"):                                        0,
-		try(0, "503"):                                        0,
-		try(1, "200"):                                        1,
-		`lb_http_request_duration_seconds_count{pool="web"}`: 1,
-		`lb_http_response_bytes_total{pool="web"}`:           4, // "live"
-		`lb_connections_accepted_total`:                      0, // exposed by main, not here
+		`lb_http_requests_total{pool="web",route="",code="200"}`:      1,
+		`lb_http_requests_total{pool="web",route="",code="502"}`:      0,
+		`lb_http_requests_total{pool="web",route="",code="503"}`:      0,
+		try(0, "connect_error"):                                       1,
+		try(0, "502"):                                                 0,
+		try(0, "503"):                                                 0,
+		try(1, "200"):                                                 1,
+		`lb_http_request_duration_seconds_count{pool="web",route=""}`: 1,
+		`lb_http_response_bytes_total{pool="web",route=""}`:           4, // "live"
+		`lb_connections_accepted_total`:                               0, // exposed by main, not here
 	})
 	if a, o := m.conns.Accepted(), m.conns.Open(); a != 1 || o > 1 {
 		t.Fatalf("after one connection: accepted %d, open %d; want 1 and at most 1", a, o)
 	}
 	testtool.WaitFor(t, 3*time.Second, "the connection counted closed", func() bool { return m.conns.Open() == 0 })
 
+	// A request a route matched counts under the route's path_prefix.
+	m.delta(t, func() { get("/api/items", "X-Key", "api") }, map[string]float64{
+		`lb_http_requests_total{pool="web",route="/api",code="200"}`: 1,
+		`lb_http_requests_total{pool="web",route="",code="200"}`:     0,
+	})
+
 	// A rate-limited request is answered before a pool is chosen: pool="".
 	get("/", "X-Key", "k")
 	m.delta(t, func() { get("/", "X-Key", "k") }, map[string]float64{
-		`lb_http_requests_total{pool="",code="429"}`:    1,
-		`lb_http_requests_total{pool="web",code="200"}`: 0,
+		`lb_http_requests_total{pool="",route="",code="429"}`:    1,
+		`lb_http_requests_total{pool="web",route="",code="200"}`: 0,
 	})
 
 	// A request fasthttp refuses (headers over max_header_bytes) is counted too.
 	m.delta(t, func() { get("/", "X-Big", strings.Repeat("b", 20000)) }, map[string]float64{
-		`lb_http_requests_total{pool="",code="431"}`: 1,
+		`lb_http_requests_total{pool="",route="",code="431"}`: 1,
 	})
 
 	// Request body bytes.
 	m.delta(t, func() {
 		rawRequest(t, m.addr, "PUT / HTTP/1.1\r\nHost: x\r\nX-Key: put\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
 	}, map[string]float64{
-		`lb_http_request_bytes_total{pool="web"}`:       5,
-		`lb_http_requests_total{pool="web",code="200"}`: 1,
+		`lb_http_request_bytes_total{pool="web",route=""}`:       5,
+		`lb_http_requests_total{pool="web",route="",code="200"}`: 1,
 	})
-	if a := m.conns.Accepted(); a != 5 {
-		t.Fatalf("got %d accepted connections; want 5", a)
+	if a := m.conns.Accepted(); a != 6 {
+		t.Fatalf("got %d accepted connections; want 6", a)
 	}
 }
 

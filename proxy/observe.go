@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -90,9 +91,53 @@ func failureCause(err error) metrics.Cause {
 
 // frontMetrics gives a table's data the client-facing handles of its pools.
 func frontMetrics(d *tableData, t *state.Table, reg *metrics.Registry) {
-	d.unrouted = reg.Front("")
+	d.unrouted = reg.Front("", "")
 	d.fronts = make([]*metrics.Front, len(t.Pools))
 	for i, p := range t.Pools {
-		d.fronts[i] = reg.Front(p.Name)
+		d.fronts[i] = reg.Front(p.Name, "")
 	}
+	if !t.HasRoutes() {
+		return
+	}
+	for _, rc := range t.Config.Routes {
+		if rc.Match.PathPrefix == "" {
+			continue
+		}
+		pools := []string{rc.Pool}
+		if rc.Pool == "" {
+			pools = pools[:0]
+			for _, sp := range rc.Split {
+				pools = append(pools, sp.Pool)
+			}
+		}
+		for _, name := range pools {
+			if p := t.Pool(name); p != nil {
+				d.routeFronts = append(d.routeFronts, routeFront{pool: p, prefix: []byte(rc.Match.PathPrefix), f: reg.Front(name, rc.Match.PathPrefix)})
+			}
+		}
+	}
+}
+
+// routeFront is the client-facing handle of one pool behind one route's path_prefix.
+type routeFront struct {
+	pool   *state.Pool
+	prefix []byte
+	f      *metrics.Front
+}
+
+// front returns the handle of a request routed to pool by a route with path_prefix
+// prefix (nil: none); nil without metrics. A scan of a few entries: no map, no
+// allocation.
+func (d *tableData) front(pool *state.Pool, prefix []byte) *metrics.Front {
+	if d.fronts == nil || pool == nil {
+		return nil
+	}
+	if len(prefix) > 0 {
+		for i := range d.routeFronts {
+			if rf := &d.routeFronts[i]; rf.pool == pool && bytes.Equal(rf.prefix, prefix) {
+				return rf.f
+			}
+		}
+	}
+	return d.fronts[pool.Index]
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/auth"
+	"go-loadbalancer/metrics"
 	"go-loadbalancer/ratelimit"
 	"go-loadbalancer/state"
 	"go-loadbalancer/sticky"
@@ -137,7 +138,9 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	pool, region, prefix := route(ctx, t, &id)
-	ctx.SetUserValue(routedTo{}, pool) // for finish
+	if f := ext.front(pool, prefix); f != nil {
+		ctx.SetUserValue(routedTo{}, f) // for finish
+	}
 	if p.tracer != nil {
 		if rt := p.requestTrace(ctx); rt != nil {
 			rt.Target(requestPath(req), req.Header.Host())
@@ -224,7 +227,8 @@ func (p *Proxy) admit(ctx *fasthttp.RequestCtx, ext *tableData, id *identity) (i
 	return flags, nil, nil
 }
 
-// routedTo is the RequestCtx user-value key of the *state.Pool a request was routed to.
+// routedTo is the RequestCtx user-value key of the client-facing *metrics.Front (pool and
+// route) of the request.
 type routedTo struct{}
 
 // finish records the answered request in ctx: the client-facing metrics of its pool and
@@ -243,8 +247,8 @@ func (p *Proxy) finish(ctx *fasthttp.RequestCtx, t *state.Table, start time.Time
 	code := ctx.Response.StatusCode()
 	if ext.fronts != nil {
 		f := ext.unrouted
-		if pool, ok := ctx.UserValue(routedTo{}).(*state.Pool); ok && pool != nil {
-			f = ext.fronts[pool.Index]
+		if rf, ok := ctx.UserValue(routedTo{}).(*metrics.Front); ok && rf != nil {
+			f = rf
 		}
 		f.Observe(code, now.Sub(start), requestBytes(&ctx.Request), responseBytes(&ctx.Response))
 	}

@@ -200,8 +200,9 @@ type tableData struct {
 
 	// Client-facing metrics (HooksWithMetrics), by state.Pool.Index, and for requests
 	// answered before a pool was chosen; nil without metrics.
-	fronts   []*metrics.Front
-	unrouted *metrics.Front
+	fronts      []*metrics.Front
+	routeFronts []routeFront // by route path_prefix and pool
+	unrouted    *metrics.Front
 
 	readTimeout, writeTimeout time.Duration   // server.read_timeout / write_timeout
 	bufferBytes               int64           // server.request_buffer_bytes
