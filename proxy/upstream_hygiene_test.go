@@ -42,7 +42,9 @@ func TestSloppyHEADBodyNeverReachesAnotherClient(t *testing.T) {
 	} {
 		late, forged := tc.late, tc.forged
 		t.Run(tc.name, func(t *testing.T) {
-			written := make(chan struct{}, 1)
+			// Two channels: with one, the test's own send could be taken back by its
+			// receive before the backend saw it (a hang, or a 504 behind the held HEAD).
+			release, written := make(chan struct{}, 1), make(chan struct{}, 1)
 			be := startRawBackend(t, "", func(r *backendRequest, c net.Conn) {
 				if r.method != "HEAD" {
 					_, _ = c.Write([]byte(goodAnswer(r.id)))
@@ -54,7 +56,7 @@ func TestSloppyHEADBodyNeverReachesAnotherClient(t *testing.T) {
 					return
 				}
 				_, _ = c.Write([]byte(head))
-				<-written // the test says when: after the HEAD's client has its answer
+				<-release // the test says when: after the HEAD's client has its answer
 				_, _ = c.Write([]byte(forged))
 				written <- struct{}{}
 			})
@@ -67,7 +69,7 @@ func TestSloppyHEADBodyNeverReachesAnotherClient(t *testing.T) {
 					t.Fatalf("HEAD: status %d, X-Req %q, err %v; want 200 %q", status, id, err, idA)
 				}
 				if late {
-					written <- struct{}{}
+					release <- struct{}{}
 					<-written
 				}
 				status, id, body, err := b.do("GET", "/", idB, "")
