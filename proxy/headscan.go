@@ -17,10 +17,16 @@ var errBareLF = errors.New("bare LF in the request head")
 // fasthttp accepts bare LF in places but waits for a CRLFCRLF to end a head, so a request
 // written with LF only waited for read_timeout and got 408; the connection fails its read
 // as soon as such a line arrives instead, and the client gets 400 (RFC 9112 §2.2 allows,
-// never requires, a recipient to take a bare LF as a line end). Only heads are looked at: a head ends at its blank line, the
-// next begins after a response is written, and an upgraded connection is left alone. A
-// pipelined head already read with the request before it is not seen here; the handler's
-// own scan (scanRequestHeaders) still refuses a bare LF in its header lines.
+// never requires, a recipient to take a bare LF as a line end).
+//
+// The scan follows the request stream as fasthttp frames it: each head's lines, then its
+// body — Content-Length bytes, or chunks up to the last one and its trailer section —
+// skipped unread, then the next head. So every head of a pipelined series is judged, and
+// no body byte ever is. The failing read hands fasthttp the requests before the bad head
+// and one byte of it, never a whole bad head: the requests before it are answered, the bad
+// one gets 400. A connection whose framing the scan cannot follow (an Upgrade, a repeated
+// or unreadable Content-Length, an unreadable chunk size) is not scanned again until a
+// response is written; a tunnel never is.
 func HeadScanner(ln net.Listener) net.Listener { return scanListener{ln} }
 
 type scanListener struct{ net.Listener }
@@ -31,9 +37,10 @@ func (l scanListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	if _, ok := c.(tlsState); ok {
-		return &scanTLSConn{scanConn{Conn: c, head: true}}, nil
+		s := &scanTLSConn{scanConn{Conn: c, length: -1}}
+		return s, nil
 	}
-	return &scanConn{Conn: c, head: true}, nil
+	return &scanConn{Conn: c, length: -1}, nil
 }
 
 // tlsState is what fasthttp looks for to see a TLS connection (RequestCtx.IsTLS).
@@ -42,20 +49,37 @@ type tlsState interface {
 	ConnectionState() tls.ConnectionState
 }
 
+// scanState is what the scan expects next on the connection.
+type scanState uint8
+
+const (
+	scanHead      scanState = iota // a request head's lines
+	scanBody                       // the rest of a Content-Length body
+	scanChunkLine                  // a chunk-size line
+	scanChunkData                  // the rest of a chunk and its CRLF
+	scanTrailer                    // trailer lines up to the blank line
+	scanOff                        // not followed until a response is written
+)
+
 type scanConn struct {
 	net.Conn
 
-	wrote  atomic.Bool // a response was written since the last read: a new head comes next
+	wrote  atomic.Bool // a response was written (resumes a scan that is off)
 	tunnel atomic.Bool // an upgraded connection: its bytes are not HTTP heads
 
-	// Touched only by the goroutine serving the connection (its reads and its handler).
-	bareLF  bool // a head line ended by a bare LF was read
-	head    bool // reading a request head
-	sawLine bool // a non-empty line of this head was read
-	line    int  // bytes of the current line read so far
-	last    byte // the last byte read
-	tail    [10]byte
-	tailN   int // c.tail[:tailN] are the last bytes of the current line
+	// Touched only by the goroutine serving the connection (its reads).
+	state     scanState
+	remaining int64 // scanBody, scanChunkData: bytes left to skip
+	headLen   int64 // bytes of the current head read so far
+	sawLine   bool  // the head's request line was read
+	line      int   // bytes of the current line read so far
+	last      byte  // the current line's last byte so far
+	start     [48]byte
+	startN    int // c.start[:startN] are the current line's first bytes
+	// The framing the current head declares.
+	length  int64 // Content-Length; -1 if none
+	chunked bool  // Transfer-Encoding
+	unknown bool  // an Upgrade, or framing the scan cannot follow
 }
 
 // scanTLSConn keeps the TLS connection's methods fasthttp looks for.
@@ -81,14 +105,6 @@ func scanned(c net.Conn) *scanConn {
 	return nil
 }
 
-// sawBareLF reports whether a bare LF ended a line of a request head read on c. fasthttp
-// may have parsed the request from what was read before the failing read's error
-// surfaced (it takes a bare LF after the request line), so the handler asks too.
-func sawBareLF(c net.Conn) bool {
-	s := scanned(c)
-	return s != nil && s.bareLF
-}
-
 // tunnelled tells c that it carries a tunnel from now on: its bytes are not scanned.
 func tunnelled(c net.Conn) {
 	if s := scanned(c); s != nil {
@@ -99,87 +115,201 @@ func tunnelled(c net.Conn) {
 func (c *scanConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 && !c.tunnel.Load() {
-		if c.wrote.Load() {
-			c.wrote.Store(false)
-			c.head, c.sawLine, c.line, c.last, c.tailN = true, false, 0, 0, 0
+		if c.state == scanOff && c.wrote.Load() {
+			c.startHead()
 		}
-		if c.head && !c.scanHead(p[:n]) {
-			c.bareLF = true
-			return n, errBareLF
+		if cut := c.scan(p[:n]); cut >= 0 {
+			return cut, errBareLF
 		}
 	}
 	return n, err
 }
 
-// scanHead follows the lines of a request head through b and reports false at a line
-// ended by a bare LF. Empty lines before the request line are skipped (RFC 9112 §2.2). A
-// first line that is not a request line ("... HTTP/1.x") stops the scan for this head:
-// those bytes are not a head this scan understands — the rest of a pipelined request's
-// body, say — and fasthttp judges them. The head ends at its blank line; what follows, a
-// body, is not looked at.
-func (c *scanConn) scanHead(b []byte) bool {
-	for len(b) > 0 {
-		j := bytes.IndexByte(b, '\n')
+func (c *scanConn) startHead() {
+	c.state, c.headLen, c.sawLine, c.length, c.chunked, c.unknown = scanHead, 0, false, -1, false, false
+}
+
+// scan follows the stream through b. It returns -1, or — at a head line ended by a bare
+// LF — how many bytes of b to hand on with the error: those before that head and one of
+// it (none if the head began in an earlier read).
+func (c *scanConn) scan(b []byte) int {
+	headAt := -1 // where in b the current head began
+	if c.state == scanHead && c.headLen == 0 {
+		headAt = 0
+	}
+	for i := 0; i < len(b); {
+		switch c.state {
+		case scanOff:
+			return -1
+		case scanBody, scanChunkData:
+			k := min(int64(len(b)-i), c.remaining)
+			i += int(k)
+			if c.remaining -= k; c.remaining > 0 {
+				continue
+			}
+			if c.state == scanChunkData {
+				c.state = scanChunkLine
+				continue
+			}
+			c.startHead()
+			headAt = i
+			continue
+		}
+		// A line: of a head, a chunk size or a trailer section.
+		j := bytes.IndexByte(b[i:], '\n')
 		if j < 0 {
-			c.line += len(b)
-			c.last = b[len(b)-1]
-			c.keepTail(b)
-			return true
+			c.take(b[i:])
+			if c.state == scanHead {
+				c.headLen += int64(len(b) - i)
+			}
+			return -1
 		}
-		c.keepTail(b[:j])
-		cr := c.last == '\r'
-		if j > 0 {
-			cr = b[j-1] == '\r'
+		c.take(b[i : i+j])
+		if c.state == scanHead {
+			c.headLen += int64(j + 1)
 		}
-		n := c.line + j // the line's bytes, its CR included
+		i += j + 1
+		ok := c.endLine(c.line, c.line > 0 && c.last == '\r')
+		c.line, c.last, c.startN = 0, 0, 0
+		if !ok {
+			if headAt < 0 {
+				return 0
+			}
+			return headAt + 1
+		}
+		if c.state == scanHead && c.headLen == 0 {
+			headAt = i // the line ended a body or a head: a new head starts here
+		}
+	}
+	return -1
+}
+
+// take adds p to the current line.
+func (c *scanConn) take(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	c.startN += copy(c.start[c.startN:], p)
+	c.line += len(p)
+	c.last = p[len(p)-1]
+}
+
+// endLine handles a line of n bytes (its CR included, cr whether it has one) and reports
+// false for a head line ended by a bare LF.
+func (c *scanConn) endLine(n int, cr bool) bool {
+	switch c.state {
+	case scanHead:
 		switch {
 		case !c.sawLine && n <= 1:
-			// An empty line before the request line.
-		case !c.sawLine:
-			if !c.requestLine(cr) {
-				c.head = false
-				return true
-			}
-			c.sawLine = true
-			if !cr {
-				return false
-			}
-		case n == 1 && cr:
-			c.head = false // the blank line: end of the head
-			return true
+			// An empty line before the request line (RFC 9112 §2.2).
 		case !cr:
 			return false
+		case !c.sawLine:
+			c.sawLine = true
+		case n == 1:
+			c.endHead()
+		default:
+			c.field(n - 1)
 		}
-		c.line, c.last, c.tailN, b = 0, '\n', 0, b[j+1:]
+	case scanChunkLine:
+		size, ok := chunkSize(c.start[:c.startN])
+		switch {
+		case !ok:
+			c.off()
+		case size == 0:
+			c.state = scanTrailer
+		default:
+			c.state, c.remaining = scanChunkData, size+2
+		}
+	case scanTrailer:
+		if n <= 1 {
+			c.startHead()
+		}
 	}
 	return true
 }
 
-// keepTail appends p to the last bytes of the current line kept in c.tail.
-func (c *scanConn) keepTail(p []byte) {
-	if len(p) >= len(c.tail) {
-		c.tailN = copy(c.tail[:], p[len(p)-len(c.tail):])
-		return
+// field notes what a header line of n bytes (CR excluded) says about framing.
+func (c *scanConn) field(n int) {
+	line := c.start[:min(c.startN, n)]
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return // a longer name than any looked for, or no field: the handler judges it
 	}
-	keep := min(c.tailN, len(c.tail)-len(p))
-	copy(c.tail[:keep], c.tail[c.tailN-keep:c.tailN])
-	c.tailN = keep + copy(c.tail[keep:], p)
+	name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
+	switch {
+	case eqFold(name, "content-length"):
+		v, ok := decimal(value)
+		if !ok || n > len(c.start) || c.length >= 0 {
+			c.unknown = true
+		}
+		c.length = v
+	case eqFold(name, "transfer-encoding"):
+		c.chunked = true
+	case eqFold(name, "upgrade"):
+		c.unknown = true
+	}
 }
 
-// requestLine reports whether the line just ended (its last bytes in c.tail, with the CR
-// when cr) ends like a request line: " HTTP/1.1" or " HTTP/1.0".
-func (c *scanConn) requestLine(cr bool) bool {
-	t := c.tail[:c.tailN]
-	if cr {
-		t = t[:len(t)-1]
+// endHead starts on what follows the head: its body, or the next head.
+func (c *scanConn) endHead() {
+	switch {
+	case c.unknown || c.chunked && c.length >= 0:
+		c.off()
+	case c.chunked:
+		c.state = scanChunkLine
+	case c.length > 0:
+		c.state, c.remaining = scanBody, c.length
+	default:
+		c.startHead()
 	}
-	return bytes.HasSuffix(t, httpVersion11) || bytes.HasSuffix(t, httpVersion10)
 }
 
-var (
-	httpVersion11 = []byte(" HTTP/1.1")
-	httpVersion10 = []byte(" HTTP/1.0")
-)
+func (c *scanConn) off() {
+	c.state = scanOff
+	c.wrote.Store(false)
+}
+
+// decimal parses a Content-Length value: 1 to 18 digits.
+func decimal(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var v int64
+	for _, d := range b {
+		if d < '0' || d > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(d-'0')
+	}
+	return v, true
+}
+
+// chunkSize parses the hex size at the start of a chunk-size line (RFC 9112 §7.1): 1 to
+// 15 digits, then the end of the line, an extension or whitespace.
+func chunkSize(line []byte) (int64, bool) {
+	var size int64
+	digits := 0
+	for _, d := range line {
+		var v byte
+		switch {
+		case d >= '0' && d <= '9':
+			v = d - '0'
+		case d >= 'a' && d <= 'f':
+			v = d - 'a' + 10
+		case d >= 'A' && d <= 'F':
+			v = d - 'A' + 10
+		default:
+			return size, digits > 0
+		}
+		if digits == 15 {
+			return 0, false
+		}
+		size = size<<4 | int64(v)
+		digits++
+	}
+	return size, digits > 0
+}
 
 func (c *scanConn) Write(p []byte) (int, error) {
 	// An interim 100 Continue is followed by the body, not by a new head.

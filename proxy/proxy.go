@@ -179,9 +179,6 @@ func (p *Proxy) admit(ctx *fasthttp.RequestCtx, ext *tableData, id *identity) (i
 	req := &ctx.Request
 	dropTrailers(&req.Header) // of a chunked body read before the handler, and the Trailer field
 	flags := scanRequestHeaders(req.Header.RawHeaders(), ext.maxHeaders)
-	if sawBareLF(ctx.Conn()) {
-		flags |= hdrBad // in the request line, which RawHeaders does not hold
-	}
 	switch {
 	case flags&hdrTooMany != 0:
 		return flags, nil, &replyTooManyHeaders

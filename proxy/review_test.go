@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -339,5 +340,70 @@ sticky: { enabled: true%s }
 	keys, err := rs.Client().Do(t.Context(), rs.Client().B().Keys().Pattern(sticky.DefaultKeyPrefix+"s:*").Build()).AsStrSlice()
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("session keys in Redis: %v, %v; want 1 (the header session's first pin)", keys, err)
+	}
+}
+
+// TestPipelinedUploadWithLFBody: a GET whose large response is written while the next
+// pipelined request, a POST, is still sending its body of LF-ended lines: both answered
+// 200 and the body forwarded whole (before: the body's rest was scanned as a head, 400).
+func TestPipelinedUploadWithLFBody(t *testing.T) {
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		if ctx.IsPost() {
+			ctx.SetBodyString(strconv.Itoa(len(ctx.Request.Body())))
+			return
+		}
+		ctx.SetBodyString(strings.Repeat("g", 70000))
+	})
+	px := startProxy(t, poolConfig(t, "", be.url))
+	c, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	body := strings.Repeat("GET /x HTTP/1.1\n", 6250) // an access log upload: lines that look like request lines
+	if _, err := io.WriteString(c, "GET /big HTTP/1.1\r\nHost: a\r\n\r\nPOST /up HTTP/1.1\r\nHost: a\r\nContent-Type: text/csv\r\nContent-Length: "+
+		strconv.Itoa(len(body))+"\r\n\r\n"+body[:992]); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET: %v %v", resp, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if _, err := io.WriteString(c, body[992:]); err != nil { // after the GET's response, from a line's start
+		t.Fatal(err)
+	}
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(got) != strconv.Itoa(len(body)) {
+		t.Fatalf("pipelined POST: got %d %q; want 200 and the body's length %d", resp.StatusCode, got, len(body))
+	}
+}
+
+// TestPipelinedBareLFRefused: a bare-LF head pipelined behind a good request, or behind a
+// body, gets 400 and never reaches the backend; the requests before it are answered.
+func TestPipelinedBareLFRefused(t *testing.T) {
+	be := startTapBackend(t, func(string) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" })
+	px := startProxy(t, poolConfig(t, "", be.url))
+	for _, first := range []string{
+		"GET /a HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\na\nb\n",
+		"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n4\r\na\nb\n\r\n0\r\n\r\n",
+	} {
+		for _, bad := range []string{"GET /b HTTP/1.1\nHost: a\r\n\r\n", "GET /b HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n"} {
+			resp, closed := px.raw(t, first+bad)
+			got := be.take()
+			if strings.Count(resp, "HTTP/1.1 200") != 1 || !strings.Contains(resp, "HTTP/1.1 400") || !closed {
+				t.Fatalf("%q then %q: got %q (closed %v); want 200, then 400 and close", first, bad, resp, closed)
+			}
+			if len(got) != 1 || !strings.HasPrefix(got[0], strings.Split(first, "\r\n")[0]) {
+				t.Fatalf("%q then %q: the backend got %q; want only the first request", first, bad, got)
+			}
+		}
 	}
 }
