@@ -42,7 +42,7 @@ func startMetered(t *testing.T, cfg *config.Config) *meteredProxy {
 	if _, err := b.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
-	px := New(Options{Store: &b.Store, Log: zerolog.Nop(), Limiter: ratelimit.NewLocal(1024)})
+	px := New(Options{Store: &b.Store, Log: zerolog.Nop(), Limiter: ratelimit.NewLocal(1024), OnRateLimited: reg.RateLimited.Inc})
 	srv := px.NewServer(cfg.Server, zerolog.Nop())
 	tc, _, err := ServerTLS(cfg.TLS)
 	if err != nil {
@@ -132,16 +132,20 @@ func TestClientFacingMetrics(t *testing.T) {
 
 	// Smooth 1:1 starts with the dead backend: the first GET is retried on the live one.
 	m.delta(t, func() { get("/") }, map[string]float64{
-		`lb_http_requests_total{pool="web",route="",code="200"}`:      1,
-		`lb_http_requests_total{pool="web",route="",code="502"}`:      0,
-		`lb_http_requests_total{pool="web",route="",code="503"}`:      0,
-		try(0, "connect_error"):                                       1,
-		try(0, "502"):                                                 0,
-		try(0, "503"):                                                 0,
-		try(1, "200"):                                                 1,
-		`lb_http_request_duration_seconds_count{pool="web",route=""}`: 1,
-		`lb_http_response_bytes_total{pool="web",route=""}`:           4, // "live"
-		`lb_connections_accepted_total`:                               0, // exposed by main, not here
+		`lb_http_requests_total{pool="web",route="",code="200"}`:         1,
+		`lb_http_requests_total{pool="web",route="",code="502"}`:         0,
+		`lb_http_requests_total{pool="web",route="",code="503"}`:         0,
+		try(0, "connect_error"):                                          1,
+		try(0, "502"):                                                    0,
+		try(0, "503"):                                                    0,
+		try(1, "200"):                                                    1,
+		`lb_retries_total{pool="web"}`:                                   1,
+		`lb_pool_requests_total{pool="web"}`:                             1,
+		`lb_backend_failures_total{pool="web",backend="` + ids[0] + `"}`: 1,
+		`lb_backend_failures_total{pool="web",backend="` + ids[1] + `"}`: 0,
+		`lb_http_request_duration_seconds_count{pool="web",route=""}`:    1,
+		`lb_http_response_bytes_total{pool="web",route=""}`:              4, // "live"
+		`lb_connections_accepted_total`:                                  0, // exposed by main, not here
 	})
 	if a, o := m.conns.Accepted(), m.conns.Open(); a != 1 || o > 1 {
 		t.Fatalf("after one connection: accepted %d, open %d; want 1 and at most 1", a, o)
@@ -158,6 +162,7 @@ func TestClientFacingMetrics(t *testing.T) {
 	get("/", "X-Key", "k")
 	m.delta(t, func() { get("/", "X-Key", "k") }, map[string]float64{
 		`lb_http_requests_total{pool="",route="",code="429"}`:    1,
+		`lb_ratelimited_total`:                                   1,
 		`lb_http_requests_total{pool="web",route="",code="200"}`: 0,
 	})
 
