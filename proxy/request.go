@@ -107,7 +107,7 @@ func requestPath(req *fasthttp.Request) []byte {
 
 // validHost reports whether h is host[:port] (RFC 9110 §7.2, RFC 3986 §3.2.2): a name of
 // letters, digits, '-', '.', '_' and '~', or an IP literal in brackets, then an optional
-// port of 1 to 5 digits. Userinfo ('@'), percent-encoding and an empty host are refused.
+// port of 1 to 5 digits, at most 65535. Userinfo ('@'), percent-encoding and an empty host are refused.
 func validHost(h []byte) bool {
 	if len(h) == 0 {
 		return false
@@ -137,12 +137,14 @@ func validHost(h []byte) bool {
 	if port[0] != ':' || len(port) < 2 || len(port) > 6 {
 		return false
 	}
+	n := 0
 	for _, c := range port[1:] {
 		if c < '0' || c > '9' {
 			return false
 		}
+		n = n*10 + int(c-'0')
 	}
-	return true
+	return n <= 65535 // a TCP port
 }
 
 func hasUpper(b []byte) bool {

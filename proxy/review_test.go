@@ -407,3 +407,23 @@ func TestPipelinedBareLFRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestHostPortRange: a Host or authority port over 65535 is not a port: 400, nothing
+// forwarded.
+func TestHostPortRange(t *testing.T) {
+	be := startTapBackend(t, func(string) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" })
+	px := startProxy(t, poolConfig(t, "", be.url))
+	for _, c := range []struct{ target, host, status string }{
+		{"/x", "a.example:65535", "200"},
+		{"/x", "a.example:65536", "400"},
+		{"/x", "a.example:99999", "400"},
+		{"/x", "[::1]:70000", "400"},
+		{"http://a.example:70000/x", "a.example", "400"},
+	} {
+		resp, _ := px.raw(t, "GET "+c.target+" HTTP/1.1\r\nHost: "+c.host+"\r\nConnection: close\r\n\r\n")
+		got := be.take()
+		if !strings.HasPrefix(resp, "HTTP/1.1 "+c.status) || (c.status == "400") != (len(got) == 0) {
+			t.Fatalf("GET %s, Host %s: got %.40q, %d forwarded; want %s", c.target, c.host, resp, len(got), c.status)
+		}
+	}
+}
