@@ -427,3 +427,28 @@ func TestHostPortRange(t *testing.T) {
 		}
 	}
 }
+
+// TestUpgradeResponseHeadUpToLimit: a 101 whose head is over 4 KiB (a big Set-Cookie) but
+// within max_header_bytes is relayed; one over the limit is 502 and not a backend failure.
+func TestUpgradeResponseHeadUpToLimit(t *testing.T) {
+	for _, c := range []struct {
+		cookie int
+		status string
+	}{{6000, "101"}, {20000, "502"}} {
+		be := startTapBackend(t, func(string) string {
+			return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+				"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSet-Cookie: big=" + strings.Repeat("c", c.cookie) + "\r\n\r\n"
+		})
+		px := startProxy(t, poolConfig(t, "", be.url))
+		resp, _ := px.raw(t, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+		if !strings.HasPrefix(resp, "HTTP/1.1 "+c.status) {
+			t.Fatalf("101 with a %d-byte Set-Cookie: got %.60q; want %s", c.cookie, resp, c.status)
+		}
+		for _, b := range px.builder.Store.Load().Backends() {
+			if f := b.Stats.Failures.Load(); f != 0 {
+				t.Fatalf("101 with a %d-byte Set-Cookie: %d backend failures; want 0", c.cookie, f)
+			}
+		}
+	}
+}

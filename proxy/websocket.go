@@ -71,7 +71,7 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, 
 	if err == nil {
 		err = bw.Flush()
 	}
-	br := bufio.NewReader(conn)
+	br := bufio.NewReaderSize(conn, max(u.hc.ReadBufferSize, 4096)) // a head up to max_header_bytes, as in roundTrip
 	resp := &ctx.Response
 	if err != nil {
 		err = readError(err)
@@ -80,7 +80,9 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, 
 	}
 	if err != nil {
 		conn.Close()
-		b.Stats.Failures.Add(1)
+		if err != errBigHead { // not the backend's failure: see forward
+			b.Stats.Failures.Add(1)
+		}
 		p.logUpstreamError(b, err)
 		writeError(ctx, err)
 		return
