@@ -232,6 +232,9 @@ func (c *scanConn) endLine(n int, cr bool) bool {
 // field notes what a header line of n bytes (CR excluded) says about framing.
 func (c *scanConn) field(n int) {
 	line := c.start[:min(c.startN, n)]
+	if len(line) == 0 || line[0]|0x20 != 'c' && line[0]|0x20 != 't' && line[0]|0x20 != 'u' {
+		return // fast path: no name looked for starts so
+	}
 	colon := bytes.IndexByte(line, ':')
 	if colon <= 0 {
 		return // a longer name than any looked for, or no field: the handler judges it
