@@ -121,7 +121,7 @@ func registerServerMetrics(reg *metrics.Registry, srv *proxy.Server, out *logOut
 	reg.CounterFunc("lb_accept_errors_total", "Failed accepts of client connections (retried after a pause).", st.AcceptErrors.Load)
 	reg.CounterFunc(`lb_conns_rejected_total{limit="max_conns"}`, "Client connections closed at once over a limit.", st.ConnsOverLimit.Load)
 	reg.CounterFunc(`lb_conns_rejected_total{limit="max_conns_per_ip"}`, "Client connections closed at once over a limit.", st.ConnsOverPerIP.Load)
-	reg.CounterFunc("lb_tunnels_rejected_total", "WebSocket upgrades refused over server.max_tunnels.", st.TunnelsOverLimit.Load)
-	reg.GaugeFunc("lb_tunnels_open", "WebSocket tunnels open now.", func() uint64 { return uint64(max(st.Tunnels.Load(), 0)) })
+	reg.CounterFunc("lb_tunnels_rejected_total", "WebSocket upgrades and streamed uploads refused over server.max_tunnels (503).", st.TunnelsOverLimit.Load)
+	reg.GaugeFunc("lb_tunnels_open", "WebSocket tunnels and streamed uploads open now (server.max_tunnels).", func() uint64 { return uint64(max(st.Tunnels.Load(), 0)) })
 	reg.CounterFunc("lb_log_write_errors_total", "Failed writes of the logs to stdout or stderr.", out.errors.Load)
 }

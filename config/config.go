@@ -103,7 +103,7 @@ type Server struct {
 	MaxConns int `yaml:"max_conns"`
 	// MaxConnsPerIP caps open client connections per peer address; 0 means no cap.
 	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
-	// MaxTunnels caps open WebSocket tunnels; 0 means MaxConns/2.
+	// MaxTunnels caps open WebSocket tunnels and streamed uploads; 0 means MaxConns/2.
 	MaxTunnels int `yaml:"max_tunnels"`
 	// RequestBufferBytes: request bodies up to this size are read whole before a backend
 	// is chosen; larger ones stream.

@@ -19,8 +19,11 @@ var errSlowBody = errors.New("request body slower than server.min_request_body_r
 // is read completely now, before a backend is chosen — so a slow client holds its own
 // connection and a buffer, never an upstream connection (nginx buffers bodies too). A
 // larger or chunked one streams to the backend through uploadReader. Both are read under
-// the minimum rate (bodyRate). It returns the reply to refuse the request with, or nil.
-func takeBody(ctx *fasthttp.RequestCtx, ext *tableData) *reply {
+// the minimum rate (bodyRate), and holds one of server.max_tunnels places like a tunnel:
+// it ties an upstream connection to the client's pace. It returns the reply to refuse the
+// request with, or nil; streamed reports that a place was taken (release it with
+// releaseStream when the request ends).
+func (p *Proxy) takeBody(ctx *fasthttp.RequestCtx, ext *tableData) (r *reply, streamed bool) {
 	req := &ctx.Request
 	cl := req.Header.ContentLength()
 	rate := bodyRate{conn: ctx.Conn(), need: int64(float64(ext.minBodyRate) * ext.bodyGrace.Seconds()), period: ext.bodyGrace}
@@ -36,18 +39,35 @@ func takeBody(ctx *fasthttp.RequestCtx, ext *tableData) *reply {
 		}
 		switch {
 		case err == errSlowBody:
-			return &replyReadTimeout
+			return &replyReadTimeout, false
 		case err != nil:
-			return &replyClientBody
+			return &replyClientBody, false
 		}
-		return nil
+		return nil, false
+	}
+	if st := p.edge; st != nil {
+		if n := st.Tunnels.Add(1); p.maxTunnels > 0 && n > p.maxTunnels {
+			st.Tunnels.Add(-1)
+			st.TunnelsOverLimit.Add(1)
+			writeReply(ctx, &replyBusy) // 503 with Retry-After
+			ctx.SetConnectionClose()    // the body is still on the wire
+			lingerOnClose(ctx.Conn())
+			return &answered, false
+		}
 	}
 	// Slow path: a streamed upload. read_timeout bounds each read of it, not the whole
 	// (fasthttp's ReadTimeout would cut any upload longer than 30 s), and a chunked one
 	// of unknown size is cut off at max_body_bytes.
 	rate.timeout = ext.readTimeout
 	req.SetBodyStream(&uploadReader{r: ctx.RequestBodyStream(), h: &req.Header, n: ext.maxBody, size: int64(cl), rate: rate}, cl)
-	return nil
+	return nil, true
+}
+
+// releaseStream gives back the place a streamed upload took in takeBody.
+func (p *Proxy) releaseStream() {
+	if p.edge != nil {
+		p.edge.Tunnels.Add(-1)
+	}
 }
 
 // dropTrailers removes the trailer fields of a chunked request body, and the Trailer

@@ -12,7 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
+
+	"go-loadbalancer/internal/testtool"
+	"go-loadbalancer/state"
 )
 
 // slowUpload sends a POST of size bytes: all but the last 1000 at once, then 10 bytes every
@@ -145,4 +149,43 @@ func TestSlowStreamedUploadIsCut(t *testing.T) {
 	if s := slowUpload(t, p.addr, 70_000, stop); s != fasthttp.StatusBadRequest {
 		t.Fatalf("slow streamed upload: got status %d; want 400 (cut before the 10 s it would trickle)", s)
 	}
+}
+
+// TestStreamedUploadsCountAsTunnels: a streamed upload ties an upstream connection to the
+// client's pace like a tunnel, and takes one of server.max_tunnels places: over it, 503.
+func TestStreamedUploadsCountAsTunnels(t *testing.T) {
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		_ = ctx.Request.BodyWriteTo(io.Discard)
+		ctx.SetBodyString("ok")
+	})
+	cfg := poolConfig(t, "server: { max_tunnels: 1, request_buffer_bytes: 10000, request_body_grace: 1s, min_request_body_rate: 1024 }\n", be.url)
+	b := state.NewBuilder(Hooks(nil))
+	if _, err := b.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	px := New(Options{Store: &b.Store, Log: zerolog.Nop()})
+	srv, addr := serveEdgeServer(t, px.NewServer(cfg.Server, zerolog.Nop()))
+	stop := make(chan struct{})
+	defer close(stop)
+	first := make(chan int, 1)
+	go func() { first <- slowUpload(t, addr, 70_000, stop) }() // streams, trickling
+	testtool.WaitFor(t, 5*time.Second, "the first upload to stream", func() bool { return srv.Stats.Tunnels.Load() == 1 })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /second HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n")
+	c.Write(make([]byte, 20_000))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 503 || !resp.Close {
+		t.Fatalf("a second streamed upload with max_tunnels 1: got %d, close %v; want 503 and Connection: close", resp.StatusCode, resp.Close)
+	}
+	if s := <-first; s != fasthttp.StatusBadRequest {
+		t.Fatalf("the slow first upload: got %d; want 400 (cut by the minimum rate)", s)
+	}
+	testtool.WaitFor(t, 5*time.Second, "its place to be given back", func() bool { return srv.Stats.Tunnels.Load() == 0 })
 }

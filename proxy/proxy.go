@@ -132,9 +132,15 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	if req.IsBodyStream() {
 		// Slow path: a body over the 8 KiB fasthttp reads ahead; buffered or streamed under
 		// the minimum rate (body.go).
-		if r := takeBody(ctx, ext); r != nil {
-			p.reject(ctx, r)
+		r, streamed := p.takeBody(ctx, ext)
+		if r != nil {
+			if r != &answered {
+				p.reject(ctx, r)
+			}
 			return
+		}
+		if streamed {
+			defer p.releaseStream()
 		}
 	}
 	pool, region, prefix := route(ctx, t, &id)

@@ -41,8 +41,8 @@ type ServerStats struct {
 	ConnsOverLimit   atomic.Uint64 // connections closed at once over server.max_conns
 	ConnsOverPerIP   atomic.Uint64 // connections closed at once over server.max_conns_per_ip
 	Conns            atomic.Int64  // client connections open now, tunnels included
-	Tunnels          atomic.Int64  // WebSocket tunnels open now
-	TunnelsOverLimit atomic.Uint64 // WebSocket upgrades refused over server.max_tunnels
+	Tunnels          atomic.Int64  // WebSocket tunnels and streamed uploads open now
+	TunnelsOverLimit atomic.Uint64 // upgrades and streamed uploads refused over server.max_tunnels
 }
 
 // NewServer returns the data-plane server for p with the limits of s. These limits are
