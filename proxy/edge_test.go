@@ -205,7 +205,7 @@ func TestServerDrainKeepAliveLosesNothing(t *testing.T) {
 	testtool.WaitFor(t, 5*time.Second, "load", func() bool { return ok.Load() > 100 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := srv.Stop(ctx, 300*time.Millisecond); err != nil {
+	if err := srv.Stop(ctx, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	close(stop)
