@@ -134,7 +134,7 @@ func TestTunnelIdleTimeout(t *testing.T) {
 		})
 	})
 	cfg := poolConfig(t, "", be.url)
-	cfg.Pools[0].Timeouts.TunnelIdle = 400 * time.Millisecond
+	cfg.Pools[0].Timeouts.TunnelIdle = time.Second
 	p := startProxy(t, cfg)
 	f := func(path string, wantBytes int) {
 		t.Helper()
@@ -152,6 +152,6 @@ func TestTunnelIdleTimeout(t *testing.T) {
 			t.Fatalf("%s: got %d bytes before the close after %v; want %d", path, len(b), time.Since(start), wantBytes)
 		}
 	}
-	f("/quiet", 0)        // closed after 400 ms of silence
-	f("/talk?talk=1", 10) // 10 bytes over a second, then 400 ms of silence
+	f("/quiet", 0)        // closed after 1 s of silence
+	f("/talk?talk=1", 10) // 10 bytes over a second (gaps of 100 ms), then 1 s of silence
 }
