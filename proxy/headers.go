@@ -16,12 +16,13 @@ const (
 	hdrUpgrade                      // Upgrade
 	hdrContentLength                // Content-Length
 	hdrTransferEncoding             // Transfer-Encoding
-	hdrForwarded                    // Forwarded or an X-Forwarded-* other than -For
+	hdrForwarded                    // Forwarded, an X-Forwarded-* other than -For, X-Real-IP and the like
 	hdrXFF                          // X-Forwarded-For
 	hdrMultiXFF                     // X-Forwarded-For more than once
 	hdrUnderscore                   // a header name with '_' (dropped, as nginx does)
 	hdrHost                         // Host
 	hdrTooMany                      // more than server.max_headers lines: 431
+	hdrPathOverride                 // X-Original-URL or X-Rewrite-URL (dropped from every peer)
 )
 
 // scanRequestHeaders makes one pass over the header block exactly as the client sent it
@@ -127,6 +128,9 @@ func classifyHeader(k []byte) int {
 		if eqFold(k, "content-length") {
 			return hdrContentLength
 		}
+		if eqFold(k, "cf-connecting-ip") {
+			return hdrForwarded // Cloudflare's client address
+		}
 	case 'k':
 		if eqFold(k, "keep-alive") {
 			return hdrHopByHop
@@ -142,6 +146,9 @@ func classifyHeader(k []byte) int {
 		if eqFold(k, "transfer-encoding") {
 			return hdrTransferEncoding
 		}
+		if eqFold(k, "true-client-ip") {
+			return hdrForwarded // Akamai's and Cloudflare's client address
+		}
 	case 'u':
 		if eqFold(k, "upgrade") {
 			return hdrHopByHop | hdrUpgrade
@@ -150,12 +157,22 @@ func classifyHeader(k []byte) int {
 		if eqFold(k, "forwarded") {
 			return hdrForwarded // RFC 7239
 		}
+		if eqFold(k, "fastly-client-ip") {
+			return hdrForwarded
+		}
 	case 'x':
 		if len(k) > 12 && eqFold(k[:12], "x-forwarded-") {
 			if eqFold(k[12:], "for") {
 				return hdrXFF
 			}
 			return hdrForwarded
+		}
+		if eqFold(k, "x-real-ip") || eqFold(k, "x-client-ip") {
+			return hdrForwarded // nginx's realip module, and others
+		}
+		if eqFold(k, "x-original-url") || eqFold(k, "x-rewrite-url") {
+			// IIS URL Rewrite and Symfony serve the path these name instead of the target's.
+			return hdrPathOverride
 		}
 	}
 	return 0
@@ -202,13 +219,18 @@ func prepareRequest(ctx *fasthttp.RequestCtx, flags int, ext *tableData, id *ide
 	if flags&hdrUnderscore != 0 {
 		removeUnderscoreHeaders(h)
 	}
+	if flags&hdrPathOverride != 0 {
+		// From any peer: the proxy decided on the path it forwards, and a backend serving
+		// another one would bypass every path decision.
+		removeClassified(h, hdrPathOverride)
+	}
 	trusted := id.trusted
 	if !trusted {
 		// Headers the proxy trusts only from a trusted proxy, or sets itself. Every copy
 		// goes, not just the first: a second X-Forwarded-For line would otherwise reach the
 		// backend beside ours.
 		if flags&(hdrXFF|hdrForwarded) != 0 {
-			removeForwarded(h)
+			removeClassified(h, hdrForwarded|hdrXFF)
 		}
 		if ext.geoHeader != nil {
 			h.DelBytes(ext.geoHeader)
@@ -273,11 +295,14 @@ func prepareRequest(ctx *fasthttp.RequestCtx, flags int, ext *tableData, id *ide
 	}
 }
 
-// removeForwarded deletes every field of the forwarding family an untrusted client sent:
-// Forwarded (RFC 7239) and every X-Forwarded-* (-For, -Proto, -Host, -Port, -Prefix, -Ssl,
-// -Server, -Client-Cert, ...), which backends and frameworks believe as if a proxy had
-// set them. The names come from the raw head, so nothing is allocated.
-func removeForwarded(h *fasthttp.RequestHeader) {
+// removeClassified deletes every field of the request whose classifyHeader flags meet
+// mask, every copy: for an untrusted client the forwarding family — Forwarded (RFC 7239),
+// every X-Forwarded-* (-For, -Proto, -Host, -Port, -Prefix, -Ssl, -Server, -Client-Cert,
+// ...), and the client-address fields X-Real-IP, X-Client-IP, True-Client-IP,
+// CF-Connecting-IP and Fastly-Client-IP — which backends and frameworks believe as if a
+// proxy had set them; for every client the path overrides. The names come from the raw
+// head, so nothing is allocated.
+func removeClassified(h *fasthttp.RequestHeader, mask int) {
 	raw := h.RawHeaders()
 	for len(raw) > 0 {
 		i := bytes.IndexByte(raw, '\n')
@@ -290,7 +315,7 @@ func removeForwarded(h *fasthttp.RequestHeader) {
 		if colon <= 0 {
 			continue
 		}
-		if classifyHeader(line[:colon])&(hdrForwarded|hdrXFF) != 0 {
+		if classifyHeader(line[:colon])&mask != 0 {
 			h.DelBytes(line[:colon])
 		}
 	}
