@@ -63,6 +63,12 @@ var responseCorpus = []respCase{
 	{name: "Connection: close", answer: "HTTP/1.1 200 OK\r\nX-Req: ID\r\nConnection: close\r\nContent-Length: 5\r\n\r\nid=ID" + forged, status: 200, body: "id=ID"},
 	{name: "HTTP/1.0 answer", answer: "HTTP/1.0 200 OK\r\nX-Req: ID\r\nContent-Length: 5\r\n\r\nid=ID" + forged, status: 200, body: "id=ID"},
 	{name: "closed without an answer", answer: "", closeAfter: true, status: 502},
+	// A version other than HTTP/1.0 or 1.1 is not an answer we can relay: the client would
+	// frame it by that version's rules (an HTTP/0.x body ends at close), not ours.
+	{name: "HTTP/1.0 answer, close-delimited", answer: "HTTP/1.0 200 OK\r\nX-Req: ID\r\n\r\nid=ID", closeAfter: true, status: 200, body: "id=ID"},
+	{name: "HTTP/0.1 answer", answer: "HTTP/0.1 200 OK\r\nX-Req: ID\r\nContent-Length: 5\r\n\r\nid=ID", status: 502},
+	{name: "HTTP/2.0 answer", answer: "HTTP/2.0 200 OK\r\nX-Req: ID\r\nContent-Length: 5\r\n\r\nid=ID", status: 502},
+	{name: "HTTP/1.2 answer", answer: "HTTP/1.2 200 OK\r\nX-Req: ID\r\nContent-Length: 5\r\n\r\nid=ID", status: 502},
 }
 
 // TestResponseCorpus plays each raw backend answer to a first client, then sends a second

@@ -262,6 +262,15 @@ func readHeader(br *bufio.Reader, resp *fasthttp.Response) (ambiguous bool, err 
 		}
 		code := resp.Header.StatusCode()
 		if code < 100 || code >= 200 || code == fasthttp.StatusSwitchingProtocols {
+			// Only HTTP/1.0 and 1.1 answers are relayed (fasthttp accepts any HTTP/x.y),
+			// and the client is answered in our own version: RFC 9110 §2.5 has a proxy send
+			// its version, and the client frames the body by it — an "HTTP/1.0" status
+			// line over the chunked body we relay would have it read to the close.
+			proto := resp.Header.Protocol()
+			if !bytes.Equal(proto, strHTTP11) && !bytes.Equal(proto, strHTTP10) {
+				return false, errBadResponse
+			}
+			resp.Header.SetProtocol(strHTTP11)
 			if resp.Header.ContentLength() == -1 {
 				ambiguous = i > 0 || chunkedWithLength(raw)
 			}
@@ -295,6 +304,8 @@ func chunkedWithLength(raw []byte) bool {
 
 var (
 	crlfcrlf         = []byte("\r\n\r\n")
+	strHTTP11        = []byte("HTTP/1.1")
+	strHTTP10        = []byte("HTTP/1.0")
 	strContentLength = []byte("Content-Length")
 )
 
