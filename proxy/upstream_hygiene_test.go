@@ -286,3 +286,30 @@ func TestTLSUpstreamHygiene(t *testing.T) {
 		t.Fatalf("the backend accepted %d connections; want 2 (the one with late bytes closed)", n)
 	}
 }
+
+// TestIdleConnectionResetIsNotUsed: a backend that resets an idle keep-alive connection
+// (a close with SO_LINGER 0, as a crashing or load-shedding server does) costs the next
+// POST nothing: the reset is seen before the request is written.
+func TestIdleConnectionResetIsNotUsed(t *testing.T) {
+	served := make(chan net.Conn, 1)
+	be := startRawBackend(t, "", func(r *backendRequest, c net.Conn) {
+		_, _ = c.Write([]byte(goodAnswer(r.id)))
+		if r.id == "first" {
+			served <- c
+		}
+	})
+	px := startProxy(t, parseConfig(t, rawPoolConfig(t, be.addr, "")))
+	if status, id, _, err := dialRaw(t, px.addr).do("GET", "/", "first", ""); err != nil || status != 200 || id != "first" {
+		t.Fatalf("GET: status %d, X-Req %q, err %v", status, id, err)
+	}
+	c := <-served
+	_ = c.(*net.TCPConn).SetLinger(0)
+	c.Close() // RST
+	status, id, body, err := dialRaw(t, px.addr).do("POST", "/", "post", "payload")
+	if err != nil || status != 200 || id != "post" || body != "id=post" {
+		t.Fatalf("POST after the idle connection was reset: status %d, X-Req %q, body %q, err %v; want its answer", status, id, body, err)
+	}
+	if n := be.accepted.Load(); n != 2 {
+		t.Fatalf("the backend accepted %d connections; want 2 (the reset one not used)", n)
+	}
+}
