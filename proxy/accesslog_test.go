@@ -44,7 +44,7 @@ func TestAccessLogLine(t *testing.T) {
 
 	req := fasthttp.AcquireRequest()
 	req.SetRequestURI("http://" + ln.Addr().String() + "/items/7?secret=1")
-	req.Header.Set("X-Request-Id", "req-\"42\"")
+	req.Header.Set("X-Request-Id", "req-42")
 	req.Header.Set("User-Agent", "lb-test")
 	req.Header.Set("Referer", "https://ref.example/")
 	req.Header.Set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
@@ -61,7 +61,7 @@ func TestAccessLogLine(t *testing.T) {
 	id := b.Store.Load().Pools[0].Backends[0].ID
 	for k, want := range map[string]any{
 		"level": "info", "message": "access", "method": "GET", "path": "/items/7", "status": 200.0,
-		"backend": id, "response_bytes": 2.0, "request_bytes": 0.0, "client": "127.0.0.1", "request_id": `req-"42"`,
+		"backend": id, "response_bytes": 2.0, "request_bytes": 0.0, "client": "127.0.0.1", "request_id": "req-42",
 		"trace_id": "0af7651916cd43dd8448eb211c80319c", "query": "secret=*", "protocol": "HTTP/1.1",
 		"user_agent": "lb-test", "referer": "https://ref.example/", "tries": 1.0,
 		"upstream": strings.TrimPrefix(be.url, "http://"), "host": ln.Addr().String(),

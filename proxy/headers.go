@@ -23,7 +23,13 @@ const (
 	hdrHost                         // Host
 	hdrTooMany                      // more than server.max_headers lines: 431
 	hdrPathOverride                 // X-Original-URL or X-Rewrite-URL (dropped from every peer)
+	hdrRequestID                    // X-Request-Id
+	hdrBadRequestID                 // X-Request-Id twice, or not 1 to maxRequestID token characters: replaced
 )
+
+// maxRequestID is the longest X-Request-Id kept from a client: backends echo it in their
+// answers and logs, so a longer one could push a response head over max_header_bytes.
+const maxRequestID = 200
 
 // scanRequestHeaders makes one pass over the header block exactly as the client sent it
 // (fasthttp accepts and repairs some framing that we must refuse, RFC 9112 §5, §6.1,
@@ -68,6 +74,9 @@ func scanRequestHeaders(raw []byte, maxHeaders int) int {
 			// "identity" through and then reads the body as the next request.
 			return flags | hdrBad
 		}
+		if f&hdrRequestID != 0 && (flags&hdrRequestID != 0 || !requestIDOK(line[colon+1:])) {
+			f |= hdrBadRequestID
+		}
 		if bytes.IndexByte(line[:colon], '_') >= 0 {
 			// X_Forwarded_For and the like become HTTP_X_FORWARDED_FOR in CGI-style
 			// stacks, aliasing the headers we control.
@@ -79,6 +88,13 @@ func scanRequestHeaders(raw []byte, maxHeaders int) int {
 		flags |= hdrBad
 	}
 	return flags
+}
+
+// requestIDOK reports whether an X-Request-Id value (with its optional whitespace) is one
+// to maxRequestID token characters (RFC 9110 §5.6.2).
+func requestIDOK(v []byte) bool {
+	v = bytes.Trim(v, " \t")
+	return len(v) > 0 && len(v) <= maxRequestID && isToken(v)
 }
 
 // isToken reports whether b is a token (RFC 9110 §5.6.2), as a field name must be.
@@ -166,6 +182,9 @@ func classifyHeader(k []byte) int {
 				return hdrXFF
 			}
 			return hdrForwarded
+		}
+		if eqFold(k, "x-request-id") {
+			return hdrRequestID
 		}
 		if eqFold(k, "x-real-ip") || eqFold(k, "x-client-ip") {
 			return hdrForwarded // nginx's realip module, and others
@@ -279,6 +298,10 @@ func prepareRequest(ctx *fasthttp.RequestCtx, flags int, ext *tableData, id *ide
 		} else {
 			h.DelBytes(hXForwardedHost)
 		}
+	}
+	if flags&hdrBadRequestID != 0 {
+		// Slow path: every copy goes, and the request gets one of ours.
+		h.DelBytes(hXRequestID)
 	}
 	if len(h.PeekBytes(hXRequestID)) == 0 {
 		var id [32]byte

@@ -109,34 +109,34 @@ func rawField(req, name string) string {
 	return ""
 }
 
-// echoRequestID answers 200 with the request's X-Request-Id echoed (common middleware)
-// and a Set-Cookie of extra bytes.
-func echoRequestID(extra int) func(string) string {
+// echoField answers 200 with the request's X-Echo echoed (as middleware echoes a trace
+// or session field) and a Set-Cookie of extra bytes.
+func echoField(extra int) func(string) string {
 	return func(req string) string {
-		return "HTTP/1.1 200 OK\r\nX-Request-Id: " + rawField(req, "X-Request-Id") +
+		return "HTTP/1.1 200 OK\r\nX-Echo: " + rawField(req, "X-Echo") +
 			"\r\nSet-Cookie: big=" + strings.Repeat("c", extra) + "\r\nContent-Length: 2\r\n\r\nok"
 	}
 }
 
 // TestLargeResponseHeadIsNotABackendFailure: a response head up to max_header_bytes
-// passes (a backend echoing a 6000-byte X-Request-Id, a big Set-Cookie); one over it is
+// passes (a backend echoing a 6000-byte request field, a big Set-Cookie); one over it is
 // 502, tried once and never counted against the backend, so no client can open breakers.
 func TestLargeResponseHeadIsNotABackendFailure(t *testing.T) {
-	a, b := startTapBackend(t, echoRequestID(4000)), startTapBackend(t, echoRequestID(4000))
+	a, b := startTapBackend(t, echoField(4000)), startTapBackend(t, echoField(4000))
 	cfg := parseConfig(t, retryConfig(t, "    retry: { attempts: 2, on: [connect, \"502\"] }\n"+
 		"    circuit_breaker: { consecutive_failures: 3, open_for: 30s }\n", a.url, b.url))
 	px := startProxy(t, cfg)
 	id := strings.Repeat("A", 6000)
 	for i := range 12 {
-		resp, _ := px.raw(t, "GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: "+id+"\r\nConnection: close\r\n\r\n")
-		if !strings.HasPrefix(resp, "HTTP/1.1 200") || !strings.Contains(resp, "\r\nX-Request-Id: "+id+"\r\n") {
-			t.Fatalf("request %d with a 6000-byte X-Request-Id: got %.60q; want 200 and the id echoed", i, resp)
+		resp, _ := px.raw(t, "GET / HTTP/1.1\r\nHost: x\r\nX-Echo: "+id+"\r\nConnection: close\r\n\r\n")
+		if !strings.HasPrefix(resp, "HTTP/1.1 200") || !strings.Contains(resp, "\r\nX-Echo: "+id+"\r\n") {
+			t.Fatalf("request %d with a 6000-byte X-Echo: got %.60q; want 200 and the field echoed", i, resp)
 		}
 	}
 	// Over the limit: the echo plus the backend's own fields exceed 16 KiB.
 	a.take()
 	b.take()
-	resp, _ := px.raw(t, "GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: "+strings.Repeat("B", 13000)+"\r\nConnection: close\r\n\r\n")
+	resp, _ := px.raw(t, "GET / HTTP/1.1\r\nHost: x\r\nX-Echo: "+strings.Repeat("B", 13000)+"\r\nConnection: close\r\n\r\n")
 	if !strings.HasPrefix(resp, "HTTP/1.1 502") {
 		t.Fatalf("response head over max_header_bytes: got %.60q; want 502", resp)
 	}
