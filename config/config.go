@@ -253,6 +253,10 @@ type Sticky struct {
 	Cookie  string        `yaml:"cookie"`
 	Header  string        `yaml:"header"`
 	TTL     time.Duration `yaml:"ttl"`
+	// NewHeaderSessionsPerSecond caps how many new header-keyed sessions an instance
+	// stores per second; over it a new session is placed by rendezvous hashing and not
+	// stored. With ttl it bounds the session keys an instance can make a store hold.
+	NewHeaderSessionsPerSecond int `yaml:"new_header_sessions_per_second"`
 	// SecretFile holds the key that signs session cookies and makes their backend
 	// references; PreviousSecretFile the key it replaced (still accepted during a rotation).
 	SecretFile         string `yaml:"secret_file"`

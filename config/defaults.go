@@ -65,6 +65,7 @@ func (c *Config) ApplyDefaults() {
 	setDefaultTrue(&c.Geo.PreferLocal)
 	setDefault(s, &c.Sticky.Cookie, "sticky.cookie", "lb_sticky")
 	setDefault(s, &c.Sticky.TTL, "sticky.ttl", 30*time.Minute)
+	setDefault(s, &c.Sticky.NewHeaderSessionsPerSecond, "sticky.new_header_sessions_per_second", 100)
 	setDefault(s, &c.Redis.URL, "redis.url", "redis://127.0.0.1:6379/0")
 	setDefault(s, &c.Redis.ClientCacheTTL, "redis.client_cache_ttl", 60*time.Second)
 

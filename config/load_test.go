@@ -221,7 +221,7 @@ func TestParseMinimal(t *testing.T) {
 		},
 		Pools:     []Pool{defaultPool("default", Backend{URL: "http://10.0.0.1:8080", Weight: 1})},
 		Geo:       Geo{PreferLocal: new(true)},
-		Sticky:    Sticky{Cookie: "lb_sticky", TTL: 30 * time.Minute},
+		Sticky:    Sticky{Cookie: "lb_sticky", TTL: 30 * time.Minute, NewHeaderSessionsPerSecond: 100},
 		Redis:     Redis{URL: "redis://127.0.0.1:6379/0", ClientCacheTTL: 60 * time.Second},
 		RateLimit: RateLimit{Key: "ip", Rate: 100, Burst: 200, Scope: "local"},
 		Auth:      Auth{JWT: JWT{Algorithms: []string{"RS256"}}},

@@ -494,6 +494,7 @@ func (v *validator) sticky() {
 		v.errorf("sticky.header", "header %q is not a valid header name", s.Header)
 	}
 	v.positive("sticky.ttl", s.TTL)
+	v.atLeast("sticky.new_header_sessions_per_second", s.NewHeaderSessionsPerSecond, 1)
 }
 
 // isToken reports whether s is an HTTP token (RFC 7230), the syntax of header and cookie

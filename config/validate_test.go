@@ -146,6 +146,7 @@ func TestValidateRules(t *testing.T) {
 	f("sticky:\n  cookie: \"a;b\" #<", `sticky.cookie: cookie name "a;b" is not a valid cookie name (RFC 6265 token)`)
 	f("sticky:\n  cookie: \"\" #<", `sticky.cookie: cookie name "" is not a valid cookie name (RFC 6265 token)`)
 	f("sticky:\n  header: \"X Session\" #<", `sticky.header: header "X Session" is not a valid header name`)
+	f("sticky:\n  new_header_sessions_per_second: 0 #<", `sticky.new_header_sessions_per_second: must be at least 1 (got 0)`)
 	f("sticky:\n  ttl: 0s #<", `sticky.ttl: duration must be greater than 0 (got 0s)`)
 	f("redis:\n  url: \"http://127.0.0.1:6379\" #<", `redis.url: url "http://127.0.0.1:6379": scheme must be redis or rediss`)
 	f("redis:\n  url: \"redis://\" #<", `redis.url: url "redis://" has no host`)

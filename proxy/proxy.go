@@ -75,6 +75,9 @@ type Proxy struct {
 	sampled    atomic.Uint64 // 2xx responses seen while log.sample_2xx < 1
 	xfcc       xfccCache     // X-Forwarded-Client-Cert values of recent client certificates
 	clientErrs [numClientReasons]atomic.Uint64
+	// newSessions is the budget of sticky.new_header_sessions_per_second (kept across
+	// reloads: the bound is per instance).
+	newSessions perSecond
 }
 
 // New returns a Proxy reading tables from o.Store.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -19,10 +20,12 @@ type stickyConf struct {
 	// startup, and a reload that changes sticky.ttl must change the pins' TTL as it changes
 	// the cookie's Max-Age.
 	ttl time.Duration
+	// newPerSec is sticky.new_header_sessions_per_second.
+	newPerSec int64
 }
 
 func newStickyConf(c *config.Config) stickyConf {
-	s := stickyConf{on: c.Sticky.Enabled, ttl: c.Sticky.TTL}
+	s := stickyConf{on: c.Sticky.Enabled, ttl: c.Sticky.TTL, newPerSec: int64(c.Sticky.NewHeaderSessionsPerSecond)}
 	if c.Sticky.Header != "" {
 		s.header = []byte(c.Sticky.Header)
 	}
@@ -185,14 +188,44 @@ func (p *Proxy) stickyBegin(ctx *fasthttp.RequestCtx, t *state.Table, pool *stat
 			s.action = pinMove // unhealthy, open, drained or gone: the session moves
 		}
 	case sticky.Miss:
-		s.action = pinNew
-	case sticky.Fallback:
-		bs := pool.Backends
-		if i := sticky.Rendezvous(s.key, bs, backendID, func(i int) bool { return usable(bs[i]) }); i >= 0 {
-			s.preferred = bs[i]
+		if p.newSessions.take(now, sc.newPerSec) {
+			s.action = pinNew
+			break
 		}
+		// Over sticky.new_header_sessions_per_second: placed like the fallback, not stored,
+		// so clients inventing keys cannot grow the store past rate × ttl. The session is
+		// stored by a later request when the budget allows (it may move once then).
+		s.rendezvous(pool, usable)
+	case sticky.Fallback:
+		s.rendezvous(pool, usable)
 		// No pin: the session goes back to its Redis pin when Redis does.
 	}
+}
+
+// rendezvous places the session by rendezvous hashing of its key among the pool's usable
+// backends (every instance agrees), leaving s.preferred nil when none is usable.
+func (s *session) rendezvous(pool *state.Pool, usable func(*state.Backend) bool) {
+	bs := pool.Backends
+	if i := sticky.Rendezvous(s.key, bs, backendID, func(i int) bool { return usable(bs[i]) }); i >= 0 {
+		s.preferred = bs[i]
+	}
+}
+
+// perSecond is a budget of events per wall-clock second, shared by every request without
+// a lock: the first taker in a new second resets the count. Takers racing that reset may
+// get a few extra events in the second; the bound stays about n per second.
+type perSecond struct {
+	sec atomic.Int64 // the second (Unix) the count is for
+	n   atomic.Int64
+}
+
+// take reports whether one more event fits in the budget of n per second at now (Unix ns).
+func (b *perSecond) take(now, n int64) bool {
+	sec := now / int64(time.Second)
+	if cur := b.sec.Load(); cur != sec && b.sec.CompareAndSwap(cur, sec) {
+		b.n.Store(0)
+	}
+	return b.n.Add(1) <= n
 }
 
 // elsewhere handles a session whose cookie or pin names a backend of another pool: routes
@@ -203,10 +236,7 @@ func (p *Proxy) stickyBegin(ctx *fasthttp.RequestCtx, t *state.Table, pool *stat
 // re-issued, on every request that alternates between the pools.
 func (s *session) elsewhere(pool *state.Pool, usable func(*state.Backend) bool) {
 	s.active, s.action = false, pinNone
-	bs := pool.Backends
-	if i := sticky.Rendezvous(s.key, bs, backendID, func(i int) bool { return usable(bs[i]) }); i >= 0 {
-		s.preferred = bs[i]
-	}
+	s.rendezvous(pool, usable)
 }
 
 func backendID(b *state.Backend) string { return b.ID }

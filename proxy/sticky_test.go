@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -396,6 +397,29 @@ func TestStickyHeaderSessions(t *testing.T) {
 	if got := st.Stats().Pins; got != pins {
 		t.Fatalf("requests without a session key: got %d new pins; want 0", got-pins)
 	}
+}
+
+// TestStickyNewHeaderSessionsBounded: clients inventing session keys cannot make the store
+// hold more than sticky.new_header_sessions_per_second new sessions a second; a session over
+// the budget is still served, and stays on one backend (rendezvous hashing of its key).
+func TestStickyNewHeaderSessionsBounded(t *testing.T) {
+	s := startStickyBackends(t)
+	st := newMemoryStore(t, sticky.Options{})
+	c := newLBClient(startStickyProxy(t, s, s.config(t, "header: X-Session-Id, new_header_sessions_per_second: 3", ""), st))
+	const n = 60
+	start := time.Now()
+	for i := range n {
+		if r := c.send(t, "", "X-Session-Id", "invented-"+strconv.Itoa(i)); r.status != 200 {
+			t.Fatalf("new header session %d: got status %d; want 200", i, r.status)
+		}
+	}
+	secs := uint64(time.Since(start)/time.Second) + 1 // the seconds the requests spanned
+	if pins := st.Stats().Pins; pins > 3*(secs+1) || pins >= n {
+		t.Fatalf("%d new header sessions in %d s: got %d stored; want at most 3 a second", n, secs, pins)
+	}
+	// A session over the budget is placed by its key's hash: it stays put.
+	first := c.send(t, "", "X-Session-Id", "invented-59").backend
+	stayOn(t, c, s, first, 20, "", "X-Session-Id", "invented-59")
 }
 
 // TestStickyNoCookieKeepsSmoothSplit: requests that never send the cookie back (each is a new
