@@ -256,6 +256,12 @@ func readHeader(br *bufio.Reader, resp *fasthttp.Response) (ambiguous bool, err 
 			if _, err := br.Peek(1); err == nil {
 				raw, _ = br.Peek(br.Buffered())
 			}
+			// fasthttp waits for a CRLF CRLF that a head with bare-LF line ends never
+			// sends: refuse it at once rather than at the response timeout (RFC 9112 §2.2
+			// lets us; HAProxy accepts such heads, we do not guess at the framing).
+			if bareLFInHead(raw) {
+				return false, errBadResponse
+			}
 		}
 		if err := resp.Header.Read(br); err != nil {
 			return false, readError(err)
@@ -276,8 +282,25 @@ func readHeader(br *bufio.Reader, resp *fasthttp.Response) (ambiguous bool, err 
 			}
 			return ambiguous, nil
 		}
-		resp.Header.Reset()
+		// The next Read clears what this interim answer set, keeping the flags the server
+		// gave the response (no default Content-Type or Date): Reset would drop them.
 	}
+}
+
+// bareLFInHead reports whether the head at the start of raw (up to its first CRLF CRLF, or
+// all of raw when that has not arrived) has a line ending in LF without CR.
+func bareLFInHead(raw []byte) bool {
+	if end := bytes.Index(raw, crlfcrlf); end >= 0 {
+		raw = raw[:end]
+	}
+	for i := bytes.IndexByte(raw, '\n'); i >= 0; {
+		if i == 0 || raw[i-1] != '\r' {
+			return true
+		}
+		raw = raw[i+1:]
+		i = bytes.IndexByte(raw, '\n')
+	}
+	return false
 }
 
 // chunkedWithLength reports whether the raw response head has a Content-Length field, or
