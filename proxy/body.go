@@ -21,9 +21,9 @@ var errSlowBody = errors.New("request body slower than server.min_request_body_r
 // larger or chunked one streams to the backend through uploadReader. Both are read under
 // the minimum rate (bodyRate), and holds one of server.max_tunnels places like a tunnel:
 // it ties an upstream connection to the client's pace. It returns the reply to refuse the
-// request with, or nil; streamed reports that a place was taken (release it with
-// releaseStream when the request ends).
-func (p *Proxy) takeBody(ctx *fasthttp.RequestCtx, ext *tableData) (r *reply, streamed bool) {
+// request with, or nil; up is the streamed upload's reader when a place was taken
+// (release it with releaseStream when the request ends).
+func (p *Proxy) takeBody(ctx *fasthttp.RequestCtx, ext *tableData) (r *reply, up *uploadReader) {
 	req := &ctx.Request
 	cl := req.Header.ContentLength()
 	rate := bodyRate{conn: ctx.Conn(), need: int64(float64(ext.minBodyRate) * ext.bodyGrace.Seconds()), period: ext.bodyGrace}
@@ -39,11 +39,11 @@ func (p *Proxy) takeBody(ctx *fasthttp.RequestCtx, ext *tableData) (r *reply, st
 		}
 		switch {
 		case err == errSlowBody:
-			return &replyReadTimeout, false
+			return &replyReadTimeout, nil
 		case err != nil:
-			return &replyClientBody, false
+			return &replyClientBody, nil
 		}
-		return nil, false
+		return nil, nil
 	}
 	if st := p.edge; st != nil {
 		if n := st.Tunnels.Add(1); p.maxTunnels > 0 && n > p.maxTunnels {
@@ -52,15 +52,46 @@ func (p *Proxy) takeBody(ctx *fasthttp.RequestCtx, ext *tableData) (r *reply, st
 			writeReply(ctx, &replyBusy) // 503 with Retry-After
 			ctx.SetConnectionClose()    // the body is still on the wire
 			lingerOnClose(ctx.Conn())
-			return &answered, false
+			return &answered, nil
 		}
 	}
 	// Slow path: a streamed upload. read_timeout bounds each read of it, not the whole
 	// (fasthttp's ReadTimeout would cut any upload longer than 30 s), and a chunked one
 	// of unknown size is cut off at max_body_bytes.
 	rate.timeout = ext.readTimeout
-	req.SetBodyStream(&uploadReader{r: ctx.RequestBodyStream(), h: &req.Header, n: ext.maxBody, size: int64(cl), rate: rate}, cl)
-	return nil, true
+	up = &uploadReader{r: ctx.RequestBodyStream(), h: &req.Header, n: ext.maxBody, size: int64(cl), rate: rate}
+	req.SetBodyStream(up, cl)
+	return nil, up
+}
+
+// readAhead is how much of a body fasthttp reads before the handler runs: min(its
+// Content-Length, 8 KiB), all of a chunked one's left on the wire.
+const readAhead = 8 << 10
+
+// closeUnread closes the client's connection lingering after the answer, as reject does:
+// for an answer given with the request's body unread, or read in part, the proxy would
+// otherwise read (fasthttp drains up to 256 KiB) a body nobody will use, or close with it
+// unread, which resets the connection, and a client still sending can lose the answer.
+func closeUnread(ctx *fasthttp.RequestCtx) {
+	ctx.SetConnectionClose()
+	lingerOnClose(ctx.Conn())
+}
+
+// bodyUnread reports whether the request's body is not all read before the handler: one
+// over readAhead, or chunked.
+func bodyUnread(req *fasthttp.Request) bool {
+	cl := req.Header.ContentLength()
+	return cl > readAhead || cl == -1
+}
+
+// endStream ends a streamed upload's request: its place goes back, and an answer given
+// before the whole body was read (no backend, a backend that answered early or failed, a
+// timeout) closes the connection lingering.
+func (p *Proxy) endStream(ctx *fasthttp.RequestCtx, up *uploadReader) {
+	p.releaseStream()
+	if !up.complete() {
+		closeUnread(ctx)
+	}
 }
 
 // releaseStream gives back the place a streamed upload took in takeBody.

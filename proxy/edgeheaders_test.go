@@ -1,8 +1,23 @@
 package proxy
 
 import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"go-loadbalancer/auth"
+	"go-loadbalancer/config"
+	"go-loadbalancer/ratelimit"
 )
 
 // TestClientAddressAndPathOverrideFields: the client-address fields backends and
@@ -112,4 +127,164 @@ func generatedID(id string) bool {
 		}
 	}
 	return true
+}
+
+// TestAnswerKeepsOrClosesTheConnection: an answer the proxy gives or relays — 401, 429,
+// 502, 503, 504, a backend's 401/403/502/503 — keeps the client's connection when the
+// request's body was received whole (none, or a Content-Length up to 8 KiB, read before
+// any decision): the next request on it is answered. When the body was left unread (a
+// large or chunked one refused by JWT or the rate limit, a streamed upload that found no
+// backend or whose backend timed out) the connection closes lingering: the client sends
+// its whole body without a reset, reads the answer, then the end of the connection.
+func TestAnswerKeepsOrClosesTheConnection(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.New(auth.Options{Config: config.JWT{Enabled: true, Algorithms: []string{"HS256"},
+		HMACSecretFile: secretFile}, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := startTapBackend(t, func(req string) string {
+		line, _, _ := strings.Cut(req, "\r\n")
+		switch {
+		case strings.Contains(line, "/two-lengths"):
+			return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"
+		case strings.Contains(line, "/slow"):
+			time.Sleep(time.Second) // over timeouts.response
+		case strings.Contains(line, "/status/"):
+			code := line[strings.Index(line, "/status/")+8:][:3]
+			return "HTTP/1.1 " + code + " X\r\nContent-Length: 2\r\n\r\nno"
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	})
+	const bigBodies = "server: { max_body_bytes: 67108864 }\n"
+	jwtPx := startProxy(t, poolConfig(t, bigBodies, be.url), func(o *Options) { o.Auth = v })
+	var refused atomic.Int64
+	limitPx := startProxy(t, poolConfig(t, bigBodies+"rate_limit: { enabled: true, rate: 0.001, burst: 1 }\n", be.url),
+		withLimiter(ratelimit.NewLocal(0), &refused))
+	if resp, _ := limitPx.raw(t, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(resp, "HTTP/1.1 200") {
+		t.Fatalf("the rate limit's burst: got %.40q; want 200", resp)
+	}
+	plainPx := startProxy(t, parseConfig(t, "pools:\n  - name: web\n    timeouts: { connect: 500ms, response: 300ms }\n"+
+		"    backends:\n      - url: \""+be.url+"\"\n"))
+	deadPx := startProxy(t, poolConfig(t, bigBodies, "http://"+deadAddr(t)))
+
+	post := func(path string, n int) string {
+		return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(n) + "\r\n\r\n" + strings.Repeat("b", n)
+	}
+	for _, c := range []struct {
+		name, addr, req string
+		status          string
+	}{
+		{"401 GET", jwtPx.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", "401"},
+		{"401 POST of 8 KiB", jwtPx.addr, post("/", 8<<10), "401"},
+		{"429 GET", limitPx.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", "429"},
+		{"429 small POST", limitPx.addr, post("/", 5), "429"},
+		{"502 two Content-Lengths", plainPx.addr, post("/two-lengths", 5), "502"},
+		{"504", plainPx.addr, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", "504"},
+		{"503 no backend", deadPx.addr, post("/", 100), "503"},
+		{"backend's 401", plainPx.addr, "GET /status/401 HTTP/1.1\r\nHost: x\r\n\r\n", "401"},
+		{"backend's 403", plainPx.addr, post("/status/403", 5), "403"},
+		{"backend's 502", plainPx.addr, "GET /status/502 HTTP/1.1\r\nHost: x\r\n\r\n", "502"},
+		{"backend's 503", plainPx.addr, "GET /status/503 HTTP/1.1\r\nHost: x\r\n\r\n", "503"},
+	} {
+		first, second := twoOnOneConn(t, c.addr, c.req)
+		if !strings.HasPrefix(first, "HTTP/1.1 "+c.status) {
+			t.Errorf("%s: got %.60q; want %s", c.name, first, c.status)
+			continue
+		}
+		if !strings.HasPrefix(second, "HTTP/1.1 ") {
+			t.Errorf("%s: the next request on the connection got %q; want an answer (connection kept)", c.name, second)
+		}
+	}
+
+	big := 32 << 20 // more than socket buffers hold: a close with it unread resets
+	chunked := "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + strconv.FormatInt(int64(big), 16) + "\r\n"
+	for _, c := range []struct {
+		name, addr, head string
+		body             int
+		status           string
+	}{
+		{"401 large POST", jwtPx.addr, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(big) + "\r\n\r\n", big, "401"},
+		{"401 chunked POST", jwtPx.addr, chunked, big, "401"},
+		{"429 large POST", limitPx.addr, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(big) + "\r\n\r\n", big, "429"},
+		{"503 streamed upload, no backend", deadPx.addr, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(big) + "\r\n\r\n", big, "503"},
+	} {
+		resp, werr, rerr := uploadAndRead(t, c.addr, c.head, c.body)
+		if !strings.HasPrefix(resp, "HTTP/1.1 "+c.status) || werr != nil || rerr != io.EOF {
+			t.Errorf("%s: got %.60q, writing the body: %v, then %v; want %s, the body sent whole, then EOF (a lingering close)",
+				c.name, resp, werr, rerr, c.status)
+		}
+	}
+}
+
+// twoOnOneConn sends req and then a GET on one connection and returns the two answers'
+// heads (the second empty, or an error, when the connection was closed).
+func twoOnOneConn(t *testing.T, addr, req string) (first, second string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	read := func() string {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return err.Error()
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.Proto + " " + resp.Status
+	}
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	first = read()
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		return first, err.Error()
+	}
+	return first, read()
+}
+
+// uploadAndRead sends head and a body of n bytes (chunked when head says so) while
+// reading what comes back, then half-closes; it returns what was read, the first write
+// error and the error that ended the reading (io.EOF for a clean end).
+func uploadAndRead(t *testing.T, addr, head string, n int) (resp string, werr, rerr error) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(c, head)
+		chunk := []byte(strings.Repeat("u", 64<<10))
+		for left := n; err == nil && left > 0; left -= len(chunk) {
+			_, err = c.Write(chunk[:min(len(chunk), left)])
+		}
+		if err == nil && strings.Contains(head, "chunked") {
+			_, err = io.WriteString(c, "\r\n0\r\n\r\n")
+		}
+		if err == nil {
+			err = c.(*net.TCPConn).CloseWrite()
+		}
+		done <- err
+	}()
+	var sb strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		m, err := c.Read(buf)
+		sb.Write(buf[:m])
+		if err != nil {
+			rerr = err
+			break
+		}
+	}
+	return sb.String(), <-done, rerr
 }

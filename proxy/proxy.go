@@ -124,6 +124,8 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 		if flags, local, r = p.admit(ctx, ext, &id); r != nil {
 			if r != &answered {
 				p.reject(ctx, r)
+			} else if bodyUnread(req) {
+				closeUnread(ctx) // a 401 or 429 with the body still on the wire
 			}
 			return
 		}
@@ -135,15 +137,15 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	if req.IsBodyStream() {
 		// Slow path: a body over the 8 KiB fasthttp reads ahead; buffered or streamed under
 		// the minimum rate (body.go).
-		r, streamed := p.takeBody(ctx, ext)
+		r, up := p.takeBody(ctx, ext)
 		if r != nil {
 			if r != &answered {
 				p.reject(ctx, r)
 			}
 			return
 		}
-		if streamed {
-			defer p.releaseStream()
+		if up != nil {
+			defer p.endStream(ctx, up)
 		}
 	}
 	pool, region, prefix := route(ctx, t, &id)
@@ -461,9 +463,15 @@ type uploadReader struct {
 	n    int64 // bytes left under max_body_bytes
 	size int64 // the Content-Length, -1 for chunked
 	read int64
+	eof  bool // the body's end was read
 	rate bodyRate
 	// h is the request's header: trailer fields read with the last chunk are dropped.
 	h *fasthttp.RequestHeader
+}
+
+// complete reports whether the whole body was read.
+func (u *uploadReader) complete() bool {
+	return u.eof || u.size >= 0 && u.read >= u.size
 }
 
 func (u *uploadReader) Read(p []byte) (int, error) {
@@ -489,6 +497,7 @@ func (u *uploadReader) Read(p []byte) (int, error) {
 	if err == io.EOF && u.size < 0 {
 		dropTrailers(u.h) // read with the last chunk, written after it: never forwarded
 	}
+	u.eof = u.eof || err == io.EOF
 	if err != nil && err != io.EOF {
 		return n, errClientBody // a stalled or vanished client must not count against the backend
 	}
