@@ -288,3 +288,62 @@ func uploadAndRead(t *testing.T, addr, head string, n int) (resp string, werr, r
 	}
 	return sb.String(), <-done, rerr
 }
+
+// TestMethodCaseIsForwardedAsDecided: methods are case-sensitive (RFC 9110 §9.1), so
+// "post" is another method than "POST": it matches no method: POST route, is not
+// idempotent (never retried), its answer is not framed as a HEAD answer's when it is
+// "head" — and it reaches the backend exactly as sent, the value every decision saw.
+func TestMethodCaseIsForwardedAsDecided(t *testing.T) {
+	answer := func(req string) string {
+		if strings.Contains(req, " /fail ") {
+			return "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 2\r\n\r\nno"
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	}
+	web1, web2, api := startTapBackend(t, answer), startTapBackend(t, answer), startTapBackend(t, answer)
+	px := startProxy(t, parseConfig(t, `pools:
+  - name: web
+    timeouts: { connect: 500ms, response: 2s }
+    retry: { attempts: 2, on: [connect, "502"] }
+    backends: [ { url: "`+web1.url+`" }, { url: "`+web2.url+`" } ]
+  - name: api
+    backends: [ { url: "`+api.url+`" } ]
+routes:
+  - match: { path_prefix: /api, method: POST }
+    pool: api
+`))
+	take := func() (webs, apis []string) { return append(web1.take(), web2.take()...), api.take() }
+	for _, c := range []struct {
+		method, path string
+		toAPI        bool
+		tries        int
+		body         bool // the client gets the answer's body
+	}{
+		{"POST", "/api/x", true, 1, true},
+		{"post", "/api/x", false, 1, true},
+		{"Post", "/api/x", false, 1, true},
+		{"GET", "/fail", false, 2, true},
+		{"get", "/fail", false, 1, true},
+		{"HEAD", "/h", false, 1, false},
+		{"head", "/h", false, 1, true},
+	} {
+		resp, _ := px.raw(t, c.method+" "+c.path+" HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		webs, apis := take()
+		got := webs
+		if c.toAPI {
+			got = apis
+		}
+		if len(got) != c.tries || len(webs)+len(apis) != c.tries {
+			t.Fatalf("%s %s: %d tries at web, %d at api; want %d at %s", c.method, c.path, len(webs), len(apis), c.tries,
+				map[bool]string{true: "api", false: "web"}[c.toAPI])
+		}
+		for _, g := range got {
+			if !strings.HasPrefix(g, c.method+" "+c.path+" HTTP/1.1\r\n") {
+				t.Errorf("%s %s: the backend got %.40q; want the method as sent", c.method, c.path, g)
+			}
+		}
+		if hasBody := strings.HasSuffix(resp, "\r\n\r\nok") || strings.HasSuffix(resp, "\r\n\r\nno"); hasBody != c.body {
+			t.Errorf("%s %s: got %q; want the body relayed: %v", c.method, c.path, resp, c.body)
+		}
+	}
+}
