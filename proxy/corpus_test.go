@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,140 +19,6 @@ import (
 	"go-loadbalancer/auth"
 	"go-loadbalancer/config"
 )
-
-// recorder is a raw backend: it records each request exactly as it arrived (head and
-// body, framed by Content-Length or chunked) and answers 200 "ok".
-type recorder struct {
-	addr string
-	mu   sync.Mutex
-	got  []string
-}
-
-func startRecorder(t testing.TB) *recorder {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &recorder{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	open := map[net.Conn]bool{}
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range open {
-			c.Close() // the proxy keeps its upstream connections
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			open[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() {
-					mu.Lock()
-					delete(open, c)
-					mu.Unlock()
-					c.Close()
-				}()
-				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				br := bufio.NewReader(c)
-				for {
-					req, ok := readRawRequest(br)
-					if !ok {
-						return
-					}
-					r.mu.Lock()
-					r.got = append(r.got, req)
-					r.mu.Unlock()
-					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return r
-}
-
-// take returns the requests received since the last take.
-func (r *recorder) take() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	got := r.got
-	r.got = nil
-	return got
-}
-
-// readRawRequest reads one request's bytes: the head, then a Content-Length or chunked
-// body (trailers included).
-func readRawRequest(br *bufio.Reader) (string, bool) {
-	var sb strings.Builder
-	cl, chunked := 0, false
-	for {
-		line, err := br.ReadString('\n')
-		sb.WriteString(line)
-		if err != nil {
-			return "", false
-		}
-		if line == "\r\n" {
-			break
-		}
-		k, v, _ := strings.Cut(strings.TrimRight(line, "\r\n"), ":")
-		switch strings.ToLower(k) {
-		case "content-length":
-			cl, _ = strconv.Atoi(strings.TrimSpace(v))
-		case "transfer-encoding":
-			chunked = strings.EqualFold(strings.TrimSpace(v), "chunked")
-		}
-	}
-	if chunked {
-		for {
-			line, err := br.ReadString('\n')
-			sb.WriteString(line)
-			if err != nil {
-				return "", false
-			}
-			n, err := strconv.ParseInt(strings.TrimRight(line, "\r\n"), 16, 64)
-			if err != nil {
-				return "", false
-			}
-			if n == 0 {
-				for { // trailers, then the blank line
-					line, err := br.ReadString('\n')
-					sb.WriteString(line)
-					if err != nil {
-						return "", false
-					}
-					if line == "\r\n" {
-						return sb.String(), true
-					}
-				}
-			}
-			buf := make([]byte, n+2)
-			if _, err := io.ReadFull(br, buf); err != nil {
-				return "", false
-			}
-			sb.Write(buf)
-		}
-	}
-	buf := make([]byte, cl)
-	if _, err := io.ReadFull(br, buf); err != nil {
-		return "", false
-	}
-	sb.Write(buf)
-	return sb.String(), true
-}
 
 // exchange writes request on a fresh connection and reads one response: its status,
 // body, and whether the proxy then closed the connection (it said Connection: close and
@@ -225,7 +90,7 @@ func fwd(line, host string, headers ...string) string {
 // refused request). Every request case of "one request, one meaning" is here, with the
 // smuggling vectors.
 func TestRequestCorpus(t *testing.T) {
-	rec := startRecorder(t)
+	rec := startTapBackend(t, answerOK)
 	v, tok := jwtVerifier(t)
 	type tc struct {
 		name    string
@@ -373,7 +238,7 @@ func TestRequestCorpus(t *testing.T) {
 // included — are answered by the proxy, counted in lb_client_errors_total, and never
 // count against a backend: no failure, no breaker opened, no retry.
 func TestClientFaultsSpareBackends(t *testing.T) {
-	a, b := startRecorder(t), startRecorder(t)
+	a, b := startTapBackend(t, answerOK), startTapBackend(t, answerOK)
 	px := startProxy(t, poolConfig(t, "    circuit_breaker: { consecutive_failures: 2 }\n", "http://"+a.addr, "http://"+b.addr))
 	for i := 0; i < 10; i++ {
 		if status, body, _ := exchange(t, px.addr, "GET / HTTP/1.0\r\n\r\n"); status != 200 {
@@ -410,7 +275,7 @@ func TestClientFaultsSpareBackends(t *testing.T) {
 // absolute-form authority, not the Host header beside it; a dot-resolved path, matched on
 // whole segments.
 func TestRoutedOnWhatIsForwarded(t *testing.T) {
-	pub, internal := startRecorder(t), startRecorder(t)
+	pub, internal := startTapBackend(t, answerOK), startTapBackend(t, answerOK)
 	cfg := parseConfig(t, `pools:
   - name: public
     backends: [ { url: "http://`+pub.addr+`" } ]
@@ -425,7 +290,7 @@ routes:
 	px := startProxy(t, cfg)
 	for _, c := range []struct {
 		request, line, host string
-		to                  *recorder
+		to                  *tapBackend
 	}{
 		{"GET http://internal.example/h HTTP/1.1\r\nHost: public.example\r\n\r\n", "GET /h HTTP/1.1", "internal.example", internal},
 		{"GET http://public.example/h HTTP/1.1\r\nHost: internal.example\r\n\r\n", "GET /h HTTP/1.1", "public.example", pub},

@@ -41,7 +41,7 @@ func TestClientAddressAndPathOverrideFields(t *testing.T) {
 		{"X-Rewrite-URL", false},
 	}
 	for _, trusted := range []bool{false, true} {
-		be := startTapBackend(t, func(string) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" })
+		be := startTapBackend(t, answerOK)
 		extra := ""
 		if trusted {
 			extra = "server: { trusted_proxies: [127.0.0.1/32] }\n"

@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,82 +19,6 @@ import (
 	"go-loadbalancer/internal/testredis"
 	"go-loadbalancer/sticky"
 )
-
-// tapBackend is a raw TCP backend: it records each request exactly as it arrived and
-// answers what respond returns for it (keep-alive unless the answer says otherwise).
-type tapBackend struct {
-	url  string
-	hits atomic.Int64
-	mu   sync.Mutex
-	got  []string
-}
-
-func startTapBackend(t testing.TB, respond func(req string) string) *tapBackend {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb := &tapBackend{url: "http://" + ln.Addr().String()}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	open := map[net.Conn]bool{}
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			open[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() {
-					mu.Lock()
-					delete(open, c)
-					mu.Unlock()
-					c.Close()
-				}()
-				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				br := bufio.NewReader(c)
-				for {
-					req, ok := readRawRequest(br)
-					if !ok {
-						return
-					}
-					rb.hits.Add(1)
-					rb.mu.Lock()
-					rb.got = append(rb.got, req)
-					rb.mu.Unlock()
-					if _, err := io.WriteString(c, respond(req)); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return rb
-}
-
-// take returns the requests received since the last take.
-func (rb *tapBackend) take() []string {
-	rb.mu.Lock()
-	defer rb.mu.Unlock()
-	got := rb.got
-	rb.got = nil
-	return got
-}
 
 // rawField returns the value of the first field name (case-insensitive) in a raw head.
 func rawField(req, name string) string {
@@ -168,8 +90,7 @@ func trailerSection(req string) string {
 // Trailer field announcing them; the body itself arrives whole. A body over
 // request_buffer_bytes, whose trailers are read while it streams upstream, too.
 func TestRequestTrailersAreDropped(t *testing.T) {
-	ok200 := func(string) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" }
-	be := startTapBackend(t, ok200)
+	be := startTapBackend(t, answerOK)
 	px := startProxy(t, poolConfig(t, "server: { request_buffer_bytes: 1024 }\n", be.url))
 	big := strings.Repeat("z", 3000) // over request_buffer_bytes: streamed
 	for _, tr := range []string{"X-F: 1\r\n", "X User: 1\r\n", "X_F: 1\r\n", "X-D: 1\r\n folded\r\n",
@@ -235,7 +156,7 @@ func TestUntrustedForwardedFamilyDropped(t *testing.T) {
 		"x-forwarded-prefix: /admin\r\nX-Forwarded-Ssl: on\r\nX-Forwarded-Server: x\r\nX-FORWARDED-PORT: 8443\r\n" +
 		"X-Forwarded-Host: internal\r\nX-Forwarded-Scheme: https\r\n"
 	for _, trusted := range []bool{false, true} {
-		be := startTapBackend(t, func(string) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" })
+		be := startTapBackend(t, answerOK)
 		extra := ""
 		if trusted {
 			extra = "server: { trusted_proxies: [127.0.0.1/32] }\n"
@@ -388,7 +309,7 @@ func TestPipelinedUploadWithLFBody(t *testing.T) {
 // TestPipelinedBareLFRefused: a bare-LF head pipelined behind a good request, or behind a
 // body, gets 400 and never reaches the backend; the requests before it are answered.
 func TestPipelinedBareLFRefused(t *testing.T) {
-	be := startTapBackend(t, func(string) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" })
+	be := startTapBackend(t, answerOK)
 	px := startProxy(t, poolConfig(t, "", be.url))
 	for _, first := range []string{
 		"GET /a HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -411,7 +332,7 @@ func TestPipelinedBareLFRefused(t *testing.T) {
 // TestHostPortRange: a Host or authority port over 65535 is not a port: 400, nothing
 // forwarded.
 func TestHostPortRange(t *testing.T) {
-	be := startTapBackend(t, func(string) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" })
+	be := startTapBackend(t, answerOK)
 	px := startProxy(t, poolConfig(t, "", be.url))
 	for _, c := range []struct{ target, host, status string }{
 		{"/x", "a.example:65535", "200"},

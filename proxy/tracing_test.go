@@ -263,7 +263,7 @@ func BenchmarkGETTracing(b *testing.B) {
 // are the canonical path and the Host it was forwarded with, not what it arrived with.
 func TestTracingRecordsTheForwardedTarget(t *testing.T) {
 	col := otlptest.Start(t)
-	rec := startRecorder(t)
+	rec := startTapBackend(t, answerOK)
 	px := startProxy(t, poolConfig(t, "", "http://"+rec.addr), withTracer(startTracer(t, col.URL(), 0)))
 	status, _, _ := exchange(t, px.addr, "GET http://Shop.Example/x/../it%65ms?id=1 HTTP/1.1\r\nHost: other.example\r\ntraceparent: "+clientSampled+"\r\n\r\n")
 	if status != 200 {
