@@ -295,55 +295,85 @@ func TestAccessLogSample2xx(t *testing.T) {
 	}
 }
 
-// appendJSONStringByByte is appendJSONString without its fast path: the reference.
-func appendJSONStringByByte(b, s []byte, budget int) []byte {
-	const hex = "0123456789abcdef"
-	limit := len(b) + budget - len(`"…"`)
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		var piece [6]byte
-		p := piece[:0]
-		size := 1
-		switch {
-		case c == '"' || c == '\\':
-			p = append(p, '\\', c)
-		case c < 0x20:
-			p = append(p, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		case c < 0x80:
-			p = append(p, c)
-		default:
-			r, n := utf8.DecodeRune(s[i:])
-			size = n
-			if r == utf8.RuneError && n == 1 {
-				p = append(p, "\ufffd"...)
-			} else {
-				p = append(p, s[i:i+n]...)
-			}
+// TestAppendJSONString: the exact escaping, by hand-written cases. Quote and backslash
+// are backslash-escaped, control characters written \u00XX, each invalid UTF-8 byte
+// replaced by U+FFFD, the rest copied; a value is cut at a character boundary, never
+// inside an escape, and ends in "…".
+func TestAppendJSONString(t *testing.T) {
+	for _, c := range []struct {
+		in     string
+		budget int
+		want   string
+	}{
+		{"", 16, `""`},
+		{"GET /a?b=c", 16, `"GET /a?b=c"`},
+		{`a"b\c`, 16, `"a\"b\\c"`},
+		{"\x00\n\x1f", 32, `"\u0000\u000a\u001f"`},
+		{"\x7f ~", 16, "\"\x7f ~\""},
+		{"é€😀", 32, `"é€😀"`},
+		{"a\xffb\xe2\x82", 32, "\"a\ufffdb\ufffd\ufffd\""},
+		{"\u2028\ufffd", 32, "\"\u2028\ufffd\""},
+		// Cuts. The text kept, whole or cut, is at most budget-6 bytes: room for the quotes
+		// and the 3-byte "…" and one byte to spare, so "abcde" is cut at 10 though its
+		// 7 quoted bytes would fit.
+		{"abcdefghij", 10, `"abcd…"`},
+		{"abcd", 10, `"abcd"`},
+		{"abcde", 10, `"abcd…"`},
+		{"abc\"", 10, `"abc…"`},  // the escaped quote would go past the cut
+		{"ab\x01", 12, `"ab…"`},  // so would \u0001
+		{"ab€", 10, `"ab…"`},     // a character is not split
+		{"ab\xff", 10, `"ab…"`},  // nor is its replacement
+		{"abcdefghij", 5, `"…"`}, // the smallest cut value
+		{strings.Repeat("x", 100), 16, `"` + strings.Repeat("x", 10) + `…"`},
+	} {
+		if got := string(appendJSONString([]byte("pre"), []byte(c.in), c.budget)); got != "pre"+c.want {
+			t.Errorf("appendJSONString(%q, %d) = %q; want %q", c.in, c.budget, strings.TrimPrefix(got, "pre"), c.want)
 		}
-		if len(b)+len(p) > limit {
-			b = append(b, "…"...)
-			break
-		}
-		b = append(b, p...)
-		i += size
 	}
-	return append(b, '"')
 }
 
-// TestAppendJSONStringFastPath: the bulk copy of plain ASCII gives the same bytes as
-// escaping byte by byte, cuts included.
-func TestAppendJSONStringFastPath(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	alphabet := []byte("ab/\"\\\x01\x7f é\xff")
-	for range 20000 {
-		s := make([]byte, rng.IntN(40))
-		for i := range s {
-			s[i] = alphabet[rng.IntN(len(alphabet))]
+// TestAppendJSONStringDecodes checks random values (long plain runs for the fast path,
+// escapes, multi-byte and broken characters) against encoding/json: the output is one JSON
+// string of at most budget bytes that decodes to the value, invalid bytes as U+FFFD, or to
+// its longest prefix that fits followed by "…".
+func TestAppendJSONStringDecodes(t *testing.T) {
+	// escapedSize is the bytes r takes inside the quotes, as TestAppendJSONString shows.
+	escapedSize := func(r rune) int {
+		switch {
+		case r == '"' || r == '\\':
+			return 2
+		case r < 0x20:
+			return 6
 		}
-		budget := 3 + rng.IntN(40)
-		if got, want := appendJSONString(nil, s, budget), appendJSONStringByByte(nil, s, budget); !bytes.Equal(got, want) {
-			t.Fatalf("appendJSONString(%q, %d) = %q; want %q", s, budget, got, want)
+		return utf8.RuneLen(r)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	pieces := []string{"a", "/items/42?q=", `"`, `\`, "\x01", "\n", "\x1f", "\x7f", " ", "é", "€", "😀",
+		"\u2028", "\ufffd", "\xff", "\xe2\x82", "\xc3"}
+	for range 20000 {
+		var sb strings.Builder
+		for range rng.IntN(12) {
+			sb.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		s := sb.String()
+		budget := 6 + rng.IntN(60)
+		got := appendJSONString(nil, []byte(s), budget)
+		var dec string
+		if err := json.Unmarshal(got, &dec); err != nil || len(got) > budget {
+			t.Fatalf("appendJSONString(%q, %d) = %q (%d bytes, %v); want a JSON string of at most %d bytes", s, budget, got, len(got), err, budget)
+		}
+		// The longest prefix of the value (invalid bytes as U+FFFD) whose escaped text is
+		// at most budget-6 bytes (see TestAppendJSONString).
+		want, size := "", 0
+		for _, r := range s {
+			if size += escapedSize(r); size > budget-6 {
+				want += "…"
+				break
+			}
+			want += string(r)
+		}
+		if dec != want {
+			t.Fatalf("appendJSONString(%q, %d) = %q, decoding to %q; want %q", s, budget, got, dec, want)
 		}
 	}
 }
