@@ -195,18 +195,10 @@ func TestAdminToken(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "lb.yaml")
 	doc := "pools:\n  - backends: [{url: \"http://a\"}]\nadmin:\n  token_file: token\n"
-	parse := func() *Config {
-		t.Helper()
-		c, err := Parse(file, []byte(doc))
-		if err != nil {
-			t.Fatalf("Parse: %v", err)
-		}
-		return c
-	}
 	tokenFile := filepath.Join(dir, "token")
 
 	// Unreadable: the error names the file, on the line of token_file.
-	c := parse()
+	c := mustParseFile(t, file, doc)
 	errs := c.ApplyEnv(envMap())
 	want := file + `:4: admin.token_file: cannot read token file "` + tokenFile + `": no such file or directory`
 	if errs.Error() != want {
@@ -216,7 +208,7 @@ func TestAdminToken(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("  \n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c = parse()
+	c = mustParseFile(t, file, doc)
 	errs = c.ApplyEnv(envMap())
 	want = file + `:4: admin.token_file: token file "` + tokenFile + `" is empty`
 	if errs.Error() != want {
@@ -226,7 +218,7 @@ func TestAdminToken(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("from-file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c = parse()
+	c = mustParseFile(t, file, doc)
 	if errs := c.ApplyEnv(envMap()); errs != nil {
 		t.Fatalf("ApplyEnv: %v", errs)
 	}
@@ -235,7 +227,7 @@ func TestAdminToken(t *testing.T) {
 	}
 
 	// ADMIN_TOKEN wins over the file.
-	c = parse()
+	c = mustParseFile(t, file, doc)
 	if errs := c.ApplyEnv(envMap("ADMIN_TOKEN", "from-env")); errs != nil {
 		t.Fatalf("ApplyEnv: %v", errs)
 	}
@@ -257,21 +249,13 @@ func TestStickySecret(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "lb.yaml")
 	doc := "pools:\n  - backends: [{url: \"http://a\"}]\nsticky:\n  secret_file: s\n  previous_secret_file: p\n"
-	parse := func() *Config {
-		t.Helper()
-		c, err := Parse(file, []byte(doc))
-		if err != nil {
-			t.Fatalf("Parse: %v", err)
-		}
-		return c
-	}
 	write := func(name, v string) {
 		t.Helper()
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c := parse()
+	c := mustParseFile(t, file, doc)
 	errs := c.ApplyEnv(envMap())
 	want := file + `:4: sticky.secret_file: cannot read secret file "` + filepath.Join(dir, "s") + `": no such file or directory` + "\n" +
 		file + `:5: sticky.previous_secret_file: cannot read secret file "` + filepath.Join(dir, "p") + `": no such file or directory`
@@ -280,14 +264,14 @@ func TestStickySecret(t *testing.T) {
 	}
 	write("s", "short-secret\n")
 	write("p", "the previous secret, 32 bytes...\n")
-	c = parse()
+	c = mustParseFile(t, file, doc)
 	errs = c.ApplyEnv(envMap())
 	want = file + `:4: sticky.secret_file: secret in "` + filepath.Join(dir, "s") + `" is 12 bytes; want at least 16`
 	if errs.Error() != want || strings.Contains(errs.Error(), "short-secret") {
 		t.Fatalf("got %q; want %q", errs, want)
 	}
 	write("s", "  the current secret, 32 bytes..\n")
-	c = parse()
+	c = mustParseFile(t, file, doc)
 	if errs := c.ApplyEnv(envMap()); errs != nil {
 		t.Fatalf("ApplyEnv: %v", errs)
 	}
@@ -295,14 +279,14 @@ func TestStickySecret(t *testing.T) {
 		t.Fatalf("got secrets %q, %q; want the files' trimmed contents", c.Sticky.Secret, c.Sticky.PreviousSecret)
 	}
 	// The environment wins over the files.
-	c = parse()
+	c = mustParseFile(t, file, doc)
 	if errs := c.ApplyEnv(envMap("STICKY_SECRET", "from the environment..", "STICKY_PREVIOUS_SECRET", "previous from the environment")); errs != nil {
 		t.Fatalf("ApplyEnv: %v", errs)
 	}
 	if string(c.Sticky.Secret) != "from the environment.." || string(c.Sticky.PreviousSecret) != "previous from the environment" {
 		t.Fatalf("got secrets %q, %q; want the variables'", c.Sticky.Secret, c.Sticky.PreviousSecret)
 	}
-	c = parse()
+	c = mustParseFile(t, file, doc)
 	errs = c.ApplyEnv(envMap("STICKY_SECRET", "tooshort"))
 	if want := "environment: STICKY_SECRET: secret is 8 bytes; want at least 16"; errs.Error() != want {
 		t.Fatalf("got %q; want %q", errs, want)
