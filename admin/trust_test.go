@@ -49,28 +49,22 @@ func TestAdminHostCheck(t *testing.T) {
 // "bearer" and "BEARER" work like "Bearer" (they got 401 before).
 func TestAdminBearerCaseInsensitive(t *testing.T) {
 	l := startLB(t, 1, lbOptions{token: "tok"})
-	for _, h := range []string{"Bearer tok", "bearer tok", "BEARER tok", "bEaReR   tok "} {
+	for _, c := range []struct {
+		auth string
+		want int
+	}{
+		{"Bearer tok", 200}, {"bearer tok", 200}, {"BEARER tok", 200}, {"bEaReR   tok ", 200},
+		{"Basic tok", 401}, {"Bearertok", 401}, {"tok", 401}, {"Bearer wrong", 401},
+	} {
 		req, _ := http.NewRequest("POST", l.admin+"/api/reload", nil)
-		req.Header.Set("Authorization", h)
+		req.Header.Set("Authorization", c.auth)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("Authorization %q: got %d; want 200", h, resp.StatusCode)
-		}
-	}
-	for _, h := range []string{"Basic tok", "Bearertok", "tok", "Bearer wrong"} {
-		req, _ := http.NewRequest("POST", l.admin+"/api/reload", nil)
-		req.Header.Set("Authorization", h)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 401 {
-			t.Fatalf("Authorization %q: got %d; want 401", h, resp.StatusCode)
+		if resp.StatusCode != c.want {
+			t.Fatalf("Authorization %q: got %d; want %d", c.auth, resp.StatusCode, c.want)
 		}
 	}
 }
