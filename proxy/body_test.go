@@ -189,3 +189,70 @@ func TestStreamedUploadsCountAsTunnels(t *testing.T) {
 	}
 	testtool.WaitFor(t, 5*time.Second, "its place to be given back", func() bool { return srv.Stats.Tunnels.Load() == 0 })
 }
+
+// trickleHead sends a POST head with Content-Length cl and then first bytes of its body
+// and nothing more; it returns the status the proxy answered and how long after the head
+// it came (the proxy closing the connection without an answer fails the test).
+func trickleHead(t *testing.T, addr string, cl, first int) (int, time.Duration) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", cl)
+	start := time.Now()
+	c.Write(make([]byte, first))
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second)) // bounds the test whatever happens
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("Content-Length %d, %d bytes sent: no answer: %v", cl, first, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, time.Since(start)
+}
+
+// TestSlowFirstBodyBytesAreCut: fasthttp reads up to 8 KiB of a body itself before the
+// handler runs, and only read_timeout bounded that read: a client trickling those bytes
+// held its connection for read_timeout (30 s by default) rather than request_body_grace.
+// Now the minimum rate bounds them too: a client that stalls after 10 bytes is cut with
+// 408 at the end of the grace period (500 ms here), long before read_timeout (20 s here).
+func TestSlowFirstBodyBytesAreCut(t *testing.T) {
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		_ = ctx.Request.BodyWriteTo(io.Discard)
+		ctx.SetBodyString("ok")
+	})
+	// rate × grace = 10000 bytes a period: the 8 KiB fasthttp reads ahead fit in one.
+	cfg := poolConfig(t, `server: { read_timeout: 20s, request_body_grace: 500ms, min_request_body_rate: 20000 }
+`, be.url)
+	p := startProxy(t, cfg)
+	for _, cl := range []int{5000, 100_000} {
+		status, took := trickleHead(t, p.addr, cl, 10)
+		if status != fasthttp.StatusRequestTimeout || took > 10*time.Second {
+			t.Errorf("Content-Length %d, stalled after 10 bytes: got %d after %v; want 408 at the end of the 500 ms grace, not at read_timeout (20 s)", cl, status, took.Round(time.Millisecond))
+		}
+	}
+	if n := p.px.ClientErrors("timeout"); n != 2 {
+		t.Errorf("lb_client_errors_total{reason=timeout} = %d; want 2", n)
+	}
+}
+
+// TestPrefetchTimeout: the deadline for the bytes fasthttp reads ahead is as many grace
+// periods as a client at the minimum rate needs for them, capped at read_timeout.
+func TestPrefetchTimeout(t *testing.T) {
+	s := time.Second
+	for _, c := range []struct {
+		n, rate     int64
+		grace, read time.Duration
+		want        time.Duration
+	}{
+		{8192, 1024, 10 * s, 30 * s, 10 * s}, // the defaults: one period
+		{8192, 100, 10 * s, 300 * s, 90 * s}, // 1000 bytes a period: 9 periods
+		{8192, 100, 10 * s, 30 * s, 30 * s},  // capped at read_timeout
+		{10, 0, 10 * s, 30 * s, 0},           // no minimum: fasthttp's read_timeout stays
+	} {
+		if got := prefetchTimeout(c.n, c.rate, c.grace, c.read); got != c.want {
+			t.Errorf("prefetchTimeout(%d, %d, %v, %v) = %v; want %v", c.n, c.rate, c.grace, c.read, got, c.want)
+		}
+	}
+}

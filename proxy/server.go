@@ -52,11 +52,52 @@ func (p *Proxy) NewServer(s config.Server, log zerolog.Logger) *Server {
 	srv := newServer(p.ServeHTTP, s, log)
 	p.edge, p.maxTunnels = &srv.Stats, int64(s.MaxTunnels)
 	srv.Server.ErrorHandler = p.serverError
+	srv.Server.HeaderReceived = p.headerReceived
 	// Expect: 100-continue is answered only once the request passed every check
 	// (admit): a refused client gets the final status and its body is never read.
 	srv.expect = p.expect
 	srv.Server.ExpectHandler = srv.serveExpect
 	return srv
+}
+
+// headerReceived bounds the part of a request body fasthttp reads itself, before the
+// handler runs (bodyPrefetch), by server.min_request_body_rate: without it, only
+// read_timeout (30 s by default) would bound a client trickling those first bytes, and
+// takeBody's rate check would start only after them. The read deadline set here is the
+// end of the last request_body_grace period a client keeping to the minimum rate needs
+// for them (one period with the defaults), capped at read_timeout; the handler then sets
+// its own. A client that misses it gets 408 (serverError).
+func (p *Proxy) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	cl := h.ContentLength()
+	if cl <= 0 {
+		return fasthttp.RequestConfig{} // no body, or chunked: fasthttp reads none of it ahead
+	}
+	t := p.store.Load()
+	if t == nil {
+		return fasthttp.RequestConfig{}
+	}
+	ext := tableExt(t)
+	return fasthttp.RequestConfig{ReadTimeout: prefetchTimeout(int64(min(cl, bodyPrefetch)), ext.minBodyRate, ext.bodyGrace, ext.readTimeout)}
+}
+
+// bodyPrefetch is the most of a body fasthttp reads before the handler
+// (readBodyWithStreaming in fasthttp's http.go; bufferLimit is larger).
+const bodyPrefetch = 8 << 10
+
+// prefetchTimeout is how long a client keeping to rate bytes/s, judged over periods of
+// grace, may take to send n bytes: as many whole periods as n needs at rate × grace bytes
+// a period, but at most readTimeout. Zero (fasthttp's own deadline stays) when the
+// minimum is off.
+func prefetchTimeout(n, rate int64, grace, readTimeout time.Duration) time.Duration {
+	need := int64(float64(rate) * grace.Seconds())
+	if need <= 0 || grace <= 0 {
+		return 0
+	}
+	d := time.Duration((n+need-1)/need) * grace
+	if readTimeout > 0 && d > readTimeout {
+		d = readTimeout
+	}
+	return d
 }
 
 // newServer returns a Server for handler alone (tests), with p.NewServer's settings.
