@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"go-loadbalancer/internal/logbuf"
 	"go-loadbalancer/internal/testtool"
 	"go-loadbalancer/state"
 )
@@ -226,14 +228,14 @@ func TestSlowFirstBodyBytesAreCut(t *testing.T) {
 	cfg := poolConfig(t, `server: { read_timeout: 20s, request_body_grace: 500ms, min_request_body_rate: 20000 }
 `, be.url)
 	p := startProxy(t, cfg)
-	for _, cl := range []int{5000, 100_000} {
+	for _, cl := range []int{5000, 100_000, 3_000_000} { // buffered, and streamed (over request_buffer_bytes)
 		status, took := trickleHead(t, p.addr, cl, 10)
 		if status != fasthttp.StatusRequestTimeout || took > 10*time.Second {
 			t.Errorf("Content-Length %d, stalled after 10 bytes: got %d after %v; want 408 at the end of the 500 ms grace, not at read_timeout (20 s)", cl, status, took.Round(time.Millisecond))
 		}
 	}
-	if n := p.px.ClientErrors("timeout"); n != 2 {
-		t.Errorf("lb_client_errors_total{reason=timeout} = %d; want 2", n)
+	if n := p.px.ClientErrors("timeout"); n != 3 {
+		t.Errorf("lb_client_errors_total{reason=timeout} = %d; want 3", n)
 	}
 }
 
@@ -254,5 +256,58 @@ func TestPrefetchTimeout(t *testing.T) {
 		if got := prefetchTimeout(c.n, c.rate, c.grace, c.read); got != c.want {
 			t.Errorf("prefetchTimeout(%d, %d, %v, %v) = %v; want %v", c.n, c.rate, c.grace, c.read, got, c.want)
 		}
+	}
+}
+
+// TestSlowBodyIsLoggedWithItsHead: fasthttp resets a request whose body it failed to
+// read before calling serverError, which logged it as `"method":"GET","path":"/"` with a
+// duration of 0. Now the line shows the head fasthttp parsed and the time since; and a
+// head that fails to parse after a request with a body on the same connection is not
+// logged with that request's head.
+func TestSlowBodyIsLoggedWithItsHead(t *testing.T) {
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		_ = ctx.Request.BodyWriteTo(io.Discard)
+		ctx.SetBodyString("ok")
+	})
+	cfg := poolConfig(t, `server: { read_timeout: 20s, request_body_grace: 500ms, min_request_body_rate: 20000 }
+`, be.url)
+	var out logbuf.Buffer
+	al := NewAccessLog(&out, AccessLogOptions{Idle: time.Millisecond})
+	p := startProxy(t, cfg, func(o *Options) { o.AccessLog = al })
+	lines := func(n int) []map[string]any {
+		testtool.WaitFor(t, 3*time.Second, "the access log lines", func() bool { return strings.Count(out.String(), "\n") >= n })
+		var ls []map[string]any
+		for _, s := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			var l map[string]any
+			if err := json.Unmarshal([]byte(s), &l); err != nil {
+				t.Fatalf("access log line %q is not JSON: %v", s, err)
+			}
+			ls = append(ls, l)
+		}
+		return ls
+	}
+
+	if status, _ := trickleHead(t, p.addr, 5000, 10); status != fasthttp.StatusRequestTimeout {
+		t.Fatalf("got %d; want 408", status)
+	}
+	l := lines(1)[0]
+	for k, want := range map[string]any{"method": "POST", "path": "/upload", "host": "x", "status": 408.0} {
+		if l[k] != want {
+			t.Errorf("the 408's line: field %s: got %#v; want %#v", k, l[k], want)
+		}
+	}
+	if d, _ := l["duration_ms"].(float64); d < 500 {
+		t.Errorf("the 408's line: duration_ms %v; want at least the 500 ms grace it waited", l["duration_ms"])
+	}
+
+	// A complete POST, then a head fasthttp cannot parse, on one connection.
+	resp, closed := p.raw(t, "POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"+
+		"POST /second HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+	if !strings.HasPrefix(resp, "HTTP/1.1 200") || !strings.Contains(resp, "HTTP/1.1 400") || !closed {
+		t.Fatalf("got %q (closed %v); want 200 then 400 and the connection closed", resp, closed)
+	}
+	ls := lines(3)
+	if ls[1]["path"] != "/first" || ls[2]["status"] != 400.0 || ls[2]["path"] == "/first" {
+		t.Errorf("got lines %v; want /first's, then a 400 not logged with /first's head", ls[1:])
 	}
 }

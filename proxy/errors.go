@@ -174,5 +174,11 @@ func (p *Proxy) serverError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		p.reject(ctx, &replyBadRequest)
 	}
-	p.finish(ctx, p.store.Load(), time.Now(), nil) // the handler never ran; fasthttp has not timed the request
+	// The handler never ran and fasthttp has not timed the request; if it parsed the head
+	// and then failed to read the body, it reset the request: put back what the log shows.
+	start := time.Now()
+	if sc := scanned(ctx.Conn()); sc != nil {
+		start = sc.restoreHead(ctx, start)
+	}
+	p.finish(ctx, p.store.Load(), start, nil)
 }

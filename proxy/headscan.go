@@ -6,6 +6,9 @@ import (
 	"errors"
 	"net"
 	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // errBareLF is what a client connection's Read returns when a request head holds a line
@@ -80,6 +83,37 @@ type scanConn struct {
 	length  int64 // Content-Length; -1 if none
 	chunked bool  // Transfer-Encoding
 	unknown bool  // an Upgrade, or framing the scan cannot follow
+
+	// The last head with a body fasthttp parsed (noteHead), for serverError to log a
+	// request whose body fasthttp then failed to read: fasthttp resets the request first.
+	headMethod, headURI, headHost []byte
+	headAt                        time.Time // zero: nothing noted
+	headNum                       uint64    // ctx.ConnRequestNum() when noted
+}
+
+// noteHead keeps what the access log shows of h, the head of ctx's request.
+func (c *scanConn) noteHead(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHeader) {
+	c.headMethod = append(c.headMethod[:0], h.Method()...)
+	c.headURI = append(c.headURI[:0], h.RequestURI()...)
+	c.headHost = append(c.headHost[:0], h.Host()...)
+	c.headAt, c.headNum = time.Now(), ctx.ConnRequestNum()
+}
+
+// restoreHead puts back into ctx's request (which fasthttp reset) the head noted for it,
+// and returns when it was parsed; or it returns now when the head noted was another
+// request's, or none was. fasthttp numbers a connection's requests once their body is
+// read, so a head noted for a request that failed still carries the number ctx has.
+func (c *scanConn) restoreHead(ctx *fasthttp.RequestCtx, now time.Time) time.Time {
+	if c.headAt.IsZero() || c.headNum != ctx.ConnRequestNum() {
+		return now
+	}
+	h := &ctx.Request.Header
+	h.SetMethodBytes(c.headMethod)
+	h.SetRequestURIBytes(c.headURI)
+	h.SetHostBytes(c.headHost)
+	at := c.headAt
+	c.headAt = time.Time{}
+	return at
 }
 
 // scanTLSConn keeps the TLS connection's methods fasthttp looks for.

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
@@ -72,12 +73,24 @@ func (p *Proxy) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig
 	if cl <= 0 {
 		return fasthttp.RequestConfig{} // no body, or chunked: fasthttp reads none of it ahead
 	}
+	ctx := requestCtxOf(h)
+	if sc := scanned(ctx.Conn()); sc != nil {
+		sc.noteHead(ctx, h) // for serverError, should reading the body fail
+	}
 	t := p.store.Load()
 	if t == nil {
 		return fasthttp.RequestConfig{}
 	}
 	ext := tableExt(t)
 	return fasthttp.RequestConfig{ReadTimeout: prefetchTimeout(int64(min(cl, bodyPrefetch)), ext.minBodyRate, ext.bodyGrace, ext.readTimeout)}
+}
+
+// requestCtxOf returns the RequestCtx whose request's header h is: fasthttp's server
+// calls HeaderReceived with &ctx.Request.Header and nothing else
+// (TestSlowBodyIsLoggedWithItsHead fails if that changes).
+func requestCtxOf(h *fasthttp.RequestHeader) *fasthttp.RequestCtx {
+	var ctx *fasthttp.RequestCtx
+	return (*fasthttp.RequestCtx)(unsafe.Add(unsafe.Pointer(h), -int(unsafe.Offsetof(ctx.Request)+unsafe.Offsetof(ctx.Request.Header))))
 }
 
 // bodyPrefetch is the most of a body fasthttp reads before the handler
