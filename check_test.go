@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
@@ -23,6 +22,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/maxmind/mmdbwriter"
+
+	"go-loadbalancer/internal/testtool"
 )
 
 // testFiles are the files a full config names, all valid, in one directory.
@@ -73,7 +74,7 @@ func newTestFiles(t *testing.T) *testFiles {
 		b, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k, KeyID: "k1", Algorithm: alg, Use: "sig"}}})
 		return b
 	}
-	rk := newRSAKey(t)
+	rk := testtool.RSAKey(t)
 	f.jwks = writeFile(t, at("jwks.json"), rsaJWKS(&rk.PublicKey, "RS256"))
 	f.ecJWKS = writeFile(t, at("ec-jwks.json"), rsaJWKS(&key.PublicKey, "ES256"))
 	f.privateJWKS = writeFile(t, at("private-jwks.json"), rsaJWKS(rk, "RS256"))
@@ -211,12 +212,3 @@ func TestCheckConfigOpensFiles(t *testing.T) {
 }
 
 func q(s string) string { b, _ := json.Marshal(s); return string(b) }
-
-func newRSAKey(t *testing.T) *rsa.PrivateKey {
-	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}

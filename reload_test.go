@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"go-loadbalancer/config"
 	"go-loadbalancer/internal/otlptest"
@@ -176,45 +175,15 @@ func TestReadmeRestartOnly(t *testing.T) {
 	}
 }
 
-func signJWT(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, claims map[string]any) string {
-	t.Helper()
-	opts := (&jose.SignerOptions{}).WithType("JWT")
-	if kid != "" {
-		opts = opts.WithHeader("kid", kid)
-	}
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := jwt.Signed(s).Claims(claims).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-func jwksOf(t *testing.T, keys map[string]*rsa.PrivateKey) []byte {
-	t.Helper()
-	var set jose.JSONWebKeySet
-	for kid, k := range keys {
-		set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.PublicKey, KeyID: kid, Algorithm: "RS256", Use: "sig"})
-	}
-	b, err := json.Marshal(set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // TestReloadAppliesAuth: each auth.jwt setting changed by a reload applies to the next
 // request — the JWKS file's contents (a removed key), jwks_url, issuer, audience,
 // algorithms, skip_paths and enabled — and none is called restart-only.
 func TestReloadAppliesAuth(t *testing.T) {
 	a, _ := backend(t, "a", 0)
 	dir := t.TempDir()
-	k1, k2 := newRSAKey(t), newRSAKey(t)
-	jwksFile := writeFile(t, filepath.Join(dir, "jwks.json"), jwksOf(t, map[string]*rsa.PrivateKey{"k1": k1, "k2": k2}))
-	urlKeys := jwksOf(t, map[string]*rsa.PrivateKey{"k2": k2})
+	k1, k2 := testtool.RSAKey(t), testtool.RSAKey(t)
+	jwksFile := writeFile(t, filepath.Join(dir, "jwks.json"), testtool.JWKS(t, map[string]*rsa.PrivateKey{"k1": k1, "k2": k2}))
+	urlKeys := testtool.JWKS(t, map[string]*rsa.PrivateKey{"k2": k2})
 	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(urlKeys) }))
 	defer idp.Close()
 	secret := strings.Repeat("k", 32)
@@ -227,7 +196,7 @@ func TestReloadAppliesAuth(t *testing.T) {
 	writeFile(t, cfg, []byte(conf("    enabled: true\n    jwks_file: "+q(jwksFile)+"\n    issuer: i\n    audience: a\n    skip_paths: [/public]\n")))
 	p := start(t, "-config", cfg)
 	rs := func(k *rsa.PrivateKey, kid, iss, aud string) string {
-		return signJWT(t, jose.RS256, k, kid, map[string]any{"iss": iss, "aud": aud, "exp": time.Now().Add(time.Hour).Unix()})
+		return testtool.SignJWT(t, jose.RS256, k, kid, map[string]any{"iss": iss, "aud": aud, "exp": time.Now().Add(time.Hour).Unix()})
 	}
 	f := func(path, token string, want int) {
 		t.Helper()
@@ -244,7 +213,7 @@ func TestReloadAppliesAuth(t *testing.T) {
 	f("/public", "", 200)
 
 	// A key removed from the JWKS file stops working.
-	writeFile(t, jwksFile, jwksOf(t, map[string]*rsa.PrivateKey{"k1": k1}))
+	writeFile(t, jwksFile, testtool.JWKS(t, map[string]*rsa.PrivateKey{"k1": k1}))
 	p.reloadWith(t, cfg, conf("    enabled: true\n    jwks_file: "+q(jwksFile)+"\n    issuer: i\n    audience: a\n    skip_paths: [/public]\n"))
 	f("/", rs(k2, "k2", "i", "a"), 401)
 	f("/", rs(k1, "k1", "i", "a"), 200)
@@ -259,7 +228,7 @@ func TestReloadAppliesAuth(t *testing.T) {
 
 	p.reloadWith(t, cfg, conf("    enabled: true\n    algorithms: [HS256]\n    hmac_secret_file: "+q(hmacFile)+"\n"))
 	f("/", rs(k1, "k1", "j", "b"), 401)
-	f("/", signJWT(t, jose.HS256, []byte(secret), "", map[string]any{"exp": time.Now().Add(time.Hour).Unix()}), 200)
+	f("/", testtool.SignJWT(t, jose.HS256, []byte(secret), "", map[string]any{"exp": time.Now().Add(time.Hour).Unix()}), 200)
 
 	p.reloadWith(t, cfg, conf("    enabled: true\n    jwks_url: "+q(idp.URL)+"\n"))
 	f("/", rs(k1, "k1", "", ""), 401)

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"go-loadbalancer/config"
+	"go-loadbalancer/internal/testtool"
 )
 
 // TestCachedVerifyAllocatesNothing: a token answered from the cache costs no allocation.
@@ -21,7 +22,7 @@ func TestCachedVerifyAllocatesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	tok := []byte("Bearer " + sign(t, jose.RS256, kp.priv, "k1", stdClaims(now)))
+	tok := []byte("Bearer " + testtool.SignJWT(t, jose.RS256, kp.priv, "k1", stdClaims(now)))
 	if _, err := v.Verify(tok, now); err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,6 @@ package auth
 
 import (
 	"errors"
-	"net/http"
-	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"go-loadbalancer/config"
+	"go-loadbalancer/internal/testtool"
 )
 
 // TestRequireExp: a token without exp is refused by default (it never expired before), and
@@ -21,7 +19,7 @@ func TestRequireExp(t *testing.T) {
 	now := time.Now()
 	claims := stdClaims(now)
 	delete(claims, "exp")
-	tok := "Bearer " + sign(t, jose.HS256, secret, "", claims)
+	tok := "Bearer " + testtool.SignJWT(t, jose.HS256, secret, "", claims)
 	f := func(require *bool, want error) {
 		t.Helper()
 		v, err := New(Options{Config: config.JWT{Enabled: true, Algorithms: []string{"HS256"},
@@ -41,21 +39,11 @@ func TestRequireExp(t *testing.T) {
 // TestVerifyCache: a verified token is answered from the cache (Cached) until its exp plus
 // Leeway; a token that failed is never cached; a JWKS refresh starts the cache afresh.
 func TestVerifyCache(t *testing.T) {
-	k1, k2 := newKeyPair(t, "k1"), newKeyPair(t, "k2")
-	var current atomic.Pointer[[]byte]
-	current.Store(&k1.jwks)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(*current.Load()) }))
-	t.Cleanup(srv.Close)
-	v, err := New(Options{Config: config.JWT{Enabled: true, Algorithms: []string{"RS256"}, JWKSURL: srv.URL},
-		Refresh: time.Hour, Log: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(v.Close)
+	v, k1, k2, rotate := rotatingJWKS(t, time.Hour)
 	now := time.Now()
 	claims := stdClaims(now)
 	claims["exp"] = now.Add(time.Minute).Unix()
-	tok := []byte("Bearer " + sign(t, jose.RS256, k1.priv, "k1", claims))
+	tok := []byte("Bearer " + testtool.SignJWT(t, jose.RS256, k1.priv, "k1", claims))
 	if _, ok := v.Cached(tok, now); ok {
 		t.Fatal("Cached before any verification: got a hit")
 	}
@@ -74,7 +62,7 @@ func TestVerifyCache(t *testing.T) {
 	if _, err := v.Verify(tok, now.Add(time.Minute+Leeway+time.Second)); !errors.Is(err, ErrClaims) {
 		t.Fatalf("Verify after exp+leeway: got %v; want ErrClaims", err)
 	}
-	bad := []byte("Bearer " + sign(t, jose.RS256, k2.priv, "k1", stdClaims(now)))
+	bad := []byte("Bearer " + testtool.SignJWT(t, jose.RS256, k2.priv, "k1", stdClaims(now)))
 	if _, err := v.Verify(bad, now); !errors.Is(err, ErrSignature) {
 		t.Fatalf("bad signature: got %v", err)
 	}
@@ -83,7 +71,7 @@ func TestVerifyCache(t *testing.T) {
 	}
 	// The identity provider drops k1: after the refresh the cached k1 token is checked
 	// again, and fails.
-	current.Store(&k2.jwks)
+	rotate()
 	if err := v.fetch(t.Context()); err != nil {
 		t.Fatal(err)
 	}

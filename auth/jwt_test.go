@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
@@ -14,10 +13,10 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/rs/zerolog"
 
 	"go-loadbalancer/config"
+	"go-loadbalancer/internal/testtool"
 )
 
 // keyPair is an RSA key with its public JWKS document.
@@ -27,39 +26,31 @@ type keyPair struct {
 	jwks []byte
 }
 
-func newKeyPair(t *testing.T, kid string) keyPair {
+func newKeyPair(t testing.TB, kid string) keyPair {
 	t.Helper()
-	priv, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &priv.PublicKey, KeyID: kid, Algorithm: "RS256", Use: "sig"}}}
-	b, err := json.Marshal(set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return keyPair{priv: priv, kid: kid, jwks: b}
+	priv := testtool.RSAKey(t)
+	return keyPair{priv: priv, kid: kid, jwks: testtool.JWKS(t, map[string]*rsa.PrivateKey{kid: priv})}
 }
 
-// sign makes a compact JWT with alg and key, kid in the header when set.
-func sign(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, claims any) string {
+// rotatingJWKS starts a verifier whose jwks_url serves the key set of k1 until rotate
+// switches it to k2's; the verifier refreshes every refresh.
+func rotatingJWKS(t *testing.T, refresh time.Duration) (v *Verifier, k1, k2 keyPair, rotate func()) {
 	t.Helper()
-	opts := (&jose.SignerOptions{}).WithType("JWT")
-	if kid != "" {
-		opts = opts.WithHeader("kid", kid)
-	}
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
+	k1, k2 = newKeyPair(t, "k1"), newKeyPair(t, "k2")
+	var current atomic.Pointer[[]byte]
+	current.Store(&k1.jwks)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(*current.Load()) }))
+	t.Cleanup(srv.Close)
+	v, err := New(Options{Config: config.JWT{Enabled: true, Algorithms: []string{"RS256"}, JWKSURL: srv.URL},
+		Refresh: refresh, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := jwt.Signed(s).Claims(claims).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	t.Cleanup(v.Close)
+	return v, k1, k2, func() { current.Store(&k2.jwks) }
 }
 
-func writeFile(t *testing.T, name string, b []byte) string {
+func writeFile(t testing.TB, name string, b []byte) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, b, 0o600); err != nil {
@@ -96,24 +87,24 @@ func TestVerify(t *testing.T) {
 			t.Fatalf("%s: got claims %v; want sub alice", name, claims)
 		}
 	}
-	f("RS256 valid", sign(t, jose.RS256, kp.priv, "k1", stdClaims(now)), nil)
-	f("HS256 valid", sign(t, jose.HS256, secret, "", stdClaims(now)), nil)
-	f("wrong key", sign(t, jose.RS256, other.priv, "k1", stdClaims(now)), ErrSignature)
-	f("unknown kid", sign(t, jose.RS256, kp.priv, "k9", stdClaims(now)), ErrSignature)
-	f("algorithm not in the list", sign(t, jose.RS512, kp.priv, "k1", stdClaims(now)), ErrAlgorithm)
+	f("RS256 valid", testtool.SignJWT(t, jose.RS256, kp.priv, "k1", stdClaims(now)), nil)
+	f("HS256 valid", testtool.SignJWT(t, jose.HS256, secret, "", stdClaims(now)), nil)
+	f("wrong key", testtool.SignJWT(t, jose.RS256, other.priv, "k1", stdClaims(now)), ErrSignature)
+	f("unknown kid", testtool.SignJWT(t, jose.RS256, kp.priv, "k9", stdClaims(now)), ErrSignature)
+	f("algorithm not in the list", testtool.SignJWT(t, jose.RS512, kp.priv, "k1", stdClaims(now)), ErrAlgorithm)
 	// Algorithm confusion: an HS256 token keyed with the RSA public key's bytes.
 	pub, _ := json.Marshal(kp.priv.PublicKey)
-	f("HS256 with the public key as secret", sign(t, jose.HS256, pub, "k1", stdClaims(now)), ErrSignature)
+	f("HS256 with the public key as secret", testtool.SignJWT(t, jose.HS256, pub, "k1", stdClaims(now)), ErrSignature)
 
 	expired := stdClaims(now)
 	expired["exp"] = now.Add(-time.Hour).Unix()
-	f("expired", sign(t, jose.RS256, kp.priv, "k1", expired), ErrClaims)
+	f("expired", testtool.SignJWT(t, jose.RS256, kp.priv, "k1", expired), ErrClaims)
 	wrongAud := stdClaims(now)
 	wrongAud["aud"] = "someone-else"
-	f("other audience", sign(t, jose.RS256, kp.priv, "k1", wrongAud), ErrClaims)
+	f("other audience", testtool.SignJWT(t, jose.RS256, kp.priv, "k1", wrongAud), ErrClaims)
 	wrongIss := stdClaims(now)
 	wrongIss["iss"] = "https://evil.example"
-	f("other issuer", sign(t, jose.RS256, kp.priv, "k1", wrongIss), ErrClaims)
+	f("other issuer", testtool.SignJWT(t, jose.RS256, kp.priv, "k1", wrongIss), ErrClaims)
 
 	// alg "none", hand-made: header {"alg":"none"}, no signature.
 	f("alg none", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.", ErrAlgorithm)
@@ -127,34 +118,18 @@ func TestVerify(t *testing.T) {
 }
 
 func TestJWKSURLRefresh(t *testing.T) {
-	k1, k2 := newKeyPair(t, "k1"), newKeyPair(t, "k2")
-	var current atomic.Pointer[[]byte]
-	current.Store(&k1.jwks)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(*current.Load()) }))
-	t.Cleanup(srv.Close)
-	v, err := New(Options{Config: config.JWT{Enabled: true, Algorithms: []string{"RS256"}, JWKSURL: srv.URL},
-		Refresh: 20 * time.Millisecond, Log: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(v.Close)
+	v, k1, k2, rotate := rotatingJWKS(t, 20*time.Millisecond)
 	now := time.Now()
-	if _, err := v.Verify([]byte("Bearer "+sign(t, jose.RS256, k1.priv, "k1", stdClaims(now))), now); err != nil {
+	if _, err := v.Verify([]byte("Bearer "+testtool.SignJWT(t, jose.RS256, k1.priv, "k1", stdClaims(now))), now); err != nil {
 		t.Fatalf("k1 token: %v", err)
 	}
 	// The identity provider rotates to k2: tokens signed with k2 pass once refreshed.
-	current.Store(&k2.jwks)
-	tok := sign(t, jose.RS256, k2.priv, "k2", stdClaims(now))
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := v.Verify([]byte("Bearer "+tok), now); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the rotated key was never picked up")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	rotate()
+	tok := []byte("Bearer " + testtool.SignJWT(t, jose.RS256, k2.priv, "k2", stdClaims(now)))
+	testtool.WaitFor(t, 5*time.Second, "the rotated key", func() bool {
+		_, err := v.Verify(tok, now)
+		return err == nil
+	})
 }
 
 func TestNewRejectsBadKeys(t *testing.T) {

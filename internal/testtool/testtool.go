@@ -3,6 +3,9 @@
 // scripts/install-deps.sh builds). A missing one skips the test on a developer's machine, but
 // fails it under CI=true: a suite that silently skips its real-parts tests in CI would
 // pass without testing anything, so CI must install them (scripts/install-deps.sh).
+//
+// It also holds the small helpers several packages' tests share: WaitFor, and keys and
+// signed tokens for JWT tests.
 package testtool
 
 import (
