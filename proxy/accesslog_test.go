@@ -25,25 +25,11 @@ import (
 func TestAccessLogLine(t *testing.T) {
 	be := startBackend(t, named("b1"))
 	cfg := poolConfig(t, "", be.url)
-	var b *state.Builder
-	reg := metrics.New(metrics.Options{Current: func() *state.Table { return b.Store.Load() }})
-	b = state.NewBuilder(HooksWithMetrics(nil, reg))
-	if _, err := b.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	var out logbuf.Buffer
-	al := NewAccessLog(&out, AccessLogOptions{Idle: time.Millisecond})
-	px := New(Options{Store: &b.Store, Log: zerolog.Nop(), AccessLog: al})
-	srv := px.NewServer(cfg.Server, zerolog.Nop())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
+	lp := accessLogged(t, cfg)
+	addr, out := lp.addr, lp.out
 
 	req := fasthttp.AcquireRequest()
-	req.SetRequestURI("http://" + ln.Addr().String() + "/items/7?secret=1")
+	req.SetRequestURI("http://" + addr + "/items/7?secret=1")
 	req.Header.Set("X-Request-Id", "req-42")
 	req.Header.Set("User-Agent", "lb-test")
 	req.Header.Set("Referer", "https://ref.example/")
@@ -58,13 +44,13 @@ func TestAccessLogLine(t *testing.T) {
 	if err := json.Unmarshal([]byte(strings.TrimSpace(out.String())), &line); err != nil {
 		t.Fatalf("access log line %q is not JSON: %v", out.String(), err)
 	}
-	id := b.Store.Load().Pools[0].Backends[0].ID
+	id := lp.b.Store.Load().Pools[0].Backends[0].ID
 	for k, want := range map[string]any{
 		"level": "info", "message": "access", "method": "GET", "path": "/items/7", "status": 200.0,
 		"backend": id, "response_bytes": 2.0, "request_bytes": 0.0, "client": "127.0.0.1", "request_id": "req-42",
 		"trace_id": "0af7651916cd43dd8448eb211c80319c", "query": "secret=*", "protocol": "HTTP/1.1",
 		"user_agent": "lb-test", "referer": "https://ref.example/", "tries": 1.0,
-		"upstream": strings.TrimPrefix(be.url, "http://"), "host": ln.Addr().String(),
+		"upstream": strings.TrimPrefix(be.url, "http://"), "host": addr,
 	} {
 		if line[k] != want {
 			t.Errorf("field %s: got %#v; want %#v", k, line[k], want)
@@ -86,11 +72,11 @@ func TestAccessLogLine(t *testing.T) {
 		t.Errorf("a query value was logged with log.query redact: %s", out.String())
 	}
 	// The same request was counted in the backend's metrics.
-	reg.Sample(time.Now())
-	if snap := reg.Snapshot(false); snap.Backends[0].Responses.C2xx != 1 {
+	lp.reg.Sample(time.Now())
+	if snap := lp.reg.Snapshot(false); snap.Backends[0].Responses.C2xx != 1 {
 		t.Errorf("got %d 2xx responses in the metrics; want 1", snap.Backends[0].Responses.C2xx)
 	}
-	if err := al.Close(); err != nil {
+	if err := lp.al.Close(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -206,15 +192,20 @@ func TestAppendLogTime(t *testing.T) {
 	}
 }
 
-// accessLogged runs a proxy for cfg with an access log and returns its address and log.
-func accessLogged(t *testing.T, cfg *config.Config) (string, *logbuf.Buffer) {
+// loggedProxy is a running proxy with metrics hooks, an access log and a lingering
+// listener.
+type loggedProxy struct {
+	addr string
+	out  *logbuf.Buffer // the access log
+	al   *AccessLog
+	b    *state.Builder
+	reg  *metrics.Registry
+}
+
+// accessLogged runs a loggedProxy for cfg until the test ends.
+func accessLogged(t *testing.T, cfg *config.Config) *loggedProxy {
 	t.Helper()
-	var b *state.Builder
-	reg := metrics.New(metrics.Options{Current: func() *state.Table { return b.Store.Load() }})
-	b = state.NewBuilder(HooksWithMetrics(nil, reg))
-	if _, err := b.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
+	b, reg := meteredState(t, cfg)
 	out := &logbuf.Buffer{}
 	al := NewAccessLog(out, AccessLogOptions{Idle: time.Millisecond})
 	t.Cleanup(func() { _ = al.Close() })
@@ -226,7 +217,7 @@ func accessLogged(t *testing.T, cfg *config.Config) (string, *logbuf.Buffer) {
 	}
 	go func() { _ = srv.Serve(Listener(ln)) }()
 	t.Cleanup(func() { _ = srv.Shutdown() })
-	return ln.Addr().String(), out
+	return &loggedProxy{addr: ln.Addr().String(), out: out, al: al, b: b, reg: reg}
 }
 
 // lines returns the access log's lines, parsed.
@@ -251,7 +242,8 @@ func lines(t *testing.T, out *logbuf.Buffer) []map[string]any {
 func TestAccessLogEveryAnswer(t *testing.T) {
 	cfg := poolConfig(t, "server: { read_timeout: 300ms, max_body_bytes: 10 }\n"+
 		"rate_limit: { enabled: true, key: \"header:X-Key\", rate: 0.001, burst: 1 }\n", "http://"+deadAddr(t))
-	addr, out := accessLogged(t, cfg)
+	lp := accessLogged(t, cfg)
+	addr, out := lp.addr, lp.out
 	f := func(req string, wantStatus int, want map[string]any) {
 		t.Helper()
 		before := len(lines(t, out))
@@ -284,7 +276,8 @@ func TestAccessLogEveryAnswer(t *testing.T) {
 func TestAccessLogSample2xx(t *testing.T) {
 	be := startBackend(t, named("b"))
 	cfg := poolConfig(t, "log: { sample_2xx: 0.25 }\n", be.url)
-	addr, out := accessLogged(t, cfg)
+	lp := accessLogged(t, cfg)
+	addr, out := lp.addr, lp.out
 	for range 40 {
 		rawRequest(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	}

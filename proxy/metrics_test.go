@@ -34,7 +34,9 @@ type meteredProxy struct {
 	b     *state.Builder
 }
 
-func startMetered(t *testing.T, cfg *config.Config) *meteredProxy {
+// meteredState applies cfg to a state builder whose hooks feed a metrics registry, as
+// main's do.
+func meteredState(t *testing.T, cfg *config.Config) (*state.Builder, *metrics.Registry) {
 	t.Helper()
 	var b *state.Builder
 	reg := metrics.New(metrics.Options{Current: func() *state.Table { return b.Store.Load() }})
@@ -42,6 +44,12 @@ func startMetered(t *testing.T, cfg *config.Config) *meteredProxy {
 	if _, err := b.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
+	return b, reg
+}
+
+func startMetered(t *testing.T, cfg *config.Config) *meteredProxy {
+	t.Helper()
+	b, reg := meteredState(t, cfg)
 	px := New(Options{Store: &b.Store, Log: zerolog.Nop(), Limiter: ratelimit.NewLocal(1024), OnRateLimited: reg.RateLimited.Inc})
 	srv := px.NewServer(cfg.Server, zerolog.Nop())
 	tc, _, err := ServerTLS(cfg.TLS)

@@ -3,7 +3,6 @@ package proxy
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,11 +17,8 @@ import (
 
 	"go-loadbalancer/auth"
 	"go-loadbalancer/config"
-	"go-loadbalancer/internal/logbuf"
 	"go-loadbalancer/internal/testtool"
-	"go-loadbalancer/metrics"
 	"go-loadbalancer/ratelimit"
-	"go-loadbalancer/state"
 )
 
 // The client's identity behind a trusted proxy (README "Trust model"): the test client is
@@ -74,23 +70,8 @@ routes:
   - match: { regions: [eu] }
     pool: geo
 `))
-	var b *state.Builder
-	reg := metrics.New(metrics.Options{Current: func() *state.Table { return b.Store.Load() }})
-	b = state.NewBuilder(HooksWithMetrics(nil, reg))
-	if _, err := b.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	var out logbuf.Buffer
-	al := NewAccessLog(&out, AccessLogOptions{Idle: time.Millisecond})
-	px := New(Options{Store: &b.Store, Log: zerolog.Nop(), AccessLog: al})
-	srv := px.NewServer(cfg.Server, zerolog.Nop())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	tp := &testProxy{addr: ln.Addr().String()}
+	lp := accessLogged(t, cfg)
+	tp, out := &testProxy{addr: lp.addr}, lp.out
 
 	if got := string(tp.get(t, "/", "X-Forwarded-For", "203.0.113.9").Body()); got != "d" {
 		t.Fatalf("eu visitor behind the CDN: got backend %s; want the eu backend d", got)
