@@ -6,9 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // runHealthcheck runs the binary with -healthcheck and args and returns its exit code and
@@ -64,14 +62,7 @@ func TestHealthcheckAgainstLiveInstance(t *testing.T) {
 		t.Fatalf("-healthcheck -config: got exit %d (%s); want 0", code, out)
 	}
 	// A stopped instance is unhealthy.
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.exited:
-	case <-time.After(20 * time.Second):
-		t.Fatal("go-loadbalancer did not stop")
-	}
+	p.stop(t)
 	if code, out := runHealthcheck(t, "-admin", admin); code != 1 || !strings.Contains(out, "connection refused") {
 		t.Fatalf("-healthcheck after the instance stopped: got exit %d (%s); want 1, connection refused", code, out)
 	}

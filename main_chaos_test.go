@@ -343,14 +343,8 @@ pools:
 
 	step("SIGTERM", 200*time.Millisecond)
 	stopping.Store(true)
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.exited:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v; want 0", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("go-loadbalancer did not stop after SIGTERM")
+	if err := p.stop(t); err != nil {
+		t.Errorf("exit after SIGTERM: %v; want 0", err)
 	}
 	close(stop)
 	wg.Wait()

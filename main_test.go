@@ -139,6 +139,28 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *process {
 	return p
 }
 
+// wait waits up to d for the process to exit and returns how it exited.
+func (p *process) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-p.exited:
+		return err
+	case <-time.After(d):
+		t.Fatalf("go-loadbalancer did not exit within %v\n%s", d, p.log())
+	}
+	return nil
+}
+
+// stop sends SIGTERM and waits up to 20 s for the process to exit; it returns how it
+// exited.
+func (p *process) stop(t *testing.T) error {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	return p.wait(t, 20*time.Second)
+}
+
 func (p *process) log() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -301,12 +323,7 @@ func TestGracefulStopFinishesInFlight(t *testing.T) {
 	if r.err != nil || r.status != 200 || r.body != "slow" {
 		t.Fatalf("in-flight request: got %d %q err %v; want 200 \"slow\"", r.status, r.body, r.err)
 	}
-	select {
-	case err := <-p.exited:
-		if err != nil {
-			t.Fatalf("exit: %v; want 0\n%s", err, p.log())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the process did not exit after the in-flight request finished")
+	if err := p.wait(t, 10*time.Second); err != nil {
+		t.Fatalf("exit: %v; want 0\n%s", err, p.log())
 	}
 }

@@ -370,8 +370,7 @@ func TestLogLines(t *testing.T) {
 	writeConfig(t, cfg, a)
 	p := start(t, "-config", cfg)
 	httpGet(t, "http://"+p.addr+"/")
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	<-p.exited
+	p.stop(t)
 	ts := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`)
 	access := p.stdout.String()
 	all := strings.Split(strings.TrimSpace(p.log()+"\n"+access), "\n")

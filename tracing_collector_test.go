@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -91,14 +90,7 @@ pools:
 	get("/api/items", "00-"+unsampledTrace+"-"+clientSpan+"-00")
 
 	// A stop flushes the spans still queued.
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.exited:
-	case <-time.After(20 * time.Second):
-		t.Fatal("go-loadbalancer did not stop")
-	}
+	p.stop(t)
 	spans := col.WaitSpans(5, 20*time.Second)
 	if len(spans) != 5 {
 		t.Fatalf("got %d spans; want 5 (2 requests traced, 3 tries; none for the unsampled one): %+v", len(spans), spans)
