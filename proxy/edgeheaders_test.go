@@ -41,12 +41,7 @@ func TestClientAddressAndPathOverrideFields(t *testing.T) {
 		{"X-Rewrite-URL", false},
 	}
 	for _, trusted := range []bool{false, true} {
-		be := startTapBackend(t, answerOK)
-		extra := ""
-		if trusted {
-			extra = "server: { trusted_proxies: [127.0.0.1/32] }\n"
-		}
-		px := startProxy(t, poolConfig(t, extra, be.url))
+		be, px := tappedProxy(t, trusted)
 		for _, c := range cases {
 			value := "203.0.113.9"
 			if strings.HasSuffix(c.field, "-URL") {

@@ -159,6 +159,18 @@ func startTapBackend(t testing.TB, respond func(req string) string) *tapBackend 
 // answerOK is a tapBackend's respond that answers every request 200 "ok".
 func answerOK(string) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" }
 
+// tappedProxy runs a proxy in front of a tapBackend that answers 200 "ok"; with trusted,
+// the test client (127.0.0.1) is a trusted proxy.
+func tappedProxy(t *testing.T, trusted bool) (*tapBackend, *testProxy) {
+	t.Helper()
+	be := startTapBackend(t, answerOK)
+	extra := ""
+	if trusted {
+		extra = "server: { trusted_proxies: [127.0.0.1/32] }\n"
+	}
+	return be, startProxy(t, poolConfig(t, extra, be.url))
+}
+
 // take returns the requests received since the last take.
 func (tb *tapBackend) take() []string {
 	tb.mu.Lock()

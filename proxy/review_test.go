@@ -156,12 +156,7 @@ func TestUntrustedForwardedFamilyDropped(t *testing.T) {
 		"x-forwarded-prefix: /admin\r\nX-Forwarded-Ssl: on\r\nX-Forwarded-Server: x\r\nX-FORWARDED-PORT: 8443\r\n" +
 		"X-Forwarded-Host: internal\r\nX-Forwarded-Scheme: https\r\n"
 	for _, trusted := range []bool{false, true} {
-		be := startTapBackend(t, answerOK)
-		extra := ""
-		if trusted {
-			extra = "server: { trusted_proxies: [127.0.0.1/32] }\n"
-		}
-		px := startProxy(t, poolConfig(t, extra, be.url))
+		be, px := tappedProxy(t, trusted)
 		resp, _ := px.raw(t, "GET /x HTTP/1.1\r\nHost: pub.example\r\n"+sent+"Connection: close\r\n\r\n")
 		got := be.take()
 		if !strings.HasPrefix(resp, "HTTP/1.1 200") || len(got) != 1 {
