@@ -44,14 +44,7 @@ func TestDashboardAndAlertsUseExportedSeries(t *testing.T) {
 	writeConfig(t, cfg, a)
 	p := start(t, "-config", cfg)
 	httpGet(t, "http://"+p.addr+"/")
-	var admin string
-	for _, l := range strings.Split(p.log(), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(l), &m) == nil && m["message"] == "go-loadbalancer serving" {
-			admin, _ = m["admin"].(string)
-		}
-	}
-	resp, err := http.Get("http://" + admin + "/prometheus")
+	resp, err := http.Get("http://" + p.adminAddr(t) + "/prometheus")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,14 +26,11 @@ func runHealthcheck(t *testing.T, args ...string) (int, string) {
 // adminAddr is the admin address a running process logged.
 func (p *process) adminAddr(t *testing.T) string {
 	t.Helper()
-	for _, line := range strings.Split(p.log(), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "go-loadbalancer serving" {
-			return m["admin"].(string)
-		}
+	a := p.logField("go-loadbalancer serving", "admin")
+	if a == "" {
+		t.Fatalf("no admin address logged:\n%s", p.log())
 	}
-	t.Fatalf("no admin address logged:\n%s", p.log())
-	return ""
+	return a
 }
 
 // -healthcheck, as Docker's HEALTHCHECK runs it, against a live instance: healthy while it

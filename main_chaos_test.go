@@ -175,7 +175,7 @@ func (p *process) usage(t *testing.T) usage {
 	}
 	// A collection first (pprof's heap profile with gc=1), so that RSS is measured against
 	// the live heap, not the high-water mark of a burst the runtime has not collected yet.
-	admin := "http://" + p.logField("go-loadbalancer serving", "admin")
+	admin := "http://" + p.adminAddr(t)
 	if resp, err := http.Get(admin + "/debug/pprof/heap?gc=1"); err == nil {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()

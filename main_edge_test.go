@@ -39,7 +39,7 @@ func (p *process) logField(msg, key string) string {
 // port, -1 if absent.
 func (p *process) metric(t *testing.T, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + p.logField("go-loadbalancer serving", "admin") + "/prometheus")
+	resp, err := http.Get("http://" + p.adminAddr(t) + "/prometheus")
 	if err != nil {
 		t.Fatal(err)
 	}
