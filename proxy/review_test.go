@@ -17,6 +17,7 @@ import (
 
 	"go-loadbalancer/config"
 	"go-loadbalancer/internal/testredis"
+	"go-loadbalancer/internal/testtool"
 	"go-loadbalancer/sticky"
 )
 
@@ -228,6 +229,15 @@ sticky: { enabled: true%s }
 		first, cookie := get("/x", "")
 		if (cookie == "") != (mode == "header") {
 			t.Fatalf("%s: first response set cookie %q", mode, cookie)
+		}
+		if mode == "header" {
+			// The first pin's SET races the invalidation of the miss its lookup cached
+			// (rueidis client-side caching): wait until this instance reads it back, so
+			// what follows tests alternating pools and not that window.
+			testtool.WaitFor(t, 5*time.Second, "the header session's first pin to be read back", func() bool {
+				_, o := st.Lookup([]byte("s1"), time.Now().UnixNano())
+				return o == sticky.CacheHit || o == sticky.RedisHit
+			})
 		}
 		start := st.Stats()
 		var adminBackend string
