@@ -4,8 +4,6 @@ import (
 	"io"
 	"testing"
 	"time"
-
-	"github.com/valyala/fasthttp"
 )
 
 // BenchmarkGETObserved measures what metrics and the access log add to a proxied GET:
@@ -17,15 +15,7 @@ func BenchmarkGETObserved(b *testing.B) {
 	}{{"bare", false}, {"observed", true}} {
 		b.Run(bc.name, func(b *testing.B) {
 			s := newInmemorySetupObserved(b, "hello", bc.observed)
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-				defer fasthttp.ReleaseRequest(req)
-				defer fasthttp.ReleaseResponse(resp)
-				for pb.Next() {
-					get(b, s.proxied, req, resp)
-				}
-			})
+			benchGETs(b, s.proxied)
 		})
 	}
 }

@@ -92,3 +92,20 @@ func get(tb testing.TB, c *fasthttp.HostClient, req *fasthttp.Request, resp *fas
 		tb.Fatalf("GET: status %d, err %v", resp.StatusCode(), err)
 	}
 }
+
+// benchGETs reports allocations and runs get through c from parallel goroutines, each
+// request with the header fields given (name, value pairs).
+func benchGETs(b *testing.B, c *fasthttp.HostClient, header ...string) {
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		for pb.Next() {
+			get(b, c, req, resp)
+		}
+	})
+}

@@ -16,15 +16,7 @@ func BenchmarkGET(b *testing.B) {
 		c    *fasthttp.HostClient
 	}{{"direct", s.direct}, {"proxied", s.proxied}} {
 		b.Run(bc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-				defer fasthttp.ReleaseRequest(req)
-				defer fasthttp.ReleaseResponse(resp)
-				for pb.Next() {
-					get(b, bc.c, req, resp)
-				}
-			})
+			benchGETs(b, bc.c)
 		})
 	}
 }

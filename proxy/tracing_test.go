@@ -245,16 +245,7 @@ func BenchmarkGETTracing(b *testing.B) {
 	} {
 		s := newInmemorySetupWith(b, "hello", inmemoryOptions{observed: true, tracer: bc.tracer})
 		b.Run(bc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-				defer fasthttp.ReleaseRequest(req)
-				defer fasthttp.ReleaseResponse(resp)
-				req.Header.Set("traceparent", bc.tp)
-				for pb.Next() {
-					get(b, s.proxied, req, resp)
-				}
-			})
+			benchGETs(b, s.proxied, "traceparent", bc.tp)
 		})
 	}
 }

@@ -14,16 +14,7 @@ func BenchmarkGETOverTCP(b *testing.B) {
 	body := []byte("hello")
 	be := startBackend(b, func(ctx *fasthttp.RequestCtx) { ctx.Response.SetBodyRaw(body) })
 	px := startProxy(b, poolConfig(b, "", be.url))
-	c := px.client()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-		defer fasthttp.ReleaseRequest(req)
-		defer fasthttp.ReleaseResponse(resp)
-		for pb.Next() {
-			get(b, c, req, resp)
-		}
-	})
+	benchGETs(b, px.client())
 }
 
 // BenchmarkIdleCheck is the check itself on an idle loopback connection: what each reuse
