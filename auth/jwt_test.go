@@ -32,6 +32,20 @@ func newKeyPair(t testing.TB, kid string) keyPair {
 	return keyPair{priv: priv, kid: kid, jwks: testtool.JWKS(t, map[string]*rsa.PrivateKey{kid: priv})}
 }
 
+// rs256Verifier returns a verifier of RS256 tokens whose key set (one key) is a file, and
+// a token it accepts at now, after its Bearer scheme.
+func rs256Verifier(t testing.TB) (v *Verifier, tok []byte, now time.Time) {
+	t.Helper()
+	kp := newKeyPair(t, "k1")
+	v, err := New(Options{Config: config.JWT{Enabled: true, Algorithms: []string{"RS256"},
+		JWKSFile: writeFile(t, "jwks.json", kp.jwks)}, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = time.Now()
+	return v, []byte("Bearer " + testtool.SignJWT(t, jose.RS256, kp.priv, kp.kid, stdClaims(now))), now
+}
+
 // rotatingJWKS starts a verifier whose jwks_url serves the key set of k1 until rotate
 // switches it to k2's; the verifier refreshes every refresh.
 func rotatingJWKS(t *testing.T, refresh time.Duration) (v *Verifier, k1, k2 keyPair, rotate func()) {

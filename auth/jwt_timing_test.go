@@ -1,27 +1,11 @@
 package auth
 
-import (
-	"testing"
-	"time"
-
-	"github.com/go-jose/go-jose/v4"
-	"github.com/rs/zerolog"
-
-	"go-loadbalancer/config"
-	"go-loadbalancer/internal/testtool"
-)
+import "testing"
 
 // BenchmarkVerify compares a token answered from the verification cache ("hit") with a full
 // verification (parse, RS256 signature, claims: "full"), the cost every request paid before.
 func BenchmarkVerify(b *testing.B) {
-	kp := newKeyPair(b, "k1")
-	v, err := New(Options{Config: config.JWT{Enabled: true, Algorithms: []string{"RS256"},
-		JWKSFile: writeFile(b, "jwks.json", kp.jwks)}, Log: zerolog.Nop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	now := time.Now()
-	tok := []byte("Bearer " + testtool.SignJWT(b, jose.RS256, kp.priv, kp.kid, stdClaims(now)))
+	v, tok, now := rs256Verifier(b)
 	b.Run("hit", func(b *testing.B) {
 		if _, err := v.Verify(tok, now); err != nil {
 			b.Fatal(err)
