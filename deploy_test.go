@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -39,10 +38,7 @@ func TestAlertRules(t *testing.T) {
 // TestDashboardAndAlertsUseExportedSeries: every metric a query of the Grafana dashboard
 // or the alert rules names is in a scrape of a running go-loadbalancer.
 func TestDashboardAndAlertsUseExportedSeries(t *testing.T) {
-	a, _ := backend(t, "a", 0)
-	cfg := filepath.Join(t.TempDir(), "lb.yaml")
-	writeConfig(t, cfg, a)
-	p := start(t, "-config", cfg)
+	p, _ := startOne(t)
 	httpGet(t, "http://"+p.addr+"/")
 	resp, err := http.Get("http://" + p.adminAddr(t) + "/prometheus")
 	if err != nil {

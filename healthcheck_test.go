@@ -36,10 +36,7 @@ func (p *process) adminAddr(t *testing.T) string {
 // -healthcheck, as Docker's HEALTHCHECK runs it, against a live instance: healthy while it
 // serves, unhealthy once it is gone, and pointed at the right port by -admin or -config.
 func TestHealthcheckAgainstLiveInstance(t *testing.T) {
-	be, _ := backend(t, "a", 0)
-	cfg := filepath.Join(t.TempDir(), "lb.yaml")
-	writeConfig(t, cfg, be)
-	p := start(t, "-config", cfg)
+	p, cfg := startOne(t)
 	admin := p.adminAddr(t)
 
 	if code, out := runHealthcheck(t, "-admin", admin); code != 0 || !strings.Contains(out, "200 OK") {

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -14,10 +13,7 @@ import (
 // (400, not a 408 after read_timeout), and requests broken by the client are counted by
 // reason in lb_client_errors_total (TestRequestCorpus shows a backend receives none of them).
 func TestClientErrorsCounted(t *testing.T) {
-	a, _ := backend(t, "a", 0)
-	cfg := filepath.Join(t.TempDir(), "lb.yaml")
-	writeConfig(t, cfg, a)
-	p := start(t, "-config", cfg)
+	p, _ := startOne(t)
 	status := func(raw string) int {
 		t.Helper()
 		c, err := net.Dial("tcp", p.addr)

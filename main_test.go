@@ -75,6 +75,16 @@ func writeConfig(t *testing.T, path string, backends ...string) {
 	}
 }
 
+// startOne starts go-loadbalancer with a config file (its path returned) of one pool of
+// one backend.
+func startOne(t *testing.T) (*process, string) {
+	t.Helper()
+	a, _ := backend(t, "a", 0)
+	cfg := filepath.Join(t.TempDir(), "lb.yaml")
+	writeConfig(t, cfg, a)
+	return start(t, "-config", cfg), cfg
+}
+
 // process is a running go-loadbalancer whose JSON log lines are collected.
 type process struct {
 	cmd    *exec.Cmd

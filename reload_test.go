@@ -365,10 +365,7 @@ func TestReloadAppliesSampleRatio(t *testing.T) {
 // TestLogLines: every log line has an RFC 3339 UTC timestamp with milliseconds, and a
 // duration's name gives its unit.
 func TestLogLines(t *testing.T) {
-	a, _ := backend(t, "a", 0)
-	cfg := filepath.Join(t.TempDir(), "lb.yaml")
-	writeConfig(t, cfg, a)
-	p := start(t, "-config", cfg)
+	p, _ := startOne(t)
 	httpGet(t, "http://"+p.addr+"/")
 	p.stop(t)
 	ts := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`)
