@@ -8,31 +8,43 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/rs/zerolog"
 
 	"go-loadbalancer/auth"
 	"go-loadbalancer/config"
+	"go-loadbalancer/internal/testtool"
 )
 
-func TestJWTAtTheEdge(t *testing.T) {
-	be := startBackend(t, echoHeaders)
+// hs256Verifier returns a verifier of HS256 tokens (a secret in a file) with jc's other
+// settings, and a function that signs claims into a token for it.
+func hs256Verifier(t testing.TB, jc config.JWT) (*auth.Verifier, func(claims map[string]any) string) {
+	t.Helper()
 	secret := []byte("0123456789abcdef0123456789abcdef")
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
+	file := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(file, secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	v, err := auth.New(auth.Options{Config: config.JWT{Enabled: true, Algorithms: []string{"HS256"},
-		HMACSecretFile: secretFile, Audience: "lb", SkipPaths: []string{"/public"},
-		ForwardClaims: map[string]string{"sub": "X-User-Id"}}, Log: zerolog.Nop()})
+	jc.Enabled, jc.Algorithms, jc.HMACSecretFile = true, []string{"HS256"}, file
+	v, err := auth.New(auth.Options{Config: jc, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return v, func(claims map[string]any) string { return testtool.SignJWT(t, jose.HS256, secret, "", claims) }
+}
+
+// aliceClaims are the claims of a token of user alice valid for an hour.
+func aliceClaims() map[string]any {
+	return map[string]any{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()}
+}
+
+func TestJWTAtTheEdge(t *testing.T) {
+	be := startBackend(t, echoHeaders)
+	v, sign := hs256Verifier(t, config.JWT{Audience: "lb", SkipPaths: []string{"/public"},
+		ForwardClaims: map[string]string{"sub": "X-User-Id"}})
 	px := startProxy(t, poolConfig(t, "", be.url), func(o *Options) { o.Auth = v })
 
-	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: secret}, nil)
-	good, _ := jwt.Signed(signer).Claims(map[string]any{"sub": "alice", "aud": "lb", "exp": time.Now().Add(time.Hour).Unix()}).Serialize()
-	other, _ := jwt.Signed(signer).Claims(map[string]any{"sub": "alice", "aud": "other", "exp": time.Now().Add(time.Hour).Unix()}).Serialize()
+	good := sign(map[string]any{"sub": "alice", "aud": "lb", "exp": time.Now().Add(time.Hour).Unix()})
+	other := sign(map[string]any{"sub": "alice", "aud": "other", "exp": time.Now().Add(time.Hour).Unix()})
 
 	resp := px.get(t, "/", "X-User-Id", "forged")
 	if resp.StatusCode() != 401 || string(resp.Header.Peek("WWW-Authenticate")) != `Bearer realm="go-loadbalancer"` {

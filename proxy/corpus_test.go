@@ -5,16 +5,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
-	"github.com/rs/zerolog"
 
 	"go-loadbalancer/auth"
 	"go-loadbalancer/config"
@@ -52,19 +46,8 @@ func exchange(t testing.TB, addr, request string) (status int, body string, clos
 // it accepts.
 func jwtVerifier(t testing.TB) (*auth.Verifier, string) {
 	t.Helper()
-	secret := []byte("0123456789abcdef0123456789abcdef")
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	v, err := auth.New(auth.Options{Config: config.JWT{Enabled: true, Algorithms: []string{"HS256"},
-		HMACSecretFile: secretFile, SkipPaths: []string{"/public"}}, Log: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: secret}, nil)
-	tok, _ := jwt.Signed(signer).Claims(map[string]any{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()}).Serialize()
-	return v, tok
+	v, sign := hs256Verifier(t, config.JWT{SkipPaths: []string{"/public"}})
+	return v, sign(aliceClaims())
 }
 
 // fwd is the request a backend should receive for a client request from 127.0.0.1 with

@@ -3,16 +3,11 @@ package proxy
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
-	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/auth"
@@ -125,27 +120,10 @@ func TestTrustedHeadersStripped(t *testing.T) {
 func jwtSetup(t *testing.T, jc config.JWT, extra string, handler fasthttp.RequestHandler) (*testProxy, *atomic.Int64, func(claims map[string]any) string) {
 	t.Helper()
 	be := startBackend(t, handler)
-	secret := []byte("0123456789abcdef0123456789abcdef")
-	file := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(file, secret, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	jc.Enabled, jc.Algorithms, jc.HMACSecretFile = true, []string{"HS256"}, file
-	v, err := auth.New(auth.Options{Config: jc, Log: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, sign := hs256Verifier(t, jc)
 	var refused atomic.Int64
 	px := startProxy(t, poolConfig(t, extra, be.url), func(o *Options) { o.Auth = v }, withLimiter(ratelimit.NewLocal(0), &refused))
-	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: secret}, nil)
-	sign := func(claims map[string]any) string {
-		tok, err := jwt.Signed(signer).Claims(claims).Serialize()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return "Bearer " + tok
-	}
-	return px, &refused, sign
+	return px, &refused, func(claims map[string]any) string { return "Bearer " + sign(claims) }
 }
 
 // TestRateLimitBeforeJWT: a flood of badly signed tokens is rate limited by client
@@ -229,22 +207,6 @@ func TestJWTAuthorizationRules(t *testing.T) {
 // function making a valid token for it.
 func jwtVerifierForAllocs(t *testing.T) (*auth.Verifier, func() string) {
 	t.Helper()
-	secret := []byte("0123456789abcdef0123456789abcdef")
-	file := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(file, secret, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	v, err := auth.New(auth.Options{Config: config.JWT{Enabled: true, Algorithms: []string{"HS256"}, HMACSecretFile: file,
-		ForwardClaims: map[string]string{"sub": "X-User-Id"}}, Log: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: secret}, nil)
-	return v, func() string {
-		tok, err := jwt.Signed(signer).Claims(map[string]any{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()}).Serialize()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return "Bearer " + tok
-	}
+	v, sign := hs256Verifier(t, config.JWT{ForwardClaims: map[string]string{"sub": "X-User-Id"}})
+	return v, func() string { return "Bearer " + sign(aliceClaims()) }
 }
