@@ -3,6 +3,8 @@
 # as a real process in -demo mode and with a config file, and checks it with curl.
 # Traffic goes only to 127.0.0.1; every process started here is stopped by its PID.
 # Ends with "N passed, N failed" and exits non-zero on any failure.
+# Fixed ports stay below 32768, out of Linux's ephemeral range (ip_local_port_range 32768-60999):
+# a client connection holding a port there as its local port makes a listen on it fail.
 set -u
 cd "$(dirname "$0")"
 
@@ -251,7 +253,7 @@ check "demo: no new cookie while the session stays" test -z "$sc"
 echo "== sticky sessions: Redis store (REDIS_ENABLED=true)"
 if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
   RPORT=""
-  for p in $(seq 36379 36479); do
+  for p in $(seq 26379 26479); do
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then RPORT=$p; break; fi
   done
   redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
@@ -264,8 +266,8 @@ if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>
   done
   check "redis-server up on 127.0.0.1:$RPORT" test "$up" = yes
   cat >"$WORK/sticky.yaml" <<EOF2
-listen: "127.0.0.1:38080"
-admin: { listen: "127.0.0.1:38901" }
+listen: "127.0.0.1:28080"
+admin: { listen: "127.0.0.1:28901" }
 pools:
   - name: web
     backends:
@@ -277,11 +279,11 @@ EOF2
   REDIS_ENABLED=true REDIS_URL="redis://127.0.0.1:$RPORT/0" "$BIN" -config "$WORK/sticky.yaml" >"$WORK/sticky.log" 2>&1 &
   STICKY=$!
   PIDS+=("$STICKY")
-  wait_http http://127.0.0.1:38080/ 20
+  if wait_http http://127.0.0.1:28080/ 20; then ok "redis instance serves on :28080"; else fail "redis instance serves on :28080" "$(tail -5 "$WORK/sticky.log")"; fi
   check "redis instance logs that sessions are stored in redis" wait_grep 'sticky sessions stored in redis' "$WORK/sticky.log" 5
-  sc=$(curl -fsS --max-time 5 -D - -o /dev/null -c "$WORK/jar-redis" http://127.0.0.1:38080/r | tr -d '\r' | grep -i '^Set-Cookie: lb_sticky=')
+  sc=$(curl -fsS --max-time 5 -D - -o /dev/null -c "$WORK/jar-redis" http://127.0.0.1:28080/r | tr -d '\r' | grep -i '^Set-Cookie: lb_sticky=')
   check "redis: first response sets lb_sticky (HttpOnly; SameSite=Lax; Max-Age=600)" grep -q '; Max-Age=600; HttpOnly; SameSite=Lax' <<<"$sc"
-  sticky_sticks "redis: 20 requests with the cookie hit one backend" "$WORK/jar-redis" http://127.0.0.1:38080/r
+  sticky_sticks "redis: 20 requests with the cookie hit one backend" "$WORK/jar-redis" http://127.0.0.1:28080/r
   # A new cookie session is carried by its cookie alone: Redis holds no key for it (only
   # moved and header sessions are stored), and the cookie names no backend.
   keys=$(redis-cli -p "$RPORT" --scan --pattern 'lb:sticky:s:*')
@@ -293,7 +295,7 @@ EOF2
   check "20 requests of the session asked Redis at most twice (client cache; got ${gets:-0} GETs)" test "${gets:-0}" -le 2
   # Redis is an accelerator, not a dependency: kill it; the session stays, nothing fails.
   kill -KILL "$REDIS"; wait "$REDIS" 2>/dev/null
-  sticky_sticks "redis killed: 20 requests with the cookie still hit one backend, no errors" "$WORK/jar-redis" http://127.0.0.1:38080/r
+  sticky_sticks "redis killed: 20 requests with the cookie still hit one backend, no errors" "$WORK/jar-redis" http://127.0.0.1:28080/r
   wait_grep 'redis unreachable' "$WORK/sticky.log" 5
   check "redis killed: the outage is logged as one warning" test "$(grep -c 'redis unreachable' "$WORK/sticky.log")" = 1
   stop_gracefully "redis instance exits 0 on SIGTERM" "$STICKY" 20
