@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"go-loadbalancer/internal/testredis"
+	"go-loadbalancer/internal/testtool"
 )
 
 // restartable is a real HTTP backend that can be killed (every connection cut, like a
@@ -77,6 +78,7 @@ func (b *restartable) start(t *testing.T) {
 type loadClient struct {
 	addr, method string
 	stopping     *atomic.Bool
+	busy         *atomic.Int64 // clients in the middle of a request, shared by all
 	ok, failed   atomic.Int64
 	mu           sync.Mutex
 	errs         []string
@@ -93,12 +95,12 @@ func (c *loadClient) fail(phase *atomic.Value, err string) {
 
 func (c *loadClient) run(stop <-chan struct{}, paused *atomic.Bool, phase *atomic.Value, tick time.Duration) {
 	var conn net.Conn
-	var br *bufio.Reader
 	defer func() {
 		if conn != nil {
 			conn.Close()
 		}
 	}()
+	var br *bufio.Reader
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
@@ -107,46 +109,60 @@ func (c *loadClient) run(stop <-chan struct{}, paused *atomic.Bool, phase *atomi
 			return
 		case <-t.C:
 		}
+		// busy is raised before paused is read, so once paused is set, waiting for busy to
+		// reach 0 waits for every request that got past this check.
+		c.busy.Add(1)
 		if paused.Load() {
+			c.busy.Add(-1)
 			continue
 		}
-		if conn == nil {
-			if c.stopping.Load() {
-				return
-			}
-			var err error
-			if conn, err = net.DialTimeout("tcp", c.addr, 5*time.Second); err != nil {
-				c.fail(phase, err.Error())
-				conn = nil
-				continue
-			}
-			br = bufio.NewReader(conn)
-		}
-		body := ""
-		if c.method == "POST" {
-			body = "payload"
-		}
-		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(conn, "%s / HTTP/1.1\r\nHost: chaos\r\nContent-Length: %d\r\n\r\n%s", c.method, len(body), body)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			c.fail(phase, err.Error())
-			conn.Close()
-			conn = nil
-			continue
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			c.fail(phase, "status "+strconv.Itoa(resp.StatusCode))
-		} else {
-			c.ok.Add(1)
-		}
-		if resp.Close {
-			conn.Close()
-			conn = nil
+		more := c.send(&conn, &br, phase)
+		c.busy.Add(-1)
+		if !more {
+			return
 		}
 	}
+}
+
+// send sends one request on *conn (dialling it first if nil) and reads its answer; false
+// means the proxy is stopping and the client is done.
+func (c *loadClient) send(conn *net.Conn, br **bufio.Reader, phase *atomic.Value) bool {
+	if *conn == nil {
+		if c.stopping.Load() {
+			return false
+		}
+		nc, err := net.DialTimeout("tcp", c.addr, 5*time.Second)
+		if err != nil {
+			c.fail(phase, err.Error())
+			return true
+		}
+		*conn, *br = nc, bufio.NewReader(nc)
+	}
+	body := ""
+	if c.method == "POST" {
+		body = "payload"
+	}
+	_ = (*conn).SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(*conn, "%s / HTTP/1.1\r\nHost: chaos\r\nContent-Length: %d\r\n\r\n%s", c.method, len(body), body)
+	resp, err := http.ReadResponse(*br, nil)
+	if err != nil {
+		c.fail(phase, err.Error())
+		(*conn).Close()
+		*conn = nil
+		return true
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		c.fail(phase, "status "+strconv.Itoa(resp.StatusCode))
+	} else {
+		c.ok.Add(1)
+	}
+	if resp.Close {
+		(*conn).Close()
+		*conn = nil
+	}
+	return true
 }
 
 // usage is what the chaos run checks returns to where it started. rss is the anonymous
@@ -233,11 +249,12 @@ pools:
 	var phase atomic.Value
 	phase.Store("warm-up")
 	var paused, stopping atomic.Bool
+	var busy atomic.Int64
 	stop := make(chan struct{})
 	var clients []*loadClient
 	var wg sync.WaitGroup
 	for i := range 8 {
-		c := &loadClient{addr: p.addr, method: "GET", stopping: &stopping}
+		c := &loadClient{addr: p.addr, method: "GET", stopping: &stopping, busy: &busy}
 		if i >= 6 {
 			c.method = "POST"
 		}
@@ -267,7 +284,7 @@ pools:
 	}
 	pause := func() usage {
 		paused.Store(true)
-		time.Sleep(50 * time.Millisecond) // let the requests in flight finish
+		testtool.WaitFor(t, 15*time.Second, "the requests in flight to finish", func() bool { return busy.Load() == 0 })
 		return p.usage(t)
 	}
 
