@@ -82,7 +82,7 @@ type tlsConn struct {
 
 func (c *tlsConn) handshake() error {
 	if c.done.Load() || !c.done.CompareAndSwap(false, true) {
-		return c.Conn.Handshake() // done, or being done: returns its result
+		return nil // done or being done: tls.Conn's Read and Write wait for it themselves
 	}
 	err := c.Conn.Handshake()
 	if err != nil {

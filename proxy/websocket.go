@@ -92,6 +92,7 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, 
 		// such a connection) would open a byte pipe to a protocol nobody asked for.
 		conn.Close()
 		b.Stats.Failures.Add(1)
+		p.logUpstreamError(b, errBadResponse)
 		writeError(ctx, errBadResponse)
 		return
 	}
@@ -194,14 +195,22 @@ func pipe(a, b net.Conn, idle time.Duration) {
 }
 
 // copyIdle copies src to dst for pipe; on an idle timeout or an error it closes both.
+// Deadlines move at most every 250 ms (each move is a timer update), not per frame: a read
+// deadline armed from an older last activity only fires early, and the timeout case below
+// re-arms it from the newest.
 func copyIdle(dst, src net.Conn, idle time.Duration, last *atomic.Int64) {
 	buf := make([]byte, 32<<10)
+	var armed int64 // the last activity the read deadline was armed from; 0: re-arm
+	var lastWrite time.Time
 	for {
-		_ = src.SetReadDeadline(time.Unix(0, last.Load()).Add(idle))
+		if l := last.Load(); l-armed >= int64(250*time.Millisecond) {
+			_ = src.SetReadDeadline(time.Unix(0, l).Add(idle))
+			armed = l
+		}
 		n, err := src.Read(buf)
 		if n > 0 {
 			last.Store(time.Now().UnixNano())
-			_ = dst.SetWriteDeadline(time.Now().Add(idle))
+			refreshDeadline(&lastWrite, idle, dst.SetWriteDeadline)
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				dst.Close()
 				src.Close()
@@ -215,6 +224,7 @@ func copyIdle(dst, src net.Conn, idle time.Duration, last *atomic.Int64) {
 			return
 		case isTimeout(err) && time.Since(time.Unix(0, last.Load())) < idle:
 			// The other direction moved meanwhile: wait again from its last byte.
+			armed = 0
 		default:
 			dst.Close() // idle either way, or broken: the tunnel ends
 			src.Close()
