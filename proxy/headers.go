@@ -228,26 +228,20 @@ var hopByHop = []string{"Connection", "Keep-Alive", "TE", "Trailer", "Upgrade", 
 
 // prepareRequest removes hop-by-hop headers and sets the forwarding headers (SPEC §5).
 // For a WebSocket upgrade, Connection and Upgrade are kept for the backend.
-func prepareRequest(ctx *fasthttp.RequestCtx, flags int, ext *tableData, id *identity, upgrade bool) {
-	h := &ctx.Request.Header
-	if flags&(hdrConnection|hdrHopByHop) != 0 {
-		// Slow path: the client sent hop-by-hop headers.
-		removeHopByHop(h, upgrade)
-	}
-
+// removeUntrusted deletes the fields no decision may see and no backend may get: underscore
+// aliases, path overrides (from any peer: the proxy decided on the path it forwards, and a
+// backend serving another one would bypass every path decision), and — from a peer not in
+// trusted_proxies — the forwarded family and the geo header, every copy. Called once the
+// client's identity is resolved (it reads a trusted peer's X-Forwarded-For) and before any
+// routing, rate-limit or auth decision, so those decide on the fields that are forwarded.
+func removeUntrusted(h *fasthttp.RequestHeader, flags int, ext *tableData, trusted bool) {
 	if flags&hdrUnderscore != 0 {
 		removeUnderscoreHeaders(h)
 	}
 	if flags&hdrPathOverride != 0 {
-		// From any peer: the proxy decided on the path it forwards, and a backend serving
-		// another one would bypass every path decision.
 		removeClassified(h, hdrPathOverride)
 	}
-	trusted := id.trusted
 	if !trusted {
-		// Headers the proxy trusts only from a trusted proxy, or sets itself. Every copy
-		// goes, not just the first: a second X-Forwarded-For line would otherwise reach the
-		// backend beside ours.
 		if flags&(hdrXFF|hdrForwarded) != 0 {
 			removeClassified(h, hdrForwarded|hdrXFF)
 		}
@@ -255,7 +249,16 @@ func prepareRequest(ctx *fasthttp.RequestCtx, flags int, ext *tableData, id *ide
 			h.DelBytes(ext.geoHeader)
 		}
 	}
+}
 
+func prepareRequest(ctx *fasthttp.RequestCtx, flags int, ext *tableData, id *identity, upgrade bool) {
+	h := &ctx.Request.Header
+	if flags&(hdrConnection|hdrHopByHop) != 0 {
+		// Slow path: the client sent hop-by-hop headers.
+		removeHopByHop(h, upgrade)
+	}
+
+	trusted := id.trusted
 	var buf [64]byte
 	ip := id.peer.AppendTo(buf[:0])
 	if trusted && flags&hdrXFF != 0 {

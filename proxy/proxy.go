@@ -209,6 +209,7 @@ func (p *Proxy) admit(ctx *fasthttp.RequestCtx, ext *tableData, id *identity) (i
 		return flags, nil, r
 	}
 	*id = resolveIdentity(ctx, flags, ext)
+	removeUntrusted(&req.Header, flags, ext, id.trusted)
 	if p.local != nil {
 		if h := p.local(requestPath(req)); h != nil {
 			return flags, h, nil
@@ -411,8 +412,9 @@ const hAuthorization = "Authorization"
 
 // route returns the pool for the request (traffic policies, first match wins), the
 // client's region (geo: of the client's identity), nil when geo is off or the region
-// unknown, and the matching route's path_prefix, nil when none. Before prepareRequest, so
-// policies see the headers the client sent.
+// unknown, and the matching route's path_prefix, nil when none. After removeUntrusted and
+// before prepareRequest: policies see the client's fields that will be forwarded, not the
+// ones the proxy sets.
 func route(ctx *fasthttp.RequestCtx, t *state.Table, id *identity) (pool *state.Pool, region, prefix []byte) {
 	if t.Geo.Enabled() {
 		h := &ctx.Request.Header

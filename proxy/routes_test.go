@@ -34,6 +34,10 @@ func TestTrafficPolicies(t *testing.T) {
     pool: canary
   - match: { host: Shop.Example }
     pool: api
+  - match: { headers: { X-Forwarded-Proto: http, X_Canary: "true" } }
+    pool: canary
+  - match: { headers: { X-Original-URL: /admin } }
+    pool: canary
   - match: { path_prefix: /split }
     split: [ { pool: stable, weight: 95 }, { pool: canary, weight: 5 } ]
 `))
@@ -51,6 +55,10 @@ func TestTrafficPolicies(t *testing.T) {
 	f("GET / HTTP/1.1\r\nHost: x\r\nX-Canary: false\r\nConnection: close\r\n\r\n", "a")
 	f("GET / HTTP/1.1\r\nHost: shop.example:8443\r\nConnection: close\r\n\r\n", "c")
 	f("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "a") // no match: the first pool
+	// Fields the backend never gets decide nothing: the forwarded family from a peer not in
+	// trusted_proxies, underscore aliases, path overrides.
+	f("GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: http\r\nX_Canary: true\r\nConnection: close\r\n\r\n", "a")
+	f("GET / HTTP/1.1\r\nHost: x\r\nX-Original-URL: /admin\r\nConnection: close\r\n\r\n", "a")
 
 	// A 95/5 split is exact over every 100 requests (smooth weighted round-robin).
 	got := map[string]int{}
