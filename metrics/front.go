@@ -21,7 +21,6 @@ type Front struct {
 	hist     histogram
 	bytesIn  atomic.Uint64
 	bytesOut atomic.Uint64
-	lat      sketch // percentiles for the JSON
 
 	bytesInName, bytesOutName string
 }
@@ -38,14 +37,13 @@ func newFront(pool, route string) *Front {
 
 // Observe records one answered request: its status code, the time from its arrival until
 // the response was ready, and its request and response body bytes (negative: unknown, not
-// counted). Five atomic adds, no lock, no allocation (but the first time a code is seen).
+// counted). A few atomic adds, no lock, no allocation (but the first time a code is seen).
 func (f *Front) Observe(code int, d time.Duration, in, out int64) {
 	if f == nil {
 		return
 	}
 	f.codes.inc(slotOf(code))
 	f.hist.observe(d)
-	f.lat.observe(d)
 	if in > 0 {
 		f.bytesIn.Add(uint64(in))
 	}

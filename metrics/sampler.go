@@ -31,10 +31,9 @@ type series struct {
 	at                time.Time
 	lastReq, lastFail uint64
 
-	snaps  [percentileWindow + 1]sketchCounts // ring of latency snapshots, one per sample
-	snapAt [percentileWindow + 1]time.Time    // when each was taken
-	head   int                                // newest snapshot
-	n      int                                // snapshots held
+	snaps [percentileWindow + 1]sketchCounts // ring of latency snapshots, one per sample
+	head  int                                // newest snapshot
+	n     int                                // snapshots held
 
 	rps, errRate float64
 
@@ -103,7 +102,7 @@ func (s *sampler) sample(r *Registry, t *state.Table, now time.Time) {
 func (se *series) update(now time.Time, req, fail uint64, sk *sketchCounts) {
 	if !se.seen {
 		se.seen, se.at, se.lastReq, se.lastFail = true, now, req, fail
-		se.snaps[0], se.snapAt[0], se.head, se.n = *sk, now, 0, 1
+		se.snaps[0], se.head, se.n = *sk, 0, 1
 		return
 	}
 	dt := now.Sub(se.at).Seconds()
@@ -125,7 +124,6 @@ func (se *series) update(now time.Time, req, fail uint64, sk *sketchCounts) {
 	const ring = percentileWindow + 1
 	se.head = (se.head + 1) % ring
 	se.snaps[se.head] = *sk
-	se.snapAt[se.head] = now
 	if se.n < ring {
 		se.n++
 	}

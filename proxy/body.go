@@ -19,10 +19,10 @@ var errSlowBody = errors.New("request body slower than server.min_request_body_r
 // is read completely now, before a backend is chosen — so a slow client holds its own
 // connection and a buffer, never an upstream connection (nginx buffers bodies too). A
 // larger or chunked one streams to the backend through uploadReader. Both are read under
-// the minimum rate (bodyRate), and holds one of server.max_tunnels places like a tunnel:
-// it ties an upstream connection to the client's pace. It returns the reply to refuse the
-// request with, or nil; up is the streamed upload's reader when a place was taken
-// (release it with releaseStream when the request ends).
+// the minimum rate (bodyRate); a streamed one also holds one of server.max_tunnels places
+// like a tunnel: it ties an upstream connection to the client's pace. It returns the reply
+// to refuse the request with, or nil; up is the streamed upload's reader when a place was
+// taken (end it with endStream when the request ends).
 func (p *Proxy) takeBody(ctx *fasthttp.RequestCtx, ext *tableData) (r *reply, up *uploadReader) {
 	req := &ctx.Request
 	cl := req.Header.ContentLength()
@@ -50,8 +50,7 @@ func (p *Proxy) takeBody(ctx *fasthttp.RequestCtx, ext *tableData) (r *reply, up
 			st.Tunnels.Add(-1)
 			st.TunnelsOverLimit.Add(1)
 			writeReply(ctx, &replyBusy) // 503 with Retry-After
-			ctx.SetConnectionClose()    // the body is still on the wire
-			lingerOnClose(ctx.Conn())
+			closeUnread(ctx)            // the body is still on the wire
 			return &answered, nil
 		}
 	}
