@@ -17,7 +17,7 @@ const healthcheckTimeout = 5 * time.Second
 // default — and returns the exit code: 0 for a 200, 1 for anything else. A distroless image
 // has no curl or shell: this is what its Dockerfile HEALTHCHECK runs.
 func healthcheck(f *flags, getenv func(string) string, stdout, stderr io.Writer) int {
-	cfg, err := loadConfig(f, getenv)
+	cfg, err := readConfig(f, getenv) // not loadConfig: a JWKS URL that is down must not make a running instance unhealthy
 	if err != nil {
 		fmt.Fprintln(stderr, "healthcheck:", err)
 		return 1

@@ -54,6 +54,13 @@ func TestHealthcheckAgainstLiveInstance(t *testing.T) {
 	if code, out := runHealthcheck(t, "-config", fixed); code != 0 {
 		t.Fatalf("-healthcheck -config: got exit %d (%s); want 0", code, out)
 	}
+	// A file the config names that went away since the start (a JWKS, a CA, an mmdb) does
+	// not make the running instance unhealthy: -healthcheck opens none of them.
+	gone := filepath.Join(t.TempDir(), "gone.yaml")
+	os.WriteFile(gone, append(mustRead(t, fixed), "geo: { mmdb_file: \"/nonexistent/geo.mmdb\" }\n"...), 0o644)
+	if code, out := runHealthcheck(t, "-config", gone); code != 0 {
+		t.Fatalf("-healthcheck -config naming a missing mmdb: got exit %d (%s); want 0", code, out)
+	}
 	// A stopped instance is unhealthy.
 	p.stop(t)
 	if code, out := runHealthcheck(t, "-admin", admin); code != 1 || !strings.Contains(out, "connection refused") {
@@ -65,4 +72,13 @@ func TestHealthcheckAgainstLiveInstance(t *testing.T) {
 	if code, out := runHealthcheck(t, "-config", bad); code != 1 || !strings.Contains(out, bad+":") {
 		t.Fatalf("-healthcheck -config (invalid): got exit %d (%s); want 1 naming the file", code, out)
 	}
+}
+
+func mustRead(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

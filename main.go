@@ -145,6 +145,19 @@ func runDemoBackend(addr string, stderr io.Writer) int {
 // environment and flags, in that order of precedence, validates it and opens the files it
 // names (preflight). -check-config, a start and a reload all go through it.
 func loadConfig(f *flags, getenv func(string) string) (*config.Config, error) {
+	cfg, err := readConfig(f, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if errs := preflight(cfg); len(errs) > 0 {
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+// readConfig is loadConfig without preflight: it opens no file the config names and fetches
+// no JWKS, for -healthcheck, which needs only the admin address.
+func readConfig(f *flags, getenv func(string) string) (*config.Config, error) {
 	var cfg *config.Config
 	if f.config != "" {
 		c, err := config.Load(f.config)
@@ -165,9 +178,6 @@ func loadConfig(f *flags, getenv func(string) string) (*config.Config, error) {
 		cfg.Admin.Listen = f.admin
 	}
 	if errs := cfg.Validate(); len(errs) > 0 {
-		return nil, errs
-	}
-	if errs := preflight(cfg); len(errs) > 0 {
 		return nil, errs
 	}
 	return cfg, nil
