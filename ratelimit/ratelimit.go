@@ -15,9 +15,9 @@
 // Rate and burst are passed with each call rather than fixed in the limiter, so a reload
 // that changes them applies at once and keeps every client's state. An arrival time
 // further ahead than the current limit can produce (more than tolerance+interval past now)
-// comes from a stricter limit a reload replaced: it is taken as "burst used up" under the
-// current limit, so the client is not held to the old limit's debt. Under an unchanged
-// limit that never happens.
+// comes from a stricter limit a reload replaced: it is capped to now+tolerance, the most
+// the current limit can owe (one request is then still allowed), so the client is not
+// held to the old limit's debt. Under an unchanged limit that never happens.
 package ratelimit
 
 import (
