@@ -213,10 +213,17 @@ func TestConsulOutageKeepsBackendsAndRecovers(t *testing.T) {
 			t.Fatalf("got %d outage log lines after 5 failures; want 1", n)
 		}
 		// Every retry starts from index 0 (the Consul that answers may be a new one, its
-		// index below ours: TestConsulAgentRestartedWithNewState).
-		for i, r := range fake.seen()[from+1:] {
+		// index below ours: TestConsulAgentRestartedWithNewState). The query that failed
+		// may appear twice with its index: net/http sends a GET again, once, when a reused
+		// connection closes before any answer.
+		seen := fake.seen()[from:]
+		lead := 0
+		for lead < len(seen) && lead < 2 && seen[lead].Index != 0 {
+			lead++
+		}
+		for i, r := range seen[lead:] {
 			if r.Index != 0 {
-				t.Fatalf("retry %d after a failed query sent index %d; want 0", i+1, r.Index)
+				t.Fatalf("retry %d after a failed query sent index %d; want 0 (queries since the outage: %+v)", i+1, r.Index, seen)
 			}
 		}
 
