@@ -23,9 +23,11 @@ import (
 
 	"go-loadbalancer/admin"
 	"go-loadbalancer/auth"
+	"go-loadbalancer/autoscale"
 	"go-loadbalancer/config"
 	"go-loadbalancer/demo"
 	"go-loadbalancer/discovery"
+	"go-loadbalancer/health"
 	"go-loadbalancer/metrics"
 	"go-loadbalancer/proxy"
 	"go-loadbalancer/ratelimit"
@@ -233,8 +235,8 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, out *logOut
 		return err
 	}
 	logIgnoredRoutes(cfg, log)
-	health := discovery.NewHealthChecker(builder, log)
-	defer health.Stop()
+	checker := health.NewChecker(builder, log)
+	defer checker.Stop()
 	if cfg.Env.ConsulEnabled {
 		// The watchers follow the builder's tables: a reload that changes a pool's
 		// discovery.consul restarts that pool's watcher; Stop ends them all.
@@ -247,7 +249,7 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, out *logOut
 	sampleCtx, stopSampler := context.WithCancel(context.Background())
 	defer stopSampler()
 	go reg.Run(sampleCtx)
-	go discovery.NewAutoscaler(builder, log).Run(sampleCtx) // pools with autoscale.target_inflight_per_backend
+	go autoscale.New(builder, log).Run(sampleCtx) // pools with autoscale.target_inflight_per_backend
 	// The access log exists even when log.access_log is off, so that a reload can turn it
 	// on; the proxy writes to it while the table's log.access_log is on.
 	alog := proxy.NewAccessLog(out.stdout, proxy.AccessLogOptions{})

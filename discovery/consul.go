@@ -1,3 +1,5 @@
+// Package discovery keeps pools' backends in step with Consul's catalog
+// (discovery.consul in the config), through the state.Builder.
 package discovery
 
 import (

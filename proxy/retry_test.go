@@ -15,7 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
-	"go-loadbalancer/discovery"
+	"go-loadbalancer/health"
 	"go-loadbalancer/internal/testtool"
 )
 
@@ -238,7 +238,7 @@ func TestPanicModeServesWhenEveryCheckFails(t *testing.T) {
 	}
 	a, b := startBackend(t, sick), startBackend(t, sick)
 	px := startProxy(t, parseConfig(t, retryConfig(t, "    health_check: { interval: 50ms, timeout: 40ms, fall: 2, rise: 1 }\n", a.url, b.url)))
-	hc := discovery.NewHealthChecker(px.builder, zerolog.Nop())
+	hc := health.NewChecker(px.builder, zerolog.Nop())
 	t.Cleanup(hc.Stop)
 	testtool.WaitFor(t, 5*time.Second, "both backends marked down", func() bool {
 		return px.builder.Store.Load().DefaultPool().Panic(time.Now().UnixNano())

@@ -1,4 +1,6 @@
-package discovery
+// Package autoscale is the control loop that brings pools' standby backends into rotation
+// under load and takes them out again, through the state.Builder.
+package autoscale
 
 import (
 	"context"
@@ -9,12 +11,12 @@ import (
 	"go-loadbalancer/state"
 )
 
-// Autoscaler brings a pool's standby backends into rotation when its active backends are
+// Scaler brings a pool's standby backends into rotation when its active backends are
 // busier than autoscale.target_inflight_per_backend, and takes them out again when load
 // falls, never more than one step per autoscale.cooldown. Load is the in-flight requests
 // per usable backend, averaged over the last samples (one a second), so one burst does not
 // flap the pool. Each step is a Builder.SetStandby, that is one table swap.
-type Autoscaler struct {
+type Scaler struct {
 	builder *state.Builder
 	log     zerolog.Logger
 	every   time.Duration
@@ -31,13 +33,13 @@ type scaleState struct {
 // samplesKept is how many one-second samples the average covers.
 const samplesKept = 5
 
-// NewAutoscaler returns an autoscaler for b's tables; Run drives it.
-func NewAutoscaler(b *state.Builder, log zerolog.Logger) *Autoscaler {
-	return &Autoscaler{builder: b, log: log, every: time.Second, now: time.Now, pools: map[string]*scaleState{}}
+// New returns an autoscaler for b's tables; Run drives it.
+func New(b *state.Builder, log zerolog.Logger) *Scaler {
+	return &Scaler{builder: b, log: log, every: time.Second, now: time.Now, pools: map[string]*scaleState{}}
 }
 
 // Run samples every second until ctx is done.
-func (a *Autoscaler) Run(ctx context.Context) {
+func (a *Scaler) Run(ctx context.Context) {
 	t := time.NewTicker(a.every)
 	defer t.Stop()
 	for {
@@ -51,7 +53,7 @@ func (a *Autoscaler) Run(ctx context.Context) {
 }
 
 // Step takes one sample of every autoscaled pool and scales it if due.
-func (a *Autoscaler) Step() {
+func (a *Scaler) Step() {
 	t := a.builder.Store.Load()
 	if t == nil {
 		return

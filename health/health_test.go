@@ -1,4 +1,4 @@
-package discovery
+package health
 
 import (
 	"fmt"
@@ -65,7 +65,7 @@ func startChecker(t *testing.T, expect string, urls ...string) *state.Builder {
 	if _, err := b.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
-	hc := NewHealthChecker(b, zerolog.Nop())
+	hc := NewChecker(b, zerolog.Nop())
 	t.Cleanup(hc.Stop)
 	return b
 }

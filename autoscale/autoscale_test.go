@@ -1,4 +1,4 @@
-package discovery
+package autoscale
 
 import (
 	"testing"
@@ -24,7 +24,7 @@ func TestAutoscaleBringsStandbyInAndOut(t *testing.T) {
 	if _, err := b.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
-	a := NewAutoscaler(b, zerolog.Nop())
+	a := New(b, zerolog.Nop())
 	clock := time.Unix(1000, 0)
 	a.now = func() time.Time { return clock }
 	steps := func(n int) {

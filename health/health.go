@@ -1,7 +1,7 @@
-// Package discovery keeps the backend table in step with the world outside: active health
-// checks mark backends up and down by building and swapping a new table (never by work on
-// the request path).
-package discovery
+// Package health runs active health checks: a control loop that probes every backend of the
+// current table and reports its verdicts to the state.Builder, which marks backends up and
+// down by building and swapping a new table (never by work on the request path).
+package health
 
 import (
 	"fmt"
@@ -22,12 +22,12 @@ type Prober interface {
 	Check(path string, timeout time.Duration) (status int, err error)
 }
 
-// HealthChecker runs one prober goroutine per backend of the current table (HAProxy's
+// Checker runs one prober goroutine per backend of the current table (HAProxy's
 // `check inter rise fall`): a backend starts healthy, is marked down after `fall`
 // consecutive failed checks and up again after `rise` passing ones. Each change of verdict
 // is logged once and applied with Builder.SetHealthy, which swaps a new table.
 // Safe for concurrent use.
-type HealthChecker struct {
+type Checker struct {
 	builder *state.Builder
 	log     zerolog.Logger
 
@@ -36,15 +36,15 @@ type HealthChecker struct {
 	stopped bool
 }
 
-// NewHealthChecker starts checking the backends of b's tables, now and after every swap.
-func NewHealthChecker(b *state.Builder, log zerolog.Logger) *HealthChecker {
-	h := &HealthChecker{builder: b, log: log, probers: map[string]*prober{}}
+// NewChecker starts checking the backends of b's tables, now and after every swap.
+func NewChecker(b *state.Builder, log zerolog.Logger) *Checker {
+	h := &Checker{builder: b, log: log, probers: map[string]*prober{}}
 	b.OnSwap(h.sync)
 	return h
 }
 
 // Stop ends every prober. The checker does nothing after it.
-func (h *HealthChecker) Stop() {
+func (h *Checker) Stop() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.stopped = true
@@ -56,7 +56,7 @@ func (h *HealthChecker) Stop() {
 
 // sync makes the running probers match t. It runs under the builder's lock, so it only
 // starts and stops goroutines.
-func (h *HealthChecker) sync(t *state.Table) {
+func (h *Checker) sync(t *state.Table) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.stopped {
@@ -99,7 +99,7 @@ func (h *HealthChecker) sync(t *state.Table) {
 }
 
 type prober struct {
-	h        *HealthChecker
+	h        *Checker
 	id       string
 	target   Prober
 	settings config.HealthCheck
