@@ -9,8 +9,8 @@ import (
 
 	"go-loadbalancer/auth"
 	"go-loadbalancer/config"
+	"go-loadbalancer/geoip"
 	"go-loadbalancer/proxy"
-	"go-loadbalancer/state"
 )
 
 // preflight opens and parses every file the configuration names, with the loaders a start
@@ -52,7 +52,7 @@ func preflight(cfg *config.Config) config.Errors {
 		caFile(path+".ca_file", p.UpstreamTLS.CAFile)
 	}
 	if f := cfg.Geo.MMDBFile; f != "" {
-		if db, err := state.OpenGeoIP(f); err != nil {
+		if db, err := geoip.Open(f); err != nil {
 			fail("geo.mmdb_file", err)
 		} else {
 			db.Close()

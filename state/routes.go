@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"go-loadbalancer/config"
+	"go-loadbalancer/geoip"
 	"go-loadbalancer/internal/reqpath"
 	"go-loadbalancer/picker"
 )
@@ -156,8 +157,8 @@ func buildRoutes(cfg *config.Config, pools map[string]*Pool) ([]Route, error) {
 // client address. Built with the table; read-only.
 type Geo struct {
 	header      []byte
-	nets        []geoNet // longest prefix first
-	db          *GeoIP   // geo.mmdb_file, consulted after the CIDRs
+	nets        []geoNet  // longest prefix first
+	db          *geoip.DB // geo.mmdb_file, consulted after the CIDRs
 	preferLocal bool
 }
 
@@ -166,7 +167,7 @@ type geoNet struct {
 	region []byte
 }
 
-func buildGeo(c config.Geo, db *GeoIP) *Geo {
+func buildGeo(c config.Geo, db *geoip.DB) *Geo {
 	g := &Geo{preferLocal: c.PreferLocal == nil || *c.PreferLocal, db: db}
 	if c.Header != "" {
 		g.header = []byte(c.Header)
