@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/internal/testtool"
 )
@@ -132,5 +136,88 @@ func TestTreeCPU(t *testing.T) {
 	}
 	if _, err := treeCPU(1 << 30); err == nil {
 		t.Fatal("got no error for a pid that does not exist")
+	}
+}
+
+// TestLoggingTargetsLogTheFields: haproxy-log and nginx-log write one JSON line per request
+// with the fields of go-loadbalancer's access log, so that golb-log is compared like for
+// like.
+func TestLoggingTargetsLogTheFields(t *testing.T) {
+	testtool.Need(t, "haproxy", "haproxy")
+	testtool.Need(t, "nginx", "nginx")
+	if testing.Short() {
+		t.Skip("starts HAProxy, nginx and a backend")
+	}
+	dir := t.TempDir()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := &procs{}
+	t.Cleanup(ps.stopAll)
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := "127.0.0.1:" + strconv.Itoa(port)
+	if _, err := ps.start("backends", "", []string{roleEnv + "=" + roleBackends, listenEnv + "=" + be, controlEnv + "=", "GOMAXPROCS=1"}, dir, "", self); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{procs: ps, dir: dir, proxyCPU: 1, loadCPU: 0, backends: []string{be, be, be}, parity: true}
+	const trace = "0af7651916cd43dd8448eb211c80319c"
+	for _, kind := range []string{"haproxy-log", "nginx-log"} {
+		tg, err := e.startTarget(kind, kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := tg.client(1)
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		req.SetRequestURI("http://" + tg.addr + "/items/7?id=3&x=y")
+		req.Header.SetUserAgent("bench-test/1.0")
+		req.Header.SetReferer("https://ref.example/")
+		req.Header.Set("traceparent", "00-"+trace+"-b7ad6b7169203331-01")
+		if err := c.DoTimeout(req, resp, 2*time.Second); err != nil || resp.StatusCode() != 200 {
+			t.Fatalf("%s: status %d, err %v", kind, resp.StatusCode(), err)
+		}
+		var line map[string]any
+		deadline := time.Now().Add(5 * time.Second) // nginx flushes its buffer every second
+		for line == nil {
+			b, _ := os.ReadFile(tg.logFile)
+			for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(l), &m); err != nil && l != "" {
+					t.Fatalf("%s: log line is not JSON: %v\n%s", kind, err, l)
+				}
+				if m["user_agent"] == "bench-test/1.0" {
+					line = m
+				}
+			}
+			if line == nil && time.Now().After(deadline) {
+				t.Fatalf("%s: no line for the request in %s:\n%s", kind, tg.logFile, b)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		want := map[string]any{"method": "GET", "host": tg.addr, "path": "/items/7", "protocol": "HTTP/1.1",
+			"status": float64(200), "upstream": be, "client": "127.0.0.1", "user_agent": "bench-test/1.0",
+			"referer": "https://ref.example/"}
+		for k, v := range want {
+			if line[k] != v {
+				t.Errorf("%s: %s is %#v; want %#v", kind, k, line[k], v)
+			}
+		}
+		for _, k := range []string{"time", "query", "duration_ms", "upstream_ms", "request_bytes", "response_bytes", "request_id", "trace_id"} {
+			if s, ok := line[k]; !ok || s == "" {
+				t.Errorf("%s: field %s missing or empty in %v", kind, k, line)
+			}
+		}
+		if q, _ := line["query"].(string); !strings.Contains(q, "id=3&x=y") {
+			t.Errorf("%s: query is %q; want id=3&x=y", kind, q)
+		}
+		if id, _ := line["trace_id"].(string); !strings.Contains(id, trace) {
+			t.Errorf("%s: trace_id is %q; want it to hold %s", kind, id, trace)
+		}
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+		tg.proc.stop()
 	}
 }

@@ -20,11 +20,22 @@ type wrkResult struct {
 	errors   int64 // socket errors (connect, read, write, timeout) plus non-2xx/3xx responses
 }
 
-// runWrk runs wrk with one thread pinned to cpu against url.
-func runWrk(ctx context.Context, cpu, conns int, d time.Duration, url string) (wrkResult, error) {
+// wrkLoad is how wrk runs: where, with how many threads, and extra request headers.
+type wrkLoad struct {
+	cpus    string // taskset list
+	threads int
+	headers []string // e.g. "Connection: close" for a new connection per request
+}
+
+// runWrk runs wrk pinned to l.cpus against url.
+func runWrk(ctx context.Context, l wrkLoad, conns int, d time.Duration, url string) (wrkResult, error) {
 	secs := max(1, int(d.Round(time.Second)/time.Second))
-	args := []string{"-c", strconv.Itoa(cpu), "wrk", "-t1", "-c" + strconv.Itoa(conns),
-		"-d" + strconv.Itoa(secs) + "s", "--timeout", "2s", "--latency", url}
+	args := []string{"-c", l.cpus, "wrk", "-t" + strconv.Itoa(max(l.threads, 1)), "-c" + strconv.Itoa(conns),
+		"-d" + strconv.Itoa(secs) + "s", "--timeout", "2s", "--latency"}
+	for _, h := range l.headers {
+		args = append(args, "-H", h)
+	}
+	args = append(args, url)
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+15*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "taskset", args...).CombinedOutput()

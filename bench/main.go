@@ -38,34 +38,37 @@ import (
 
 // options are the command line.
 type options struct {
-	targets     []string        // kinds, in the order of the first repetition
-	aa          string          // kind measured twice (A/A control); "" for none
-	reps        int             // repetitions of the interleaved rotation
-	conns       []int           // wrk connections (closed loop)
-	duration    time.Duration   // each closed-loop run
-	warmup      time.Duration   // wrk run before each measured run (not measured)
-	rates       []int           // open-loop rates, requests/s
-	openDur     time.Duration   // each open-loop run
-	openAA      bool            // include the A/A twin in the open loop
-	proxyCPU    int             // core of the proxy under test
-	loadCPU     int             // core of the load generators and backends
-	lbBin       string          // prebuilt go-loadbalancer; "" builds it
-	lbRev       string          // build go-loadbalancer from this git revision, not the work tree
-	lbSrc       string          // the source tree go-loadbalancer is built from
-	out         string          // results directory; "" = <repo>/bench/results/<time>
-	plot        string          // PNG path; "" = <out>/latency.png
-	profile     time.Duration   // CPU-profile go-loadbalancer under wrk for this long; 0 = no
-	profileKind string          // golb or golb-log
-	parity      bool            // HAProxy and nginx set X-Forwarded-* and X-Request-Id too
-	splitCheck  int             // requests of the 3:2:1 check
-	idle        int             // idle keep-alive connections per target for the memory measurement; 0 = none
-	syscalls    bool            // count system calls per request with perf (a pass of its own)
-	requireWrk  bool            // a missing wrk is an error (not a skipped closed loop)
-	stdoutExtra io.Writer       // where progress goes (stderr)
-	quick       bool            // noted in the report
-	args        []string        // the command line, for the report
-	timeout     time.Duration   // whole run
-	ctx         context.Context // cancelled on SIGINT/SIGTERM
+	targets      []string        // kinds, in the order of the first repetition
+	aa           string          // kind measured twice (A/A control); "" for none
+	reps         int             // repetitions of the interleaved rotation
+	conns        []int           // wrk connections (closed loop)
+	duration     time.Duration   // each closed-loop run
+	warmup       time.Duration   // wrk run before each measured run (not measured)
+	rates        []int           // open-loop rates, requests/s
+	openDur      time.Duration   // each open-loop run
+	openAA       bool            // include the A/A twin in the open loop
+	proxyCPU     int             // core of the proxy under test
+	loadCPU      int             // core of the load generators and backends
+	lbBin        string          // prebuilt go-loadbalancer; "" builds it
+	lbRev        string          // build go-loadbalancer from this git revision, not the work tree
+	lbSrc        string          // the source tree go-loadbalancer is built from
+	out          string          // results directory; "" = <repo>/bench/results/<time>
+	plot         string          // PNG path; "" = <out>/latency.png
+	profile      time.Duration   // CPU-profile go-loadbalancer under wrk for this long; 0 = no
+	profileKinds []string        // go-loadbalancer targets -profile profiles, one after the other
+	openTargets  []string        // targets of the open loop (those of -targets among them)
+	handshakes   time.Duration   // each full-handshake run of the -tls targets; 0 = none
+	hsConns      int             // wrk connections of the handshake runs
+	parity       bool            // HAProxy and nginx set X-Forwarded-* and X-Request-Id too
+	splitCheck   int             // requests of the 3:2:1 check
+	idle         int             // idle keep-alive connections per target for the memory measurement; 0 = none
+	syscalls     bool            // count system calls per request with perf (a pass of its own)
+	requireWrk   bool            // a missing wrk is an error (not a skipped closed loop)
+	stdoutExtra  io.Writer       // where progress goes (stderr)
+	quick        bool            // noted in the report
+	args         []string        // the command line, for the report
+	timeout      time.Duration   // whole run
+	ctx          context.Context // cancelled on SIGINT/SIGTERM
 }
 
 func main() {
@@ -95,7 +98,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{stdoutExtra: stderr, args: args}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	targets := fs.String("targets", "direct,haproxy,nginx,golb,golb-log", "comma-separated `targets`: "+strings.Join(allKinds, ", "))
+	targets := fs.String("targets", "direct,haproxy,nginx,golb,golb-log", "comma-separated `targets`: "+strings.Join(allKinds, ", ")+
+		" (a proxy with the variants -log: access log to a file, -tls: front TLS, -2c: on both cores, sharing them with the load)")
 	fs.StringVar(&o.aa, "aa", kindGoLB, "`target` measured twice as an A/A control (\"\" for none)")
 	fs.IntVar(&o.reps, "reps", 5, "repetitions of the interleaved rotation (0: only -profile)")
 	conns := fs.String("c", "50,256", "closed-loop wrk `connections`, comma-separated")
@@ -112,7 +116,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.out, "out", "", "results `dir` (default <repo>/bench/results/<time>)")
 	fs.StringVar(&o.plot, "plot", "", "latency plot `png` (default <out>/latency.png)")
 	fs.DurationVar(&o.profile, "profile", 0, "also CPU-profile go-loadbalancer under wrk -c50 for this `long` (pprof)")
-	fs.StringVar(&o.profileKind, "profile-target", kindGoLB, "what -profile profiles: golb or golb-log (access log on)")
+	profileKinds := fs.String("profile-target", kindGoLB, "what -profile profiles, comma-separated: golb, golb-log (access log on), golb-tls, ... each for -profile")
+	openTargets := fs.String("open-targets", "direct,haproxy,nginx,golb,golb-log", "`targets` of the open loop (those also in -targets)")
+	fs.DurationVar(&o.handshakes, "handshakes", 3*time.Second, "each run of the full-handshake pass over the -tls targets (a new connection, full handshake and one request each; 0: none)")
+	fs.IntVar(&o.hsConns, "hs-c", 50, "concurrent clients of the full-handshake pass")
 	fs.BoolVar(&o.parity, "parity", true, "HAProxy and nginx add X-Forwarded-For/-Proto/-Host and X-Request-Id, as go-loadbalancer does")
 	fs.BoolVar(&o.syscalls, "syscalls", true, "count each target's system calls per request with perf stat, in a separate wrk pass (skipped without perf)")
 	fs.IntVar(&o.splitCheck, "split-check", 600, "requests sent through each proxy to check its 3:2:1 split")
@@ -129,12 +136,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if o.quick {
 		quick := map[string]func(){
-			"reps":   func() { o.reps = 1 },
-			"d":      func() { o.duration = time.Second },
-			"warmup": func() { o.warmup = 0 },
-			"c":      func() { *conns = "50" },
-			"rates":  func() { *rates = "2000" },
-			"open-d": func() { o.openDur = time.Second },
+			"reps":       func() { o.reps = 1 },
+			"d":          func() { o.duration = time.Second },
+			"warmup":     func() { o.warmup = 0 },
+			"c":          func() { *conns = "50" },
+			"rates":      func() { *rates = "2000" },
+			"open-d":     func() { o.openDur = time.Second },
+			"handshakes": func() { o.handshakes = time.Second },
 		}
 		for name, f := range quick {
 			if !set[name] {
@@ -145,11 +153,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o.requireWrk = os.Getenv("CI") == "true"
 	var err error
 	for _, t := range splitList(*targets) {
-		if !contains(allKinds, t) {
-			return nil, fmt.Errorf("unknown target %q (want %s)", t, strings.Join(allKinds, ", "))
+		if _, err := parseKind(t); err != nil {
+			return nil, err
+		}
+		if contains(o.targets, t) {
+			return nil, fmt.Errorf("-targets: %s given twice (-aa measures a target twice)", t)
 		}
 		o.targets = append(o.targets, t)
 	}
+	o.openTargets = splitList(*openTargets)
 	if o.aa != "" && !contains(o.targets, o.aa) {
 		return nil, fmt.Errorf("-aa %s: not one of -targets", o.aa)
 	}
@@ -165,8 +177,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.warmup%time.Second != 0 {
 		return nil, fmt.Errorf("-warmup %v: wrk takes whole seconds", o.warmup)
 	}
-	if o.profileKind != kindGoLB && o.profileKind != kindGoLBLog {
-		return nil, fmt.Errorf("-profile-target %q: want golb or golb-log", o.profileKind)
+	for _, k := range splitList(*profileKinds) {
+		if v, err := parseKind(k); err != nil || v.base != kindGoLB {
+			return nil, fmt.Errorf("-profile-target %q: want golb or a golb variant (golb-log, golb-tls, ...)", k)
+		}
+		o.profileKinds = append(o.profileKinds, k)
+	}
+	if o.handshakes%time.Second != 0 {
+		return nil, fmt.Errorf("-handshakes %v: wrk takes whole seconds", o.handshakes)
 	}
 	if o.proxyCPU == o.loadCPU {
 		return nil, fmt.Errorf("-proxy-cpu and -load-cpu must differ")
@@ -260,20 +278,37 @@ func run(o *options) (*report, error) {
 		o.conns = nil
 	}
 	var kinds []string
+	needLB := o.profile > 0 && len(o.profileKinds) > 0
+	variants := map[string]bool{}
 	for _, k := range o.targets {
-		tool := map[string]string{kindHAProxy: "haproxy", kindNginx: "nginx"}[k]
+		v, _ := parseKind(k)
+		tool := map[string]string{kindHAProxy: "haproxy", kindNginx: "nginx"}[v.base]
 		if tool != "" && !haveTool(tool) {
-			rep.note(fmt.Sprintf("%s is not installed: target skipped (scripts/install-deps.sh bench).", tool))
+			rep.note(fmt.Sprintf("%s is not installed: target %s skipped (scripts/install-deps.sh bench).", tool, k))
 			continue
 		}
 		kinds = append(kinds, k)
+		needLB = needLB || v.base == kindGoLB
+		variants[variantLog] = variants[variantLog] || v.log
+		variants[variantTLS] = variants[variantTLS] || v.tls
+		variants[variant2Core] = variants[variant2Core] || v.cores > 1
 	}
-	if contains(kinds, kindGoLBLog) {
-		rep.note("golb-log is golb with log.access_log: true; go-loadbalancer's stdout (the access log) " +
-			"goes to /dev/null, so it measures formatting and the batched write system calls, not a disk.")
+	if variants[variantLog] {
+		rep.note("-log targets write one line per request to a file of their own (emptied after each run), with the same fields: " +
+			"go-loadbalancer its JSON access log (stdout; batched writes of up to 64 KiB), nginx a JSON log_format " +
+			"(access_log buffer=64k), HAProxy a JSON log-format (log stdout: one write per line, HAProxy has no buffered file log). " +
+			"Without -log, go-loadbalancer's stdout goes to /dev/null and nginx and HAProxy log nothing.")
 	}
-
-	needLB := o.profile > 0 || contains(kinds, kindGoLB) || contains(kinds, kindGoLBLog)
+	if variants[variantTLS] {
+		rep.note("-tls targets terminate TLS on the front (ECDSA P-256 certificate made at run time, TLS 1.3 only, " +
+			tlsSuite + " for HAProxy and nginx, which Go's server picks itself) and speak plain HTTP to the backends; " +
+			"wrk (OpenSSL) keeps its connections alive, so the closed loop measures TLS record costs, the handshake pass full handshakes.")
+	}
+	if variants[variant2Core] {
+		rep.note(fmt.Sprintf("-2c targets run on both cores (%s: go-loadbalancer GOMAXPROCS=2, HAProxy nbthread 2, nginx 2 workers), "+
+			"sharing them with wrk (2 threads) and the backends process (its affinity widened to both cores for those runs).",
+			bothCores(o.proxyCPU, o.loadCPU)))
+	}
 	if o.lbSrc == "" {
 		o.lbSrc = root
 	} else if needLB {
@@ -313,16 +348,16 @@ func run(o *options) (*report, error) {
 		return rep, err
 	}
 	control := "127.0.0.1:" + strconv.Itoa(cp)
-	beProc, err := ps.start("backends", o.loadCPU,
+	beProc, err := ps.start("backends", strconv.Itoa(o.loadCPU),
 		[]string{roleEnv + "=" + roleBackends, listenEnv + "=" + strings.Join(beAddrs, ","), controlEnv + "=" + control, "GOMAXPROCS=1"},
-		o.out, false, self)
+		o.out, "", self)
 	if err != nil {
 		return rep, err
 	}
 	if err := waitFor(func() error { _, err := backendCounts(control); return err }, 10*time.Second); err != nil {
 		return rep, fmt.Errorf("backends did not start: %w", err)
 	}
-	e := &env{procs: ps, dir: o.out, proxyCPU: o.proxyCPU, lbBin: o.lbBin, self: self, backends: beAddrs, parity: o.parity}
+	e := &env{procs: ps, dir: o.out, proxyCPU: o.proxyCPU, loadCPU: o.loadCPU, lbBin: o.lbBin, self: self, backends: beAddrs, parity: o.parity}
 
 	if o.reps > 0 && len(kinds) > 0 {
 		if err := measure(ctx, o, e, rep, kinds, control, beProc); err != nil {
@@ -334,7 +369,7 @@ func run(o *options) (*report, error) {
 			return rep, err
 		}
 	}
-	if o.profile > 0 {
+	if o.profile > 0 && len(o.profileKinds) > 0 {
 		if !haveWrk {
 			return rep, errors.New("-profile needs wrk")
 		}
@@ -370,6 +405,13 @@ func measure(ctx context.Context, o *options, e *env, rep *report, kinds []strin
 		}
 	}
 	for _, t := range targets {
+		if t.v.tls {
+			params, err := tlsParams(t)
+			if err != nil {
+				return err
+			}
+			rep.tlsParams = append(rep.tlsParams, [2]string{t.name, params})
+		}
 		if t.kind == kindDirect {
 			continue
 		}
@@ -382,40 +424,17 @@ func measure(ctx context.Context, o *options, e *env, rep *report, kinds []strin
 	}
 	rep.targets = targets
 
-	rotate := func(rep int, ts []*target) []*target {
-		n := len(ts)
-		out := make([]*target, n)
-		for i := range ts {
-			out[i] = ts[(i+rep)%n]
-		}
-		return out
-	}
 	for r := 0; r < o.reps; r++ {
 		for _, c := range o.conns {
 			for _, t := range rotate(r, targets) {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				if o.warmup > 0 {
-					if _, err := runWrk(ctx, o.loadCPU, c, o.warmup, t.url()); err != nil {
-						return err
-					}
-				}
-				cpu0, err := treeCPU(t.proc.pid())
+				w, cpu, beCPU, err := measureRun(ctx, o, t, beProc, t.load(o), c, o.warmup, o.duration)
 				if err != nil {
 					return err
 				}
-				be0, _ := treeCPU(beProc.pid())
-				w, err := runWrk(ctx, o.loadCPU, c, o.duration, t.url())
-				if err != nil {
-					return err
-				}
-				cpu1, err := treeCPU(t.proc.pid())
-				if err != nil {
-					return err
-				}
-				be1, _ := treeCPU(beProc.pid())
-				run := closedRun{target: t.name, rep: r, conns: c, wrk: w, cpu: cpu1.sub(cpu0), backendCPU: be1.sub(be0)}
+				run := closedRun{target: t.name, rep: r, conns: c, wrk: w, cpu: cpu, backendCPU: beCPU}
 				rep.closed = append(rep.closed, run)
 				o.progress("rep %d c=%d %-10s %8.0f rps  %6.2f µs/req  p99 %v  errors %d",
 					r+1, c, t.name, w.rps, run.cpuPerReq(), w.p99, w.errors)
@@ -436,13 +455,13 @@ func measure(ctx context.Context, o *options, e *env, rep *report, kinds []strin
 			rep.note("perf cannot count syscall tracepoints here: no system-call table.")
 		}
 	}
-	openTargets := targets
-	if !o.openAA {
-		openTargets = nil
-		for _, t := range targets {
-			if !strings.Contains(t.name, "#") {
-				openTargets = append(openTargets, t)
-			}
+	if err := measureHandshakes(ctx, o, rep, targets, beProc); err != nil {
+		return err
+	}
+	var openTargets []*target
+	for _, t := range targets {
+		if contains(o.openTargets, t.kind) && (o.openAA || !strings.Contains(t.name, "#")) {
+			openTargets = append(openTargets, t)
 		}
 	}
 	for r := 0; r < o.reps; r++ {
@@ -468,6 +487,55 @@ func measure(ctx context.Context, o *options, e *env, rep *report, kinds []strin
 		}
 	}
 	return nil
+}
+
+// measureRun runs wrk against t (after an unmeasured warm-up) and returns what it
+// measured and the CPU time t's process tree and the backends used meanwhile. For a -2c
+// target the backends may run on both cores during the run. t's access log is emptied
+// afterwards.
+func measureRun(ctx context.Context, o *options, t *target, beProc *proc, l wrkLoad, conns int, warmup, d time.Duration) (w wrkResult, cpu, beCPU cpuTime, err error) {
+	if t.v.cores > 1 {
+		if err := pinPID(strconv.Itoa(beProc.pid()), o.proxyCPU, o.loadCPU); err != nil {
+			return w, cpu, beCPU, err
+		}
+		defer func() {
+			if perr := pinPID(strconv.Itoa(beProc.pid()), o.loadCPU); perr != nil && err == nil {
+				err = perr
+			}
+		}()
+	}
+	defer t.truncateLog()
+	if warmup > 0 {
+		if _, err := runWrk(ctx, l, conns, warmup, t.url()); err != nil {
+			return w, cpu, beCPU, err
+		}
+	}
+	cpu0, err := treeCPU(t.proc.pid())
+	if err != nil {
+		return w, cpu, beCPU, err
+	}
+	be0, _ := treeCPU(beProc.pid())
+	w, err = runWrk(ctx, l, conns, d, t.url())
+	if err != nil {
+		return w, cpu, beCPU, err
+	}
+	cpu1, err := treeCPU(t.proc.pid())
+	if err != nil {
+		return w, cpu, beCPU, err
+	}
+	be1, _ := treeCPU(beProc.pid())
+	return w, cpu1.sub(cpu0), be1.sub(be0), nil
+}
+
+// rotate returns ts starting at its rep-th element (A B C, B C A, ...): each repetition
+// starts one target later.
+func rotate(rep int, ts []*target) []*target {
+	n := len(ts)
+	out := make([]*target, n)
+	for i := range ts {
+		out[i] = ts[(i+rep)%n]
+	}
+	return out
 }
 
 func haveTool(name string) bool {

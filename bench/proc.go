@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -131,14 +132,15 @@ type proc struct {
 	log  string
 }
 
-// start runs argv pinned to cpu (taskset) with env added to the harness's environment;
-// stdout and stderr go to logDir/name.log (stdout to /dev/null when discardStdout: an
-// access log at 50k lines/s would fill the disk). The child gets its own process group and is
-// sent SIGKILL if the harness dies (PR_SET_PDEATHSIG).
-func (ps *procs) start(name string, cpu int, env []string, logDir string, discardStdout bool, argv ...string) (*proc, error) {
+// start runs argv pinned to cpus (a taskset list; "" for no pinning) with env added to
+// the harness's environment; stderr goes to logDir/name.log, and stdout too unless
+// stdout names a file to append it to (os.DevNull discards it: an access log at 50k
+// lines/s). The child gets its own process group and is sent SIGKILL if the harness dies
+// (PR_SET_PDEATHSIG).
+func (ps *procs) start(name, cpus string, env []string, logDir, stdout string, argv ...string) (*proc, error) {
 	args := argv
-	if cpu >= 0 {
-		args = append([]string{"taskset", "-c", strconv.Itoa(cpu)}, argv...)
+	if cpus != "" {
+		args = append([]string{"taskset", "-c", cpus}, argv...)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), env...)
@@ -148,16 +150,28 @@ func (ps *procs) start(name string, cpu int, env []string, logDir string, discar
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = lf, lf
-	if discardStdout {
-		cmd.Stdout = nil // os/exec: the null device
+	var of *os.File
+	if stdout != "" {
+		// O_APPEND: the file can be truncated between runs (target.truncateLog).
+		if of, err = os.OpenFile(stdout, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
+			lf.Close()
+			return nil, err
+		}
+		cmd.Stdout = of
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	closeFiles := func() {
 		lf.Close()
+		if of != nil {
+			of.Close()
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		closeFiles()
 		return nil, fmt.Errorf("cannot start %s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: logPath}
-	go func() { _ = cmd.Wait(); lf.Close(); close(p.done) }()
+	go func() { _ = cmd.Wait(); closeFiles(); close(p.done) }()
 	ps.mu.Lock()
 	ps.list = append(ps.list, p)
 	ps.mu.Unlock()
@@ -203,10 +217,16 @@ func (ps *procs) stopAll() {
 }
 
 // pinSelf moves every thread of the harness onto cpu; threads created later inherit it.
-func pinSelf(cpu int) error {
+func pinSelf(cpu int) error { return pinPID("self", cpu) }
+
+// pinPID moves every thread of process pid ("self" for the harness) onto cpus; threads
+// created later inherit it.
+func pinPID(pid string, cpus ...int) error {
 	var set unix.CPUSet
-	set.Set(cpu)
-	tasks, err := os.ReadDir("/proc/self/task")
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	tasks, err := os.ReadDir("/proc/" + pid + "/task")
 	if err != nil {
 		return err
 	}
@@ -215,8 +235,8 @@ func pinSelf(cpu int) error {
 		if err != nil {
 			continue
 		}
-		if err := unix.SchedSetaffinity(tid, &set); err != nil {
-			return fmt.Errorf("cannot pin the harness to cpu %d: %w", cpu, err)
+		if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) { // ESRCH: the thread exited
+			return fmt.Errorf("cannot pin process %s to cpus %v: %w", pid, cpus, err)
 		}
 	}
 	return nil

@@ -32,8 +32,8 @@ func init() {
 }
 `
 
-// profileLB builds go-loadbalancer with the pprof overlay, loads it with wrk -c50 on the
-// proxy core and records a CPU profile over the middle of the run.
+// profileLB builds go-loadbalancer with the pprof overlay and profiles each of
+// o.profileKinds in turn (profileOne).
 func profileLB(ctx context.Context, o *options, e *env, rep *report, root string) error {
 	o.progress("building go-loadbalancer with pprof (overlay) for -profile")
 	src := filepath.Join(o.out, "zz_bench_pprof.go")
@@ -49,6 +49,18 @@ func profileLB(ctx context.Context, o *options, e *env, rep *report, root string
 	if err := goBuild(ctx, root, bin, ovPath); err != nil {
 		return err
 	}
+	for _, kind := range o.profileKinds {
+		if err := profileOne(ctx, o, e, rep, bin, kind); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// profileOne starts the profiling build as kind, loads it with wrk -c50 and records a CPU
+// profile over the middle of the run.
+func profileOne(ctx context.Context, o *options, e *env, rep *report, bin, kind string) error {
+	o.progress("profiling %s for %v", kind, o.profile)
 	port, err := freePort()
 	if err != nil {
 		return err
@@ -57,15 +69,16 @@ func profileLB(ctx context.Context, o *options, e *env, rep *report, root string
 	pe := *e
 	pe.lbBin = bin
 	pe.extraLBEnv = []string{"GOLB_BENCH_PPROF=" + pprofAddr}
-	t, err := pe.startTarget(o.profileKind+"-pprof", o.profileKind)
+	t, err := pe.startTarget(kind+"-pprof", kind)
 	if err != nil {
 		return err
 	}
 	defer t.proc.stop()
+	defer t.truncateLog()
 
 	const conns = 50
 	// Warm up, then profile the middle of a run 2 s longer than the profile.
-	if _, err := runWrk(ctx, o.loadCPU, conns, time.Second, t.url()); err != nil {
+	if _, err := runWrk(ctx, t.load(o), conns, time.Second, t.url()); err != nil {
 		return err
 	}
 	secs := max(1, int(o.profile/time.Second))
@@ -79,11 +92,11 @@ func profileLB(ctx context.Context, o *options, e *env, rep *report, root string
 		return err
 	}
 	go func() {
-		r, err := runWrk(ctx, o.loadCPU, conns, time.Duration(secs+2)*time.Second, t.url())
+		r, err := runWrk(ctx, t.load(o), conns, time.Duration(secs+2)*time.Second, t.url())
 		done <- wrkOut{r, err}
 	}()
 	time.Sleep(time.Second)
-	file := filepath.Join(o.out, "golb-cpu.pprof")
+	file := filepath.Join(o.out, kind+"-cpu.pprof")
 	perr := fetchProfile(ctx, "http://"+pprofAddr+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), file, secs)
 	w := <-done
 	cpu1, _ := treeCPU(t.proc.pid())
@@ -97,10 +110,10 @@ func profileLB(ctx context.Context, o *options, e *env, rep *report, root string
 	if err != nil {
 		return fmt.Errorf("go tool pprof: %w: %s", err, top)
 	}
-	rep.profile = &profileResult{
-		target: o.profileKind, conns: conns, duration: time.Duration(secs) * time.Second, rps: w.r.rps,
+	rep.profiles = append(rep.profiles, &profileResult{
+		target: kind, conns: conns, duration: time.Duration(secs) * time.Second, rps: w.r.rps,
 		cpu: cpu1.sub(cpu0), requests: w.r.requests, top: trimPprofHeader(string(top)), file: file,
-	}
+	})
 	return nil
 }
 

@@ -49,19 +49,21 @@ type profileResult struct {
 
 // report collects everything measured and prints it as markdown.
 type report struct {
-	o        *options
-	started  time.Time
-	elapsed  time.Duration
-	machine  [][2]string
-	notes    []string
-	targets  []*target
-	splits   []splitRow
-	closed   []closedRun
-	open     []openRun
-	profile  *profileResult
-	idle     []idleRow
-	syscalls []syscallRow
-	loadEnd  string
+	o         *options
+	started   time.Time
+	elapsed   time.Duration
+	machine   [][2]string
+	notes     []string
+	targets   []*target
+	splits    []splitRow
+	closed    []closedRun
+	open      []openRun
+	profiles  []*profileResult
+	hs        []hsRun
+	tlsParams [][2]string // target, what its TLS handshake negotiated
+	idle      []idleRow
+	syscalls  []syscallRow
+	loadEnd   string
 }
 
 func perReq(d time.Duration, n int64) float64 {
@@ -168,6 +170,13 @@ func (r *report) markdown(w io.Writer) {
 	if len(r.notes) > 0 {
 		p("\n")
 	}
+	if len(r.tlsParams) > 0 {
+		p("### TLS negotiated (a Go client offering X25519 and every TLS 1.3 suite, as wrk's OpenSSL does)\n\n| target | version, suite, key exchange, certificate |\n|---|---|\n")
+		for _, tp := range r.tlsParams {
+			p("| %s | %s |\n", tp[0], tp[1])
+		}
+		p("\n")
+	}
 	if len(r.splits) > 0 {
 		p("### 3:2:1 check (%d sequential requests through each proxy)\n\n| target | backend 1 (w3) | backend 2 (w2) | backend 3 (w1) |\n|---|---|---|---|\n", o.splitCheck)
 		for _, s := range r.splits {
@@ -187,8 +196,11 @@ func (r *report) markdown(w io.Writer) {
 	if len(r.open) > 0 {
 		r.openTable(w)
 	}
-	if r.profile != nil {
-		r.profileSection(w)
+	if len(r.hs) > 0 {
+		r.handshakeTable(w)
+	}
+	for _, pr := range r.profiles {
+		r.profileSection(w, pr)
 	}
 	if len(r.idle) > 0 {
 		p("### Memory per idle keep-alive connection (-idle %d)\n\n| target | connections | RSS before | RSS after | per connection |\n|---|---|---|---|---|\n", o.idle)
@@ -260,27 +272,10 @@ func (r *report) pairedRatios(a, b string, c int) []float64 {
 func (r *report) ratioTable(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	names := r.targetNames()
-	lb := kindGoLB
-	if !contains(names, lb) {
+	if !contains(names, kindGoLB) {
 		return
 	}
-	pairs := [][2]string{}
-	for _, other := range []string{kindHAProxy, kindNginx, kindDirect, kindGoLB + "#2"} {
-		if contains(names, other) {
-			pairs = append(pairs, [2]string{lb, other})
-		}
-	}
-	if contains(names, kindGoLBLog) {
-		pairs = append(pairs, [2]string{kindGoLBLog, lb}) // the access log's cost
-		if contains(names, kindHAProxy) {
-			pairs = append(pairs, [2]string{kindGoLBLog, kindHAProxy})
-		}
-	}
-	for _, n := range names {
-		if strings.HasSuffix(n, "#2") && n != kindGoLB+"#2" {
-			pairs = append(pairs, [2]string{n, strings.TrimSuffix(n, "#2")})
-		}
-	}
+	pairs := ratioPairs(names)
 	p("### CPU per request ratios (median of per-repetition ratios, (min–max))\n\n| ratio |")
 	for _, c := range r.o.conns {
 		p(" c=%d |", c)
@@ -302,6 +297,98 @@ func (r *report) ratioTable(w io.Writer) {
 		p("\n")
 	}
 	p("\nGoal (issue 6): go-loadbalancer ÷ haproxy ≤ 0.90 at c=50 and c=256.\n\n")
+}
+
+// ratioPairs are the ratios of CPU per request the report gives: go-loadbalancer to each
+// other server with the same variants (golb-tls ÷ haproxy-tls), to direct and to its A/A
+// twin; each variant to the same server without it (golb-log ÷ golb: the access log's
+// cost); HAProxy's and nginx's log-on cost to go-loadbalancer's plain cost's reference,
+// HAProxy (golb-log ÷ haproxy, as issue 6 tracked it).
+func ratioPairs(names []string) [][2]string {
+	var pairs [][2]string
+	add := func(a, b string) {
+		if contains(names, a) && contains(names, b) {
+			pairs = append(pairs, [2]string{a, b})
+		}
+	}
+	for _, n := range names {
+		v, err := parseKind(n)
+		if err != nil || v.base != kindGoLB { // the A/A twin "golb#2" is not a kind
+			continue
+		}
+		suffix := strings.TrimPrefix(n, kindGoLB)
+		add(n, kindHAProxy+suffix)
+		add(n, kindNginx+suffix)
+		if suffix == "" {
+			add(n, kindDirect)
+			add(n, n+"#2")
+		}
+	}
+	for _, n := range names {
+		if v, err := parseKind(n); err == nil && v.base != kindDirect && n != v.base {
+			add(n, v.base) // what the variant costs
+		}
+	}
+	add(kindGoLBLog, kindHAProxy)
+	for _, n := range names {
+		if strings.HasSuffix(n, "#2") && n != kindGoLB+"#2" {
+			add(n, strings.TrimSuffix(n, "#2"))
+		}
+	}
+	return pairs
+}
+
+// handshakeTable reports the full-handshake pass.
+func (r *report) handshakeTable(w io.Writer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("### Full TLS handshakes (%d Go clients in the harness on the load core, no session cache, X25519: each exchange a new connection, a full TLS 1.3 handshake and one GET with Connection: close; %v per run; median (min–max))\n\n", r.o.hsConns, r.o.handshakes)
+	p("| target | handshakes/s | proxy CPU µs per handshake | user µs | kernel µs | **handshakes per proxy CPU-second** | errors |\n|---|---|---|---|---|---|---|\n")
+	var names []string
+	for _, run := range r.hs {
+		if !contains(names, run.target) {
+			names = append(names, run.target)
+		}
+	}
+	for _, name := range names {
+		var rate, cpu, usr, sys, perSec []float64
+		var errs int64
+		for _, run := range r.hs {
+			if run.target != name {
+				continue
+			}
+			n := run.handshakes()
+			rate = append(rate, run.wrk.rps)
+			cpu = append(cpu, perReq(run.cpu.total(), n))
+			usr = append(usr, perReq(run.cpu.user, n))
+			sys = append(sys, perReq(run.cpu.sys, n))
+			if c := run.cpu.total(); c > 0 {
+				perSec = append(perSec, float64(n)/c.Seconds())
+			}
+			errs += run.wrk.errors
+		}
+		p("| %s | %s | %s | %s | %s | **%s** | %d |\n", name, summarize(rate).format("%.0f"), summarize(cpu).format("%.1f"),
+			summarize(usr).format("%.1f"), summarize(sys).format("%.1f"), summarize(perSec).format("%.0f"), errs)
+	}
+	p("\n| ratio of CPU per handshake | median (min–max) |\n|---|---|\n")
+	for _, other := range []string{kindHAProxy + "-tls", kindNginx + "-tls"} {
+		if !contains(names, "golb-tls") || !contains(names, other) {
+			continue
+		}
+		byRep := map[int]float64{}
+		for _, run := range r.hs {
+			if run.target == other {
+				byRep[run.rep] = perReq(run.cpu.total(), run.handshakes())
+			}
+		}
+		var ratios []float64
+		for _, run := range r.hs {
+			if d, ok := byRep[run.rep]; ok && run.target == "golb-tls" && d > 0 {
+				ratios = append(ratios, perReq(run.cpu.total(), run.handshakes())/d)
+			}
+		}
+		p("| golb-tls ÷ %s | %s |\n", other, summarize(ratios).format("%.2f"))
+	}
+	p("\n")
 }
 
 func (r *report) syscallTable(w io.Writer) {
@@ -370,8 +457,7 @@ func (r *report) openTable(w io.Writer) {
 		"load generator's, not the target's.\n\n![latency vs rate](%s)\n\n", relPath(r.o.plot))
 }
 
-func (r *report) profileSection(w io.Writer) {
-	pr := r.profile
+func (r *report) profileSection(w io.Writer, pr *profileResult) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	tot := pr.cpu.total()
 	share := func(d time.Duration) float64 {

@@ -61,7 +61,8 @@ func countSyscalls(ctx context.Context, o *options, t *target, conns int) (sysca
 		return syscallRow{}, fmt.Errorf("cannot start perf stat: %w", err)
 	}
 	time.Sleep(200 * time.Millisecond) // perf attaches
-	w, err := runWrk(ctx, o.loadCPU, conns, o.duration, t.url())
+	w, err := runWrk(ctx, t.load(o), conns, o.duration, t.url())
+	t.truncateLog()
 	_ = perf.Process.Signal(syscall.SIGINT)
 	_ = perf.Wait()
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -14,7 +15,10 @@ import (
 )
 
 // Target kinds. A target is one server the load generator talks to; every proxy balances
-// the same three backends weighted 3:2:1.
+// the same three backends weighted 3:2:1. A proxy's name is its base kind and optional
+// variants: "-log" (one access-log line per request to a file), "-tls" (front TLS: ECDSA
+// P-256, TLS 1.3, keep-alive) and "-2c" (the proxy on both cores, sharing them with the
+// load generator and the backends), e.g. haproxy-log, golb-tls, nginx-2c.
 const (
 	kindDirect  = "direct"   // the backend server itself, alone on the proxy core: one server hop
 	kindHAProxy = "haproxy"  // HAProxy, nbthread 1, http-reuse always
@@ -23,72 +27,168 @@ const (
 	kindGoLBLog = "golb-log" // go-loadbalancer with log.access_log: true
 )
 
-var allKinds = []string{kindDirect, kindHAProxy, kindNginx, kindGoLB, kindGoLBLog}
+const (
+	variantLog   = "log"
+	variantTLS   = "tls"
+	variant2Core = "2c"
+)
+
+var baseKinds = []string{kindDirect, kindHAProxy, kindNginx, kindGoLB}
+
+// allKinds are the target names the help text lists; other combinations of a proxy and
+// variants (golb-tls-log) are accepted too.
+var allKinds = []string{kindDirect, kindHAProxy, kindNginx, kindGoLB, kindGoLBLog,
+	"haproxy-log", "nginx-log", "golb-tls", "haproxy-tls", "nginx-tls", "golb-2c", "haproxy-2c", "nginx-2c"}
+
+// variant is what a target name asks for.
+type variant struct {
+	base  string // direct, haproxy, nginx or golb
+	log   bool   // access log on, one line per request to a file
+	tls   bool   // front TLS
+	cores int    // 1, or 2 with -2c
+}
+
+// parseKind splits a target name into its base and variants; the A/A twin's "#2" is not
+// part of it.
+func parseKind(kind string) (variant, error) {
+	f := strings.Split(kind, "-")
+	v := variant{base: f[0], cores: 1}
+	if !contains(baseKinds, v.base) {
+		return v, fmt.Errorf("unknown target %q (want one of %s)", kind, strings.Join(allKinds, ", "))
+	}
+	for _, x := range f[1:] {
+		switch {
+		case x == variantLog && !v.log:
+			v.log = true
+		case x == variantTLS && !v.tls:
+			v.tls = true
+		case x == variant2Core && v.cores == 1:
+			v.cores = 2
+		default:
+			return v, fmt.Errorf("unknown target %q: variant %q (want log, tls or 2c, each at most once)", kind, x)
+		}
+	}
+	if v.base == kindDirect && kind != kindDirect {
+		return v, fmt.Errorf("target %q: direct has no variants", kind)
+	}
+	return v, nil
+}
 
 // backendWeights is the split every proxy is configured with (and checked for).
 var backendWeights = []int{3, 2, 1}
 
 // target is one running server under test.
 type target struct {
-	name string // as shown in the report; the A/A twin is "<kind>#2"
-	kind string
-	addr string // host:port
-	proc *proc
+	name    string // as shown in the report; the A/A twin is "<kind>#2"
+	kind    string
+	v       variant
+	addr    string // host:port
+	proc    *proc
+	cpus    string // taskset list of the target's cores
+	logFile string // the access log the target writes, "" for none
 }
 
-func (t *target) url() string { return "http://" + t.addr + "/" }
+func (t *target) url() string {
+	if t.v.tls {
+		return "https://" + t.addr + "/"
+	}
+	return "http://" + t.addr + "/"
+}
+
+// client is a connection to t for the harness's own requests (readiness, 3:2:1 check):
+// TLS without verification for a -tls target (its certificate is made at run time).
+func (t *target) client(maxConns int) *fasthttp.HostClient {
+	c := &fasthttp.HostClient{Addr: t.addr, MaxConns: maxConns}
+	if t.v.tls {
+		c.IsTLS = true
+		c.TLSConfig = &tls.Config{InsecureSkipVerify: true}
+	}
+	return c
+}
 
 // env is what starting a target needs.
 type env struct {
 	procs      *procs
 	dir        string // config files and logs
 	proxyCPU   int
+	loadCPU    int
 	lbBin      string
 	self       string   // this binary, for the direct backend
 	backends   []string // the 3:2:1 backends' addresses
 	parity     bool     // proxies add X-Forwarded-* and X-Request-Id like go-loadbalancer
 	extraLBEnv []string // e.g. the pprof listener of a profiling build
+	cert       *certFiles
 }
 
-// startTarget starts one target on the proxy core and waits until it answers 200.
+// startTarget starts one target on the proxy core (both cores for -2c) and waits until it
+// answers 200.
 func (e *env) startTarget(name, kind string) (*target, error) {
+	v, err := parseKind(kind)
+	if err != nil {
+		return nil, err
+	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	t := &target{name: name, kind: kind, addr: "127.0.0.1:" + strconv.Itoa(port)}
+	t := &target{name: name, kind: kind, v: v, addr: "127.0.0.1:" + strconv.Itoa(port), cpus: strconv.Itoa(e.proxyCPU)}
+	if v.cores > 1 {
+		t.cpus = bothCores(e.proxyCPU, e.loadCPU)
+	}
 	slug := strings.ReplaceAll(name, "#", "-")
-	switch kind {
+	if v.tls && e.cert == nil {
+		if e.cert, err = writeCert(e.dir); err != nil {
+			return nil, err
+		}
+	}
+	p := proxySetup{listen: t.addr, backends: e.backends, parity: e.parity, threads: v.cores}
+	if v.tls {
+		p.cert = e.cert
+	}
+	if v.log {
+		t.logFile = filepath.Join(e.dir, "logs", slug+".access.log")
+		if err = os.MkdirAll(filepath.Dir(t.logFile), 0o755); err != nil {
+			return nil, err
+		}
+		p.accessLog = t.logFile
+	}
+	switch v.base {
 	case kindDirect:
-		t.proc, err = e.procs.start(slug, e.proxyCPU,
+		t.proc, err = e.procs.start(slug, t.cpus,
 			[]string{roleEnv + "=" + roleBackends, listenEnv + "=" + t.addr, controlEnv + "=", "GOMAXPROCS=1"},
-			e.dir, false, e.self)
+			e.dir, "", e.self)
 	case kindHAProxy:
 		cfg := filepath.Join(e.dir, slug+".cfg")
-		if err = os.WriteFile(cfg, []byte(haproxyConfig(t.addr, e.backends, e.parity)), 0o644); err == nil {
-			t.proc, err = e.procs.start(slug, e.proxyCPU, nil, e.dir, false, "haproxy", "-db", "-f", cfg)
+		out := ""
+		if v.log {
+			out = t.logFile // HAProxy logs to its stdout (log stdout)
+		}
+		if err = os.WriteFile(cfg, []byte(haproxyConfig(p)), 0o644); err == nil {
+			t.proc, err = e.procs.start(slug, t.cpus, nil, e.dir, out, "haproxy", "-db", "-f", cfg)
 		}
 	case kindNginx:
 		prefix := filepath.Join(e.dir, slug)
 		if err = os.MkdirAll(prefix, 0o755); err == nil {
 			cfg := filepath.Join(prefix, "nginx.conf")
-			if err = os.WriteFile(cfg, []byte(nginxConfig(t.addr, prefix, e.backends, e.parity)), 0o644); err == nil {
-				t.proc, err = e.procs.start(slug, e.proxyCPU, nil, e.dir, false, "nginx", "-p", prefix, "-c", cfg)
+			if err = os.WriteFile(cfg, []byte(nginxConfig(p, prefix)), 0o644); err == nil {
+				t.proc, err = e.procs.start(slug, t.cpus, nil, e.dir, "", "nginx", "-p", prefix, "-c", cfg)
 			}
 		}
-	case kindGoLB, kindGoLBLog:
+	case kindGoLB:
 		cfg := filepath.Join(e.dir, slug+".yaml")
 		adminPort, perr := freePort()
 		if perr != nil {
 			return nil, perr
 		}
-		yaml := golbConfig(t.addr, "127.0.0.1:"+strconv.Itoa(adminPort), e.backends, kind == kindGoLBLog)
-		if err = os.WriteFile(cfg, []byte(yaml), 0o644); err == nil {
-			lbEnv := append([]string{"GOMAXPROCS=1"}, e.extraLBEnv...)
-			t.proc, err = e.procs.start(slug, e.proxyCPU, lbEnv, e.dir, true, e.lbBin, "-config", cfg)
+		yaml := golbConfig(p, "127.0.0.1:"+strconv.Itoa(adminPort))
+		out := os.DevNull // go-loadbalancer's stdout is its access log
+		if v.log {
+			out = t.logFile
 		}
-	default:
-		return nil, fmt.Errorf("unknown target %q (want one of %s)", kind, strings.Join(allKinds, ", "))
+		if err = os.WriteFile(cfg, []byte(yaml), 0o644); err == nil {
+			lbEnv := append([]string{"GOMAXPROCS=" + strconv.Itoa(v.cores)}, e.extraLBEnv...)
+			t.proc, err = e.procs.start(slug, t.cpus, lbEnv, e.dir, out, e.lbBin, "-config", cfg)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -99,11 +199,31 @@ func (e *env) startTarget(name, kind string) (*target, error) {
 	return t, nil
 }
 
+// load is how wrk loads t: one thread on the load core, or two threads on both cores
+// beside a -2c target.
+func (t *target) load(o *options) wrkLoad {
+	if t.v.cores > 1 {
+		return wrkLoad{cpus: t.cpus, threads: 2}
+	}
+	return wrkLoad{cpus: strconv.Itoa(o.loadCPU), threads: 1}
+}
+
+// bothCores is the taskset list of the two cores of a -2c run.
+func bothCores(a, b int) string { return strconv.Itoa(min(a, b)) + "," + strconv.Itoa(max(a, b)) }
+
+// truncateLog empties t's access log (between runs: 50k lines a second would fill the
+// disk). Every writer appends (O_APPEND), so the next line goes to the new end.
+func (t *target) truncateLog() {
+	if t.logFile != "" {
+		_ = os.Truncate(t.logFile, 0)
+	}
+}
+
 // waitReady polls the target until it answers 200, for up to 10 s.
 func waitReady(t *target) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		status, _, err := fasthttp.GetTimeout(nil, t.url(), time.Second)
+		status, err := getStatus(t)
 		if err == nil && status == 200 {
 			return nil
 		}
@@ -113,6 +233,18 @@ func waitReady(t *target) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// getStatus sends one GET to t on a connection of its own.
+func getStatus(t *target) (int, error) {
+	c := t.client(1)
+	defer c.CloseIdleConnections()
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(t.url())
+	err := c.DoTimeout(req, resp, time.Second)
+	return resp.StatusCode(), err
 }
 
 func tail(b []byte, n int) string {
@@ -132,16 +264,34 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// haproxyConfig: one thread, keep-alive both ways, idle server connections shared by all
-// clients (http-reuse always), the same 3:2:1 weights with roundrobin (smooth, like
-// go-loadbalancer's), no logging, no health checks.
-func haproxyConfig(listen string, backends []string, parity bool) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `global
-    nbthread 1
-    maxconn 8000
-    tune.bufsize 16384
+// proxySetup is what a proxy's configuration says, for every proxy alike.
+type proxySetup struct {
+	listen    string
+	backends  []string
+	parity    bool       // X-Forwarded-For/-Proto/-Host and X-Request-Id, as go-loadbalancer adds
+	threads   int        // HAProxy nbthread, nginx workers (go-loadbalancer: GOMAXPROCS)
+	cert      *certFiles // front TLS; nil for plain HTTP
+	accessLog string     // file for one line per request; "" for none
+}
 
+// tlsSuite is the one TLS 1.3 cipher suite HAProxy and nginx are held to: Go's server
+// picks it (AES-128-GCM with AES hardware) whatever the client prefers, while OpenSSL's
+// default order would give HAProxy and nginx AES-256-GCM.
+const tlsSuite = "TLS_AES_128_GCM_SHA256"
+
+// haproxyConfig: one thread (two for -2c), keep-alive both ways, idle server connections
+// shared by all clients (http-reuse always), the same 3:2:1 weights with roundrobin
+// (smooth, like go-loadbalancer's), no health checks; logging only with -log, to stdout
+// (a file), the same fields as go-loadbalancer's access log.
+func haproxyConfig(p proxySetup) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "global\n    nbthread %d\n    maxconn 8000\n    tune.bufsize 16384\n", max(p.threads, 1))
+	if p.accessLog != "" {
+		// Unbuffered: HAProxy writes each line with its own system call (it has no
+		// buffered file log; its rings forward to syslog servers only).
+		b.WriteString("    log stdout format raw local0\n")
+	}
+	b.WriteString(`
 defaults
     mode http
     timeout connect 1s
@@ -151,38 +301,60 @@ defaults
     option http-keep-alive
     http-reuse always
     maxconn 8000
-
-frontend fe
-    bind %s
-    default_backend be
-`, listen)
-	if parity {
-		b.WriteString(`    option forwardfor
-    unique-id-format %[uuid()]
+`)
+	if p.accessLog != "" {
+		b.WriteString("    log global\n")
+	}
+	b.WriteString("\nfrontend fe\n")
+	if p.cert != nil {
+		fmt.Fprintf(&b, "    bind %s ssl crt %s ssl-min-ver TLSv1.3 ciphersuites %s\n", p.listen, p.cert.combined, tlsSuite)
+	} else {
+		fmt.Fprintf(&b, "    bind %s\n", p.listen)
+	}
+	b.WriteString("    default_backend be\n")
+	if p.parity || p.accessLog != "" {
+		b.WriteString("    unique-id-format %[uuid()]\n")
+	}
+	if p.parity {
+		proto := "http"
+		if p.cert != nil {
+			proto = "https"
+		}
+		fmt.Fprintf(&b, `    option forwardfor
     unique-id-header X-Request-Id
-    http-request set-header X-Forwarded-Proto http
-    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header X-Forwarded-Proto %s
+    http-request set-header X-Forwarded-Host %%[req.hdr(host)]
+`, proto)
+	}
+	if p.accessLog != "" {
+		// The request headers are gone by the time a line is written: capture them.
+		b.WriteString(`    http-request capture req.hdr(host) len 128
+    http-request capture req.hdr(user-agent) len 256
+    http-request capture req.hdr(referer) len 256
+    http-request capture req.hdr(traceparent) len 64
+    log-format '{"time":"%tr","level":"info","message":"access","method":"%HM","host":"%[capture.req.hdr(0),json(utf8s)]","path":%{+Q}HP,"query":%{+Q}HQ,"protocol":"%HV","status":%ST,"backend":"%b/%s","upstream":"%si:%sp","tries":%rc,"upstream_ms":%Tr,"duration_ms":%Ta,"request_bytes":%U,"response_bytes":%B,"client":"%ci","user_agent":"%[capture.req.hdr(1),json(utf8s)]","referer":"%[capture.req.hdr(2),json(utf8s)]","request_id":"%ID","trace_id":"%[capture.req.hdr(3),json(utf8s)]"}'
 `)
 	}
 	b.WriteString("\nbackend be\n    balance roundrobin\n")
-	for i, addr := range backends {
+	for i, addr := range p.backends {
 		fmt.Fprintf(&b, "    server b%d %s weight %d\n", i+1, addr, backendWeights[i])
 	}
 	return b.String()
 }
 
-// nginxConfig: one worker, an upstream keep-alive pool of 1024 idle connections that are
-// never retired by count, the same 3:2:1 weights (nginx's smooth WRR), no access log.
-func nginxConfig(listen, prefix string, backends []string, parity bool) string {
+// nginxConfig: one worker (two for -2c), an upstream keep-alive pool of 1024 idle
+// connections that are never retired by count, the same 3:2:1 weights (nginx's smooth
+// WRR); with -log, an access log of go-loadbalancer's fields, buffered 64 KiB as
+// go-loadbalancer batches its writes.
+func nginxConfig(p proxySetup, prefix string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `daemon off;
 master_process on;
-worker_processes 1;
+worker_processes %[2]d;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
 events { worker_connections 8192; }
 http {
-    access_log off;
     client_body_temp_path %[1]s/body;
     proxy_temp_path %[1]s/proxy;
     fastcgi_temp_path %[1]s/fastcgi;
@@ -190,24 +362,41 @@ http {
     scgi_temp_path %[1]s/scgi;
     keepalive_requests 10000000;
     keepalive_timeout 90s;
-    upstream be {
-`, prefix)
-	for i, addr := range backends {
+`, prefix, max(p.threads, 1))
+	if p.accessLog != "" {
+		fmt.Fprintf(&b, `    log_format golb escape=json '{"time":"$time_iso8601","msec":$msec,"level":"info","message":"access","method":"$request_method","host":"$http_host","path":"$uri","query":"$args","protocol":"$server_protocol","status":$status,"upstream":"$upstream_addr","upstream_ms":"$upstream_response_time","duration_ms":$request_time,"request_bytes":$request_length,"response_bytes":$body_bytes_sent,"client":"$remote_addr","user_agent":"$http_user_agent","referer":"$http_referer","request_id":"$request_id","trace_id":"$http_traceparent"}';
+    access_log %s golb buffer=64k flush=1s;
+`, p.accessLog)
+	} else {
+		b.WriteString("    access_log off;\n")
+	}
+	b.WriteString("    upstream be {\n")
+	for i, addr := range p.backends {
 		fmt.Fprintf(&b, "        server %s weight=%d;\n", addr, backendWeights[i])
 	}
-	fmt.Fprintf(&b, `        keepalive 1024;
+	b.WriteString(`        keepalive 1024;
         keepalive_requests 10000000;
         keepalive_timeout 90s;
     }
     server {
-        listen %s;
-        location / {
+`)
+	if p.cert != nil {
+		fmt.Fprintf(&b, `        listen %s ssl;
+        ssl_certificate %s;
+        ssl_certificate_key %s;
+        ssl_protocols TLSv1.3;
+        ssl_conf_command Ciphersuites %s;
+`, p.listen, p.cert.cert, p.cert.key, tlsSuite)
+	} else {
+		fmt.Fprintf(&b, "        listen %s;\n", p.listen)
+	}
+	b.WriteString(`        location / {
             proxy_pass http://be;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
-`, listen)
-	if parity {
+`)
+	if p.parity {
 		b.WriteString(`            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $host;
@@ -218,15 +407,19 @@ http {
 	return b.String()
 }
 
-// golbConfig: go-loadbalancer's defaults (SPEC §4) and the 3:2:1 pool; only the log
-// settings differ between the two go-loadbalancer targets.
-func golbConfig(listen, admin string, backends []string, accessLog bool) string {
+// golbConfig: go-loadbalancer's defaults and the 3:2:1 pool; only the access log and
+// front TLS differ between the go-loadbalancer targets (GOMAXPROCS is the environment's).
+func golbConfig(p proxySetup, admin string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen: %q\nadmin: { listen: %q }\npools:\n  - name: bench\n    backends:\n", listen, admin)
-	for i, addr := range backends {
+	fmt.Fprintf(&b, "listen: %q\nadmin: { listen: %q }\n", p.listen, admin)
+	if p.cert != nil {
+		fmt.Fprintf(&b, "tls: { cert_file: %q, key_file: %q }\n", p.cert.cert, p.cert.key)
+	}
+	b.WriteString("pools:\n  - name: bench\n    backends:\n")
+	for i, addr := range p.backends {
 		fmt.Fprintf(&b, "      - { url: \"http://%s\", weight: %d }\n", addr, backendWeights[i])
 	}
-	fmt.Fprintf(&b, "log: { level: warn, access_log: %t }\n", accessLog)
+	fmt.Fprintf(&b, "log: { level: warn, access_log: %t }\n", p.accessLog != "")
 	return b.String()
 }
 
@@ -237,7 +430,7 @@ func checkSplit(t *target, control string, n int) ([]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &fasthttp.HostClient{Addr: t.addr, MaxConns: 1}
+	c := t.client(1)
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
