@@ -28,6 +28,7 @@ import (
 	"go-loadbalancer/demo"
 	"go-loadbalancer/discovery"
 	"go-loadbalancer/health"
+	"go-loadbalancer/internal/logring"
 	"go-loadbalancer/metrics"
 	"go-loadbalancer/proxy"
 	"go-loadbalancer/ratelimit"
@@ -252,7 +253,7 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, out *logOut
 	go autoscale.New(builder, log).Run(sampleCtx) // pools with autoscale.target_inflight_per_backend
 	// The access log exists even when log.access_log is off, so that a reload can turn it
 	// on; the proxy writes to it while the table's log.access_log is on.
-	alog := proxy.NewAccessLog(out.stdout, proxy.AccessLogOptions{})
+	alog := proxy.NewAccessLog(out.stdout, logring.Options{})
 	defer alog.Close()
 	reg.CounterFunc("lb_access_log_dropped_total", "Access log lines dropped because the log writer fell behind or could not write them.", alog.Dropped)
 	var draining atomic.Bool

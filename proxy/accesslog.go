@@ -12,16 +12,15 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"go-loadbalancer/internal/logring"
 	"go-loadbalancer/metrics"
 	"go-loadbalancer/state"
 )
 
-// AccessLog writes one JSON line per request without ever blocking the request path:
-// the handler formats its line straight into a slot of a bounded lock-free ring (Dmitry
-// Vyukov's MPMC queue: one CAS to claim a slot, one atomic store to publish it) and a
-// single writer goroutine copies whole lines to the io.Writer in batches. When the ring
-// is full — the writer is slower than the traffic — the line is dropped and counted
-// (Dropped), never waited for. Formatting allocates nothing.
+// AccessLog writes one JSON line per request without ever blocking the request path: the
+// handler formats its line straight into a slot of a logring.Ring, whose goroutine writes
+// it; when the ring is full the line is dropped and counted (Dropped), never waited for.
+// Formatting allocates nothing.
 //
 // A line is at most accessSlotSize bytes: every variable field is cut to a fixed budget
 // (a cut value ends in "…"), so every line fits a slot.
@@ -45,17 +44,7 @@ import (
 // length is unknown. A request refused before any backend (400, 401, 408, 413, 429, 431)
 // has backend and upstream "" and tries 0.
 type AccessLog struct {
-	enq  atomic.Uint64
-	_    [56]byte // keep producers' cursor off the writer's cache line
-	deq  uint64   // writer goroutine only
-	mask uint64
-
-	slots   []accessSlot
-	dropped atomic.Uint64
-	w       io.Writer
-	idle    time.Duration
-	stop    chan struct{}
-	done    chan struct{}
+	ring *logring.Ring
 }
 
 const accessSlotSize = 2304
@@ -75,57 +64,19 @@ const (
 	budgetReqID     = 96
 )
 
-type accessSlot struct {
-	seq atomic.Uint64
-	n   int
-	buf [accessSlotSize]byte
-}
-
-// AccessLogOptions configure an AccessLog.
-type AccessLogOptions struct {
-	// Lines is the ring's capacity in lines, rounded up to a power of two; 0 means 2048
-	// (4.5 MiB).
-	Lines int
-	// Idle is how long the writer sleeps when the ring is empty; 0 means 10 ms.
-	Idle time.Duration
-}
-
-// NewAccessLog starts an access log writing to w; Close stops it. w is written by one
-// goroutine, one or more whole lines per Write.
-func NewAccessLog(w io.Writer, o AccessLogOptions) *AccessLog {
-	n := 2048
-	if o.Lines > 0 {
-		n = 1
-		for n < o.Lines {
-			n <<= 1
-		}
-	}
-	if o.Idle <= 0 {
-		o.Idle = 10 * time.Millisecond
-	}
-	a := &AccessLog{slots: make([]accessSlot, n), mask: uint64(n - 1), w: w, idle: o.Idle,
-		stop: make(chan struct{}), done: make(chan struct{})}
-	for i := range a.slots {
-		a.slots[i].seq.Store(uint64(i))
-	}
-	go a.run()
-	return a
+// NewAccessLog starts an access log writing to w; Close stops it. o.LineSize is set to
+// the longest access-log line; the default ring of 2048 lines takes 4.5 MiB.
+func NewAccessLog(w io.Writer, o logring.Options) *AccessLog {
+	o.LineSize = accessSlotSize
+	return &AccessLog{ring: logring.New(w, o)}
 }
 
 // Dropped returns how many lines were dropped: the ring was full, or w failed to write them.
-func (a *AccessLog) Dropped() uint64 { return a.dropped.Load() }
+func (a *AccessLog) Dropped() uint64 { return a.ring.Dropped() }
 
 // Close writes the lines still queued and stops the writer. Lines logged after Close
 // are dropped.
-func (a *AccessLog) Close() error {
-	select {
-	case <-a.stop:
-	default:
-		close(a.stop)
-	}
-	<-a.done
-	return nil
-}
+func (a *AccessLog) Close() error { return a.ring.Close() }
 
 // servedBy is the RequestCtx user-value key under which forward keeps the request's
 // *tryRecord, for the access log. A zero-size key and a pooled pointer value keep
@@ -203,25 +154,8 @@ func (a *AccessLog) log(ctx *fasthttp.RequestCtx, start, now time.Time, mode log
 	if id != nil && id.client.IsValid() {
 		client = id.client
 	}
-	pos := a.enq.Load()
-	var s *accessSlot
-	for {
-		s = &a.slots[pos&a.mask]
-		seq := s.seq.Load()
-		switch dif := int64(seq - pos); {
-		case dif == 0:
-			if a.enq.CompareAndSwap(pos, pos+1) {
-				s.n = len(appendAccess(s.buf[:0], ctx, client, start, now, mode))
-				s.seq.Store(pos + 1) // publish
-				return
-			}
-			pos = a.enq.Load()
-		case dif < 0:
-			a.dropped.Add(1) // full: the writer is behind; never wait for it
-			return
-		default:
-			pos = a.enq.Load()
-		}
+	if slot := a.ring.Reserve(); slot != nil {
+		a.ring.Commit(slot, appendAccess(slot.Buf(), ctx, client, start, now, mode))
 	}
 }
 
@@ -420,60 +354,6 @@ func appendJSONText(b, s []byte, limit int) ([]byte, bool) {
 	}
 	return b, false
 }
-
-// run is the writer goroutine: it copies published lines into a batch and writes the
-// batch when it is full or the ring is empty.
-func (a *AccessLog) run() {
-	defer close(a.done)
-	batch := make([]byte, 0, 64<<10)
-	flush := func() {
-		if len(batch) > 0 {
-			if n, err := a.w.Write(batch); err != nil {
-				// A closed pipe or a full disk: the lines not written are lost, and counted
-				// as dropped (the writer reports the error itself).
-				a.dropped.Add(uint64(bytes.Count(batch[n:], newline)))
-			}
-			batch = batch[:0]
-		}
-	}
-	timer := time.NewTimer(a.idle)
-	defer timer.Stop()
-	for {
-		s := &a.slots[a.deq&a.mask]
-		if s.seq.Load() == a.deq+1 {
-			if len(batch)+s.n > cap(batch) {
-				flush()
-			}
-			batch = append(batch, s.buf[:s.n]...)
-			s.seq.Store(a.deq + a.mask + 1) // free the slot for the next lap
-			a.deq++
-			continue
-		}
-		flush()
-		select {
-		case <-a.stop:
-			// Drain what was published before Close, then stop.
-			for s := &a.slots[a.deq&a.mask]; s.seq.Load() == a.deq+1; s = &a.slots[a.deq&a.mask] {
-				batch = append(batch, s.buf[:s.n]...)
-				s.seq.Store(a.deq + a.mask + 1)
-				a.deq++
-				if len(batch) > cap(batch)-accessSlotSize {
-					flush()
-				}
-			}
-			flush()
-			return
-		default:
-		}
-		timer.Reset(a.idle)
-		select {
-		case <-timer.C:
-		case <-a.stop:
-		}
-	}
-}
-
-var newline = []byte{'\n'}
 
 // s2b views a string as bytes without copying; the bytes must not be modified.
 func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

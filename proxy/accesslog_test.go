@@ -16,6 +16,7 @@ import (
 
 	"go-loadbalancer/config"
 	"go-loadbalancer/internal/logbuf"
+	"go-loadbalancer/internal/logring"
 	"go-loadbalancer/internal/testtool"
 	"go-loadbalancer/metrics"
 	"go-loadbalancer/ratelimit"
@@ -81,14 +82,6 @@ func TestAccessLogLine(t *testing.T) {
 	}
 }
 
-// blockingWriter blocks every Write until release is closed.
-type blockingWriter struct{ release chan struct{} }
-
-func (w blockingWriter) Write(p []byte) (int, error) {
-	<-w.release
-	return len(p), nil
-}
-
 func testCtx(method, path string) *fasthttp.RequestCtx {
 	var req fasthttp.Request
 	req.Header.SetMethod(method)
@@ -96,45 +89,6 @@ func testCtx(method, path string) *fasthttp.RequestCtx {
 	ctx := &fasthttp.RequestCtx{}
 	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(10, 0, 0, 7), Port: 5000}, nil)
 	return ctx
-}
-
-// TestAccessLogNeverBlocks: with the writer stuck, logging goes on at full speed and the
-// lines that do not fit are dropped and counted.
-func TestAccessLogNeverBlocks(t *testing.T) {
-	w := blockingWriter{release: make(chan struct{})}
-	al := NewAccessLog(w, AccessLogOptions{Lines: 8, Idle: time.Millisecond})
-	ctx := testCtx("GET", "/x")
-	done := make(chan struct{})
-	go func() {
-		for i := 0; i < 1000; i++ {
-			al.log(ctx, time.Now(), time.Now(), logQueryFull, nil)
-		}
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("logging blocked on a stuck writer")
-	}
-	// The writer holds at most one batch; the ring at most 8 lines.
-	if d := al.Dropped(); d < 1000-8-64 || d > 1000 {
-		t.Fatalf("got %d dropped lines; want most of 1000", d)
-	}
-	close(w.release)
-	_ = al.Close()
-}
-
-// TestAccessLogCloseFlushes: every line logged before Close is written, in order.
-func TestAccessLogCloseFlushes(t *testing.T) {
-	var out logbuf.Buffer
-	al := NewAccessLog(&out, AccessLogOptions{Lines: 4096, Idle: time.Hour})
-	for i := 0; i < 3000; i++ {
-		al.log(testCtx("GET", "/n"), time.Now(), time.Now(), logQueryRedact, nil)
-	}
-	_ = al.Close()
-	if n := strings.Count(out.String(), "\n"); n != 3000 || al.Dropped() != 0 {
-		t.Fatalf("got %d lines, %d dropped; want 3000, 0", n, al.Dropped())
-	}
 }
 
 // TestAccessLogLongestLineFits: hostile input (every byte escaped six-fold, huge values)
@@ -207,7 +161,7 @@ func accessLogged(t *testing.T, cfg *config.Config) *loggedProxy {
 	t.Helper()
 	b, reg := meteredState(t, cfg)
 	out := &logbuf.Buffer{}
-	al := NewAccessLog(out, AccessLogOptions{Idle: time.Millisecond})
+	al := NewAccessLog(out, logring.Options{Idle: time.Millisecond})
 	t.Cleanup(func() { _ = al.Close() })
 	px := New(Options{Store: &b.Store, Log: zerolog.Nop(), AccessLog: al, Limiter: ratelimit.NewLocal(1024)})
 	srv := px.NewServer(cfg.Server, zerolog.Nop())

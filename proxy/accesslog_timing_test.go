@@ -4,6 +4,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"go-loadbalancer/internal/logring"
 )
 
 // BenchmarkGETObserved measures what metrics and the access log add to a proxied GET:
@@ -22,7 +24,7 @@ func BenchmarkGETObserved(b *testing.B) {
 
 // BenchmarkAccessLogLine is the handler's share of one access log line: format and queue.
 func BenchmarkAccessLogLine(b *testing.B) {
-	al := NewAccessLog(io.Discard, AccessLogOptions{})
+	al := NewAccessLog(io.Discard, logring.Options{})
 	defer al.Close()
 	ctx := testCtx("GET", "/api/items?id=42")
 	ctx.Request.Header.Set("X-Request-Id", "0af7651916cd43dd8448eb211c80319c")

@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/internal/logbuf"
+	"go-loadbalancer/internal/logring"
 	"go-loadbalancer/internal/testtool"
 	"go-loadbalancer/state"
 )
@@ -272,7 +273,7 @@ func TestSlowBodyIsLoggedWithItsHead(t *testing.T) {
 	cfg := poolConfig(t, `server: { read_timeout: 20s, request_body_grace: 500ms, min_request_body_rate: 20000 }
 `, be.url)
 	var out logbuf.Buffer
-	al := NewAccessLog(&out, AccessLogOptions{Idle: time.Millisecond})
+	al := NewAccessLog(&out, logring.Options{Idle: time.Millisecond})
 	p := startProxy(t, cfg, func(o *Options) { o.AccessLog = al })
 	lines := func(n int) []map[string]any {
 		testtool.WaitFor(t, 3*time.Second, "the access log lines", func() bool { return strings.Count(out.String(), "\n") >= n })

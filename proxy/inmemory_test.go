@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttputil"
 
 	"go-loadbalancer/auth"
+	"go-loadbalancer/internal/logring"
 	"go-loadbalancer/metrics"
 	"go-loadbalancer/state"
 	"go-loadbalancer/sticky"
@@ -61,7 +62,7 @@ func newInmemorySetupWith(tb testing.TB, backendBody string, opt inmemoryOptions
 	if observed {
 		reg := metrics.New(metrics.Options{Current: func() *state.Table { return b.Store.Load() }})
 		b = state.NewBuilder(HooksWithMetrics(dial, reg))
-		al := NewAccessLog(io.Discard, AccessLogOptions{})
+		al := NewAccessLog(io.Discard, logring.Options{})
 		tb.Cleanup(func() { _ = al.Close() })
 		opts.AccessLog = al
 	} else {
