@@ -1,25 +1,24 @@
-// Package config loads and validates the load balancer's YAML configuration (SPEC §4).
+// Package config loads and validates the load balancer's YAML configuration; every key is
+// described in docs/config.md.
 //
 // Decoding is strict: an unknown key is an error. Every error names the file and the line
 // of the offending key ("lb.yaml:12: pools[0].backends[1].weight: weight must be between 1
 // and 10000"), and all problems are reported at once, as Errors. A missing key is reported
 // on the line of the mapping that should hold it.
 //
-// Parse (and Load) decode, fill in defaults (SPEC §4; a key the file leaves out gets its
-// default, a key the file sets to zero keeps it and is validated) and Validate. Relative
+// Parse (and Load) decode, fill in defaults (docs/config.md; a key the file leaves out gets
+// its default, a key the file sets to zero keeps it and is validated) and Validate. Relative
 // file paths in the file (tls.*_file, pools[].upstream_tls.*_file, admin.token_file,
 // sticky.secret_file, sticky.previous_secret_file,
 // geo.mmdb_file, auth.jwt.jwks_file, auth.jwt.hmac_secret_file) are resolved against the
 // directory of the config file at parse time, so they do not depend on the working
 // directory; paths from environment variables are used as given.
 //
-// Environment overrides (SPEC §3: flag > env > file > default) are applied by ApplyEnv;
+// Environment overrides (flag > env > file > default) are applied by ApplyEnv;
 // the caller then runs Validate again, whose errors for values that came from the
 // environment name the variable ("environment: LOG_LEVEL: ...").
 //
-// Features that are not built yet are rejected by Validate when switched on; the list is in
-// unavailable.go. A Config is immutable once loaded (and ApplyEnv applied): callers must
-// not modify it.
+// A Config is immutable once loaded (and ApplyEnv applied): callers must not modify it.
 package config
 
 import "time"
@@ -39,7 +38,7 @@ type Config struct {
 	Auth      Auth        `yaml:"auth"`
 	Tracing   Tracing     `yaml:"tracing"`
 	Log       Log         `yaml:"log"`
-	Env       EnvSettings `yaml:"-"` // feature switches from the environment (SPEC §3)
+	Env       EnvSettings `yaml:"-"` // feature switches from the environment (docs/config.md#environment-variables)
 
 	// File is the path the config was loaded from ("" for a built-in config).
 	File string `yaml:"-"`
@@ -48,19 +47,19 @@ type Config struct {
 	envFrom map[string]string // key path -> environment variable that set it (ApplyEnv)
 }
 
-// EnvSettings holds the founding document's switches that exist only as environment
-// variables (REDIS_ENABLED, TRAFFIC_POLICIES_ENABLED, MTLS_*, CONSUL_*).
+// EnvSettings holds the switches that exist only as environment variables
+// (REDIS_ENABLED, TRAFFIC_POLICIES_ENABLED, CONSUL_*). MTLS_* set the pools' upstream_tls
+// instead.
 type EnvSettings struct {
 	RedisEnabled bool
 	// TrafficPoliciesOff is TRAFFIC_POLICIES_ENABLED=false: the routes are ignored and
 	// every request goes to the first pool. Unset or true applies them.
 	TrafficPoliciesOff bool
-	MTLSEnabled        bool
 	ConsulEnabled      bool
 	ConsulAddr         string
 }
 
-// Admin configures the admin, dashboard and metrics listener (SPEC §6).
+// Admin configures the admin, dashboard and metrics listener (docs/behaviour.md#admin-port).
 type Admin struct {
 	Listen    string `yaml:"listen"`
 	TokenFile string `yaml:"token_file"`
@@ -94,12 +93,13 @@ type Server struct {
 	// MaxHeaders is the most header lines a request may have (431 beyond).
 	MaxHeaders int `yaml:"max_headers"`
 	// EscapedSlashes is what a percent-encoded '/', '\' or '.' in a request path gets:
-	// reject (400), keep or unescape (README "Request processing").
+	// reject (400), keep or unescape (docs/behaviour.md#request-processing).
 	EscapedSlashes string `yaml:"escaped_slashes"`
 	// DrainGrace is how long, on SIGTERM, responses carry Connection: close before idle
 	// keep-alive connections are closed; part of ShutdownTimeout.
 	DrainGrace time.Duration `yaml:"drain_grace"`
-	// MaxConns caps open client connections; 0 derives it from RLIMIT_NOFILE (README).
+	// MaxConns caps open client connections; 0 derives it from RLIMIT_NOFILE
+	// (docs/config.md#server).
 	MaxConns int `yaml:"max_conns"`
 	// MaxConnsPerIP caps open client connections per peer address; 0 means no cap.
 	MaxConnsPerIP int `yaml:"max_conns_per_ip"`

@@ -5,15 +5,15 @@ import (
 	"time"
 )
 
-// Default returns a configuration holding every default of SPEC §4 and no pools. It does
-// not validate on its own (a config needs a pool); add pools and call ApplyDefaults.
+// Default returns a configuration holding every default (docs/config.md) and no pools. It
+// does not validate on its own (a config needs a pool); add pools and call ApplyDefaults.
 func Default() *Config {
 	c := &Config{}
 	c.ApplyDefaults()
 	return c
 }
 
-// Demo returns the -demo configuration (SPEC §3): the defaults and one pool "demo" with
+// Demo returns the -demo configuration: the defaults and one pool "demo" with
 // the three in-process backends on 127.0.0.1:8081, :8082 and :8083 weighted 3:2:1.
 func Demo() *Config {
 	c := &Config{
@@ -34,7 +34,7 @@ func Demo() *Config {
 	return c
 }
 
-// ApplyDefaults fills in the defaults of SPEC §4. For a parsed config only keys that the
+// ApplyDefaults fills in the defaults of docs/config.md. For a parsed config only keys that the
 // file leaves out (or sets to null) get their default: an explicit "weight: 0" or
 // "attempts: 0" is kept, so that it is validated or honoured. For a config built in code
 // every zero field gets its default. Calling it again changes nothing.

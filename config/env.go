@@ -8,9 +8,9 @@ import (
 	"strings"
 )
 
-// ApplyEnv applies the environment overrides of SPEC §3 (flag > env > file > default),
-// reading variables through getenv (os.Getenv when nil). Unset or empty variables change
-// nothing.
+// ApplyEnv applies the environment overrides (flag > env > file > default; the variables
+// are listed in docs/config.md#environment-variables), reading variables through getenv
+// (os.Getenv when nil). Unset or empty variables change nothing.
 //
 //   - REDIS_ENABLED, TRAFFIC_POLICIES_ENABLED, CONSUL_ENABLED set c.Env; booleans take the
 //     forms of strconv.ParseBool ("1", "true", "0", "false", ...). TRAFFIC_POLICIES_ENABLED
@@ -44,7 +44,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) Errors {
 	if on := true; e.boolVar("TRAFFIC_POLICIES_ENABLED", &on) {
 		c.Env.TrafficPoliciesOff = !on
 	}
-	if e.boolVar("MTLS_ENABLED", &c.Env.MTLSEnabled) && c.Env.MTLSEnabled {
+	if mtls := false; e.boolVar("MTLS_ENABLED", &mtls) && mtls {
 		e.mtls()
 	}
 	e.boolVar("CONSUL_ENABLED", &c.Env.ConsulEnabled)

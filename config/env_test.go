@@ -65,7 +65,7 @@ func TestApplyEnv(t *testing.T) {
 	if errs := c.Validate(); errs != nil {
 		t.Fatalf("Validate after ApplyEnv: %v", errs)
 	}
-	wantEnv := EnvSettings{MTLSEnabled: true, ConsulAddr: "127.0.0.1:8500"}
+	wantEnv := EnvSettings{ConsulAddr: "127.0.0.1:8500"}
 	if c.Env != wantEnv {
 		t.Fatalf("got Env %+v; want %+v", c.Env, wantEnv)
 	}

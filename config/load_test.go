@@ -10,8 +10,9 @@ import (
 	"time"
 )
 
-// specExample is the example of SPEC §4 with the features this build does not have yet
-// switched off (routes and geo.cidrs removed).
+// specExample is the configuration example the project was specified with: every section,
+// at its default values except trusted_proxies and forward_claims, with routes and
+// geo.cidrs empty (TestParseSpecExampleVerbatim adds them).
 const specExample = `listen: ":8080"
 admin: { listen: "127.0.0.1:9901", token_file: "" }
 tls: { cert_file: "", key_file: "", client_ca_file: "" }        # optional front TLS / client mTLS
@@ -130,8 +131,8 @@ func TestParseSpecExample(t *testing.T) {
 	checkSameConfig(t, c, want)
 }
 
-// TestParseSpecExampleVerbatim parses the example exactly as SPEC §4 prints it, routes and
-// geo CIDRs included.
+// TestParseSpecExampleVerbatim parses the example as it was specified, routes and geo CIDRs
+// included.
 func TestParseSpecExampleVerbatim(t *testing.T) {
 	doc := strings.Replace(specExample, "routes: []\n", `routes:                               # traffic policies; first match wins; none = first pool
   - match: { path_prefix: /api, host: "", method: "", headers: { X-Canary: "true" }, regions: [eu] }
@@ -140,14 +141,14 @@ func TestParseSpecExampleVerbatim(t *testing.T) {
 	doc = strings.Replace(doc, `cidrs: {}`, `cidrs: { eu: ["10.1.0.0/16"] }`, 1)
 	c, err := Parse("lb.yaml", []byte(doc))
 	if err != nil {
-		t.Fatalf("the SPEC §4 example does not parse: %v", err)
+		t.Fatalf("the example does not parse: %v", err)
 	}
 	if len(c.Routes) != 1 || c.Routes[0].Match.Headers["X-Canary"] != "true" || len(c.Geo.CIDRs["eu"]) != 1 {
 		t.Fatalf("got routes %+v, geo %+v; want the example's route and eu CIDR", c.Routes, c.Geo)
 	}
 }
 
-// defaultPool returns a pool with every default of SPEC §4.
+// defaultPool returns a pool with every default (docs/config.md#pools).
 func defaultPool(name string, backends ...Backend) Pool {
 	t := true
 	p := Pool{

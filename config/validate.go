@@ -47,7 +47,6 @@ func (c *Config) Validate() Errors {
 	if r := c.Log.Sample2xxRatio(); !(r >= 0 && r <= 1) {
 		v.errorf("log.sample_2xx", "sample_2xx must be between 0 and 1 (got %v)", r)
 	}
-	v.unavailable()
 	return v.errs
 }
 
@@ -460,7 +459,7 @@ func (v *validator) routes() {
 }
 
 // canonicalPath checks a path prefix that requests are matched against: it must be a
-// canonical path (README "Request processing"), or no request could ever match it.
+// canonical path (docs/behaviour.md#request-processing), or no request could ever match it.
 func (v *validator) canonicalPath(path, p string) {
 	if !strings.HasPrefix(p, "/") {
 		v.errorf(path, "must start with / (got %q)", p)
