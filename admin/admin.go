@@ -1,6 +1,6 @@
 // Package admin serves the admin port: std-lib net/http handlers for liveness, readiness,
 // the dashboard, JSON and Prometheus metrics, and the runtime API, on a listener of its
-// own (SPEC §6). In -demo mode a read-only subset is also answered on the data-plane port
+// own (docs/behaviour.md#admin-port). In -demo mode a read-only subset is also answered on the data-plane port
 // through fasthttpadaptor (Server.Local).
 //
 // The runtime API (drain, enable, weight, reload) needs `Authorization: Bearer <token>`,
@@ -191,7 +191,7 @@ func (s *Server) prometheus(w http.ResponseWriter, _ *http.Request) {
 	s.o.Metrics.WritePrometheus(w)
 }
 
-// auth wraps a runtime-API handler with the token rules of SPEC §6.
+// auth wraps a runtime-API handler with the token rules of the package doc.
 func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var want string

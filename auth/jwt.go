@@ -289,8 +289,8 @@ func (v *Verifier) refreshLoop(ctx context.Context, every time.Duration) {
 	}
 }
 
-// Skip reports whether path — the request's canonical path (README "Request processing")
-// — is one of skip_paths and needs no token. A skip path matches on whole segments:
+// Skip reports whether path — the request's canonical path
+// (docs/behaviour.md#request-processing) — is one of skip_paths and needs no token. A skip path matches on whole segments:
 // "/public" matches "/public" and "/public/x", never "/publicity".
 func (v *Verifier) Skip(path []byte) bool {
 	for _, p := range v.skip {

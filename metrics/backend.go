@@ -104,7 +104,8 @@ func (cc *codeCounters) init(name, labels string) {
 	cc.set = vm.NewSet()
 }
 
-// inc adds one to slot s: an atomic load and add, no allocation (but the first time).
+// inc adds one to slot s: an atomic load and add, no allocation (but the first time, which
+// takes mu).
 func (cc *codeCounters) inc(s int) {
 	c := cc.codes[s].Load()
 	if c == nil {
@@ -178,8 +179,10 @@ func newBackend(id, pool string) *Backend {
 }
 
 // Observe records one response of status code that took d. With ObserveError it is the
-// request path's only per-try metrics call: a table lookup and three atomic adds, no
-// lock, no allocation (except the first time a backend answers a given code).
+// request path's only per-try metrics call: an atomic load of the code's counter and four
+// atomic adds (that counter, the histogram's bucket and sum, the latency sketch); no lock
+// and no allocation, except the first time a backend answers a given code, when its
+// counter is made under codeCounters.mu.
 func (m *Backend) Observe(code int, d time.Duration) {
 	if m == nil {
 		return

@@ -37,7 +37,8 @@ func newFront(pool, route string) *Front {
 
 // Observe records one answered request: its status code, the time from its arrival until
 // the response was ready, and its request and response body bytes (negative: unknown, not
-// counted). A few atomic adds, no lock, no allocation (but the first time a code is seen).
+// counted). A few atomic adds, no lock, no allocation — except the first time a code is
+// seen, when its counter is made under codeCounters.mu.
 func (f *Front) Observe(code int, d time.Duration, in, out int64) {
 	if f == nil {
 		return

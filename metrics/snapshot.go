@@ -36,7 +36,7 @@ type History struct {
 	P99MS     []Num `json:"p99_ms"`
 }
 
-// BackendSnapshot is one backend as the admin JSON shows it (SPEC §6).
+// BackendSnapshot is one backend as the admin JSON (/metrics) shows it.
 type BackendSnapshot struct {
 	ID      string `json:"id"`
 	URL     string `json:"url"`

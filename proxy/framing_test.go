@@ -77,7 +77,7 @@ func TestExpectContinueAfterChecks(t *testing.T) {
 	}
 
 	// The burst (2) is spent by the request refused 401 — the rate limit runs before JWT
-	// verification (README "Trust model") — and the admitted one: the next is refused, not
+	// verification (docs/behaviour.md#jwt-authentication) — and the admitted one: the next is refused, not
 	// asked.
 	if _, _, code := send(post("/public", "", 5)); code != 429 {
 		t.Fatalf("over the rate limit: got %d first; want 429 before any 100", code)

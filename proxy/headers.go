@@ -226,7 +226,8 @@ var (
 // hopByHop are removed from both directions (RFC 9110 §7.6.1); Proxy-* is handled apart.
 var hopByHop = []string{"Connection", "Keep-Alive", "TE", "Trailer", "Upgrade", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization"}
 
-// prepareRequest removes hop-by-hop headers and sets the forwarding headers (SPEC §5).
+// prepareRequest removes hop-by-hop headers and sets the forwarding headers
+// (docs/behaviour.md#forwarded-headers).
 // For a WebSocket upgrade, Connection and Upgrade are kept for the backend.
 // removeUntrusted deletes the fields no decision may see and no backend may get: underscore
 // aliases, path overrides (from any peer: the proxy decided on the path it forwards, and a

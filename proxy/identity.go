@@ -8,8 +8,8 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// identity is who the client of a request is, resolved once per request (README "Trust
-// model"): the TCP peer, or — when the peer is in server.trusted_proxies — the rightmost
+// identity is who the client of a request is, resolved once per request
+// (docs/behaviour.md#trust-model): the TCP peer, or — when the peer is in server.trusted_proxies — the rightmost
 // X-Forwarded-For address that is not itself a trusted proxy (HAProxy's and Envoy's
 // trusted-hops model). Rate limiting (key ip), geo, the access log's "client" and the
 // forwarded X-Forwarded-For all use it.

@@ -9,7 +9,7 @@ import (
 )
 
 // canonicalize makes the request's target and Host the ones every decision is made on and
-// the ones forwarded (README "Request processing"):
+// the ones forwarded (docs/behaviour.md#request-processing):
 //
 //   - the target is origin-form ("/path?query") or absolute-form ("http://authority/path",
 //     RFC 9112 §3.2.2), whose authority replaces the Host header; anything else is refused;

@@ -23,7 +23,7 @@ type respCase struct {
 }
 
 // responseCorpus is every backend-response case of issue 9 and of the upstream hygiene
-// rules in the README, each with the outcome the proxy must produce.
+// rules of docs/behaviour.md#backend-responses, each with the outcome the proxy must produce.
 var responseCorpus = []respCase{
 	{name: "well-framed", answer: "HTTP/1.1 200 OK\r\nX-Req: ID\r\nContent-Length: 5\r\n\r\nid=ID", status: 200, body: "id=ID", reuse: true},
 

@@ -16,7 +16,7 @@ import (
 	"go-loadbalancer/ratelimit"
 )
 
-// The client's identity behind a trusted proxy (README "Trust model"): the test client is
+// The client's identity behind a trusted proxy (docs/behaviour.md#trust-model): the test client is
 // 127.0.0.1, a trusted CDN; the visitors are its X-Forwarded-For addresses.
 
 // TestIdentityRateLimit: behind a trusted proxy each visitor has its own rate-limit bucket

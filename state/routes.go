@@ -27,8 +27,8 @@ type Route struct {
 
 type headerMatch struct{ name, value []byte }
 
-// RouteRequest is what routing reads of a request. Path is the canonical path (README
-// "Request processing"); a path_prefix matches it on whole segments. Header returns a header's value (nil
+// RouteRequest is what routing reads of a request. Path is the canonical path
+// (docs/behaviour.md#request-processing); a path_prefix matches it on whole segments. Header returns a header's value (nil
 // when absent); it is called only while Route runs.
 type RouteRequest struct {
 	Path, Host, Method []byte

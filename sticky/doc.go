@@ -2,7 +2,7 @@
 // the session store (Store: Memory for one process, Redis shared by every instance), the
 // session cookie (a random ID plus a signed, opaque reference to its backend), and the rendezvous hash
 // that places header-keyed sessions while Redis is unreachable. It fails open: Redis is an
-// accelerator, never a reason to fail a request (see the README).
+// accelerator, never a reason to fail a request (docs/behaviour.md#sticky-sessions).
 //
 // # Stores
 //

@@ -10,7 +10,7 @@ import (
 // is off; sessions are not shared between instances and are lost on restart.
 //
 // Lookup is lock-free and allocation-free (see table). Pin allocates one entry (and a copy
-// of a new key). Every successful Lookup is a CacheHit. Safe for concurrent use.
+// of a new key) and takes the mutex of the key's bucket. Every successful Lookup is a CacheHit. Safe for concurrent use.
 type Memory struct {
 	t      *table
 	ttl    time.Duration

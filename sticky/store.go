@@ -14,8 +14,11 @@ const MaxKeyLen = 256
 // Implementations: *Memory (one process) and *Redis (shared by every instance).
 //
 // All methods are safe for concurrent use. Lookup and Signer are the per-request calls: they
-// take no lock and make no allocation in steady state (see each implementation). Pin and
-// Repin run once per session or move, and may allocate.
+// take no lock of this package's and make no allocation in steady state (see each
+// implementation; a Redis cache hit goes through rueidis's client-side cache, which takes
+// a read lock). Pin and Repin run once per session or move and may allocate; Memory's take
+// its bucket's mutex, Redis's make a round trip (or, while Redis is down, take the write
+// queue's mutex).
 type Store interface {
 	// Lookup returns the backend ID key is pinned to and where the answer came from. The ID
 	// is "" unless the outcome is CacheHit or RedisHit. It may name a backend that no longer

@@ -245,7 +245,7 @@ func (r *Request) Route(prefix []byte) {
 }
 
 // Target notes the path and Host the request was decided on and forwarded with (its
-// canonical target, README "Request processing"), in place of those it arrived with.
+// canonical target, docs/behaviour.md#request-processing), in place of those it arrived with.
 func (r *Request) Target(path, host []byte) {
 	r.span.SetAttributes(attribute.String("url.path", string(path)),
 		attribute.String("server.address", hostOnly(string(host))))

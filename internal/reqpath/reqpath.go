@@ -1,5 +1,5 @@
 // Package reqpath is the one definition of a request path the load balancer decides on
-// and forwards (README "Request processing"): Canonical turns the path of a request
+// and forwards (docs/behaviour.md#request-processing): Canonical turns the path of a request
 // target into its canonical form, and HasPrefix matches a canonical path against a
 // configured prefix on whole segments. Routing, skip_paths, the access log and the bytes
 // sent to the backend all use the canonical form, so no decision is made on one path
