@@ -34,6 +34,7 @@ import (
 	"go-loadbalancer/ratelimit"
 	"go-loadbalancer/state"
 	"go-loadbalancer/sticky"
+	"go-loadbalancer/tlsconf"
 	"go-loadbalancer/tracing"
 )
 
@@ -313,7 +314,7 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, out *logOut
 	reg.GaugeFunc("lb_connections_open", "Client connections open now.", conns.Open)
 	reg.CounterFunc("lb_tls_handshakes_total", "TLS handshakes completed with clients.", conns.Handshakes)
 	reg.CounterFunc("lb_tls_handshake_errors_total", "TLS handshakes with clients that failed (bad certificate, no common version or cipher, client gone).", conns.HandshakeErrors)
-	tlsConf, serverCert, err := proxy.ServerTLS(cfg.TLS)
+	tlsConf, serverCert, err := tlsconf.Front(cfg.TLS)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,7 @@ import (
 	"go-loadbalancer/auth"
 	"go-loadbalancer/config"
 	"go-loadbalancer/geoip"
-	"go-loadbalancer/proxy"
+	"go-loadbalancer/tlsconf"
 )
 
 // preflight opens and parses every file the configuration names, with the loaders a start
@@ -31,7 +31,7 @@ func preflight(cfg *config.Config) config.Errors {
 			fail(path+".key_file", fmt.Errorf("cannot read %q: %w", key, pathError(err)))
 			return
 		}
-		if _, err := proxy.LoadKeyPair(cert, key); err != nil {
+		if _, err := tlsconf.LoadKeyPair(cert, key); err != nil {
 			fail(path+".cert_file", err)
 		}
 	}
@@ -39,7 +39,7 @@ func preflight(cfg *config.Config) config.Errors {
 		if file == "" {
 			return
 		}
-		if _, err := proxy.LoadCertPool(file); err != nil {
+		if _, err := tlsconf.LoadCertPool(file); err != nil {
 			fail(path, err)
 		}
 	}

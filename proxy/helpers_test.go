@@ -17,6 +17,7 @@ import (
 	"go-loadbalancer/config"
 	"go-loadbalancer/state"
 	"go-loadbalancer/sticky"
+	"go-loadbalancer/tlsconf"
 )
 
 // testBackend is a real fasthttp server on a loopback port.
@@ -119,7 +120,7 @@ func startProxy(t testing.TB, cfg *config.Config, opts ...proxyOption) *testProx
 	}
 	px := New(o)
 	srv := px.NewServer(cfg.Server, zerolog.Nop())
-	tc, _, err := ServerTLS(cfg.TLS)
+	tc, _, err := tlsconf.Front(cfg.TLS)
 	if err != nil {
 		t.Fatal(err)
 	}

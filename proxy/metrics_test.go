@@ -23,6 +23,7 @@ import (
 	"go-loadbalancer/metrics"
 	"go-loadbalancer/ratelimit"
 	"go-loadbalancer/state"
+	"go-loadbalancer/tlsconf"
 )
 
 // meteredProxy is a data plane as main wires it: metrics hooks and a lingering,
@@ -52,7 +53,7 @@ func startMetered(t *testing.T, cfg *config.Config) *meteredProxy {
 	b, reg := meteredState(t, cfg)
 	px := New(Options{Store: &b.Store, Log: zerolog.Nop(), Limiter: ratelimit.NewLocal(1024), OnRateLimited: reg.RateLimited.Inc})
 	srv := px.NewServer(cfg.Server, zerolog.Nop())
-	tc, _, err := ServerTLS(cfg.TLS)
+	tc, _, err := tlsconf.Front(cfg.TLS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +195,7 @@ func TestClientFacingMetrics(t *testing.T) {
 // TestTLSHandshakeMetrics: a completed handshake and a failed one each count once.
 func TestTLSHandshakeMetrics(t *testing.T) {
 	live := startBackend(t, named("live"))
-	certFile, keyFile, roots := writeSelfSignedCert(t)
+	certFile, keyFile, roots := testtool.SelfSignedCert(t)
 	cfg := poolConfig(t, "tls: { cert_file: "+strconv.Quote(certFile)+", key_file: "+strconv.Quote(keyFile)+" }\n", live.url)
 	m := startMetered(t, cfg)
 

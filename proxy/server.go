@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"crypto/tls"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -234,49 +233,4 @@ type fasthttpLogger struct{ log zerolog.Logger }
 
 func (l fasthttpLogger) Printf(format string, args ...any) {
 	l.log.Debug().Msg(fmt.Sprintf(format, args...))
-}
-
-// ServerCert is the front listener's certificate, reloadable: the TLS config asks it for
-// the certificate at each handshake, so Reload (on SIGHUP) rotates it without a restart.
-type ServerCert struct {
-	certFile, keyFile string
-	cert              atomic.Pointer[tls.Certificate]
-}
-
-// Reload reads the certificate and key files again; on error the old pair stays in use.
-func (c *ServerCert) Reload() error {
-	cert, err := LoadKeyPair(c.certFile, c.keyFile)
-	if err != nil {
-		return fmt.Errorf("tls.cert_file: %w", err)
-	}
-	c.cert.Store(&cert)
-	return nil
-}
-
-// ServerTLS returns the front listener's TLS config (TLS 1.2 or newer; client certificates
-// required and verified when client_ca_file is set) and its reloadable certificate, or
-// nils when TLS is off.
-func ServerTLS(c config.TLS) (*tls.Config, *ServerCert, error) {
-	if !c.Enabled() {
-		return nil, nil, nil
-	}
-	sc := &ServerCert{certFile: c.CertFile, keyFile: c.KeyFile}
-	if err := sc.Reload(); err != nil {
-		return nil, nil, err
-	}
-	tc := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return sc.cert.Load(), nil
-		},
-	}
-	if c.ClientCAFile != "" {
-		pool, err := LoadCertPool(c.ClientCAFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("tls.client_ca_file: %w", err)
-		}
-		tc.ClientCAs = pool
-		tc.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return tc, sc, nil
 }

@@ -1,18 +1,9 @@
 package proxy
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -253,55 +244,13 @@ func stayOn(t testing.TB, c *lbClient, s *stickyBackends, want string, n int, co
 	}
 }
 
-// writeSelfSignedCert writes a self-signed certificate for 127.0.0.1 and its key to a temp
-// dir and returns their paths and a pool that trusts the certificate.
-func writeSelfSignedCert(t testing.TB) (certFile, keyFile string, roots *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "go-loadbalancer test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots = x509.NewCertPool()
-	roots.AddCert(cert)
-	return certFile, keyFile, roots
-}
-
 // TestStickyCookieAttributes: the first response sets the session cookie with every
 // attribute of SPEC §5 — HttpOnly, SameSite=Lax, Path=/, Max-Age = sticky.ttl, and Secure
 // exactly when the front listener is TLS — holding a signed hint of the backend that
 // answered.
 func TestStickyCookieAttributes(t *testing.T) {
 	s := startStickyBackends(t)
-	certFile, keyFile, roots := writeSelfSignedCert(t)
+	certFile, keyFile, roots := testtool.SelfSignedCert(t)
 	f := func(name, tlsYAML string, want []string) {
 		t.Run(name, func(t *testing.T) {
 			st := newMemoryStore(t, sticky.Options{TTL: 90 * time.Minute})

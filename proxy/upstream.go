@@ -18,6 +18,7 @@ import (
 	"go-loadbalancer/metrics"
 	"go-loadbalancer/ratelimit"
 	"go-loadbalancer/state"
+	"go-loadbalancer/tlsconf"
 )
 
 // upstream is a backend's client: one pooled fasthttp.HostClient and its transport. It is
@@ -164,14 +165,14 @@ func fileStamps(paths ...string) string {
 func upstreamTLS(c config.UpstreamTLS) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, ClientSessionCache: tls.NewLRUClientSessionCache(64)}
 	if c.CAFile != "" {
-		pool, err := LoadCertPool(c.CAFile)
+		pool, err := tlsconf.LoadCertPool(c.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("upstream_tls.ca_file: %w", err)
 		}
 		tc.RootCAs = pool
 	}
 	if c.CertFile != "" {
-		cert, err := LoadKeyPair(c.CertFile, c.KeyFile)
+		cert, err := tlsconf.LoadKeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("upstream_tls.cert_file: %w", err)
 		}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"go-loadbalancer/internal/testtool"
 )
 
 // rawPoolConfig is a one-pool config for a raw backend: one upstream connection at most
@@ -242,7 +244,7 @@ func TestUpgradeAnsweredWithAnotherProtocol(t *testing.T) {
 // reads what TLS buffered — session tickets included — without mistaking it for data),
 // and bytes arriving on an idle one close it.
 func TestTLSUpstreamHygiene(t *testing.T) {
-	certFile, keyFile, _ := writeSelfSignedCert(t)
+	certFile, keyFile, _ := testtool.SelfSignedCert(t)
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,7 @@
 // pass without testing anything, so CI must install them (scripts/install-deps.sh).
 //
 // It also holds the small helpers several packages' tests share: WaitFor, and keys and
-// signed tokens for JWT tests.
+// signed tokens for JWT tests, a self-signed certificate for TLS tests.
 package testtool
 
 import (

@@ -1,4 +1,4 @@
-package proxy
+package tlsconf
 
 import (
 	"crypto/tls"
@@ -6,14 +6,15 @@ import (
 	"testing"
 
 	"go-loadbalancer/config"
+	"go-loadbalancer/internal/testtool"
 )
 
-// TestServerCertReload: a certificate rotated in place is served after Reload (SIGHUP),
+// TestFrontCertReload: a certificate rotated in place is served after Reload (SIGHUP),
 // without a restart; a broken file keeps the old certificate.
-func TestServerCertReload(t *testing.T) {
-	certA, keyA, _ := writeSelfSignedCert(t)
-	certB, keyB, _ := writeSelfSignedCert(t)
-	tc, sc, err := ServerTLS(config.TLS{CertFile: certA, KeyFile: keyA})
+func TestFrontCertReload(t *testing.T) {
+	certA, keyA, _ := testtool.SelfSignedCert(t)
+	certB, keyB, _ := testtool.SelfSignedCert(t)
+	tc, sc, err := Front(config.TLS{CertFile: certA, KeyFile: keyA})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package proxy
+package tlsconf
 
 import (
 	"crypto/tls"
