@@ -170,7 +170,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 
 	now := ctx.Time().UnixNano() // read once by fasthttp when the request arrived
 	if upgrade {
-		p.upgrade(ctx, t, pool, ext, now)
+		p.upgrade(ctx, t, pool, region, ext, now)
 		return
 	}
 	p.forward(ctx, t, pool, region, ext, now)
@@ -291,17 +291,16 @@ func responseBytes(resp *fasthttp.Response) int64 {
 	return -1
 }
 
-// upgrade sends a WebSocket upgrade to a backend — the session's, with sticky sessions —
-// and tunnels it. The session is pinned, and its cookie set on the 101, like any request.
-func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Pool, ext *tableData, now int64) {
+// upgrade sends a WebSocket upgrade to a backend chosen as for any request (choose: the
+// sticky session's, else a pick that honours geo.prefer_local for the client's region) and
+// tunnels it. The session is pinned, and its cookie set on the 101, like any request.
+func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Pool, region []byte, ext *tableData, now int64) {
 	sess := p.session(ctx, t, pool, ext, now)
 	defer putSession(sess)
-	b, ticket := sess.admit(now)
+	b, ticket := choose(sess, t, pool, region, now)
 	if b == nil {
-		if b, ticket = pool.Pick(0, now); b == nil {
-			writeError(ctx, errNoBackend)
-			return
-		}
+		writeError(ctx, errNoBackend)
+		return
 	}
 	b.Stats.Breaker.Release(ticket) // a tunnel's fate is not a request outcome
 	tunnelled(ctx.Conn())           // its bytes are not HTTP heads

@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -154,4 +156,46 @@ func TestTunnelIdleTimeout(t *testing.T) {
 	}
 	f("/quiet", 0)        // closed after 1 s of silence
 	f("/talk?talk=1", 10) // 10 bytes over a second (gaps of 100 ms), then 1 s of silence
+}
+
+// upgradeBackend is wsEcho that names itself in the 101's X-Backend field.
+func upgradeBackend(name string) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.Set("X-Backend", name)
+		wsEcho(ctx)
+	}
+}
+
+// TestUpgradePicksLikeRequests: an upgrade picks its backend as a request does, so geo
+// prefer_local applies to it — before, upgrades went through Pool.Pick and an eu client's
+// tunnels went to the us backend, which has five times the eu one's weight.
+func TestUpgradePicksLikeRequests(t *testing.T) {
+	eu, us := startBackend(t, upgradeBackend("eu")), startBackend(t, upgradeBackend("us"))
+	// The test client is 127.0.0.1: region eu by CIDR.
+	p := startProxy(t, parseConfig(t, fmt.Sprintf(`geo: { cidrs: { eu: ["127.0.0.0/8"], us: ["10.0.0.0/8"] } }
+pools:
+  - name: geo
+    backends: [ { url: %q, region: eu }, { url: %q, region: us, weight: 5 } ]
+`, eu.url, us.url)))
+	for i := range 6 {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		c.Close()
+		if err != nil {
+			t.Fatalf("upgrade %d: %v", i, err)
+		}
+		if resp.StatusCode != 101 || resp.Header.Get("X-Backend") != "eu" {
+			t.Fatalf("upgrade %d of an eu client: got %d from backend %q; want 101 from the eu backend", i, resp.StatusCode, resp.Header.Get("X-Backend"))
+		}
+	}
+	// A plain request from the same client agrees.
+	if b := p.get(t, "/").Header.Peek("X-Backend"); string(b) != "eu" {
+		t.Fatalf("a request of an eu client went to %q; want eu", b)
+	}
 }
