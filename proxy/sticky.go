@@ -79,8 +79,9 @@ func (d *tableData) stickyRefs(t *state.Table, s *sticky.Signer) *stickyRefs {
 	return r
 }
 
-// session is one request's sticky-session state. It lives on forward's stack; the key
-// and cookie are copied out of the request header, which the client may rewrite.
+// session is one request's sticky-session state, taken from sessionPool (pools.go) by
+// Proxy.session and given back with putSession when the request is done; the key and
+// cookie are copied out of the request header, which the client may rewrite.
 type session struct {
 	active     bool
 	key        []byte

@@ -84,12 +84,6 @@ func TestSloppyHEADBodyNeverReachesAnotherClient(t *testing.T) {
 	}
 }
 
-// bodyOf returns the text after the head of a raw response.
-func bodyOf(resp string) string {
-	_, body, _ := strings.Cut(resp, "\r\n\r\n")
-	return body
-}
-
 // TestBackendRestartCostsNoPOST: the backend is restarted on the same address while the
 // proxy holds a pool of idle keep-alive connections to it. Every one of those is closed
 // by the backend; a POST — never replayed — must not be sent on one of them. 100 POSTs

@@ -82,19 +82,6 @@ type counters struct {
 	redisErrors, flushed, dropped, outages  counter
 }
 
-func (c *counters) countLookup(o Outcome) {
-	switch o {
-	case CacheHit:
-		c.cacheHits.inc()
-	case RedisHit:
-		c.redisHits.inc()
-	case Miss:
-		c.misses.inc()
-	default:
-		c.fallbacks.inc()
-	}
-}
-
 func (c *counters) snapshot() Stats {
 	return Stats{
 		CacheHits:   c.cacheHits.load(),
