@@ -21,10 +21,10 @@ import (
 	"go-loadbalancer/sticky"
 )
 
-// Sticky sessions through the proxy (SPEC §5, issue 5): real backends on loopback ports, a
-// real redis-server for the shared store (internal/testredis), every outcome observed from
-// the client side (status, X-Backend, Set-Cookie) and, where the spec says what is stored,
-// in Redis itself.
+// Sticky sessions through the proxy (docs/behaviour.md#sticky-sessions, issue 5): real
+// backends on loopback ports, a real redis-server for the shared store (internal/testredis),
+// every outcome observed from the client side (status, X-Backend, Set-Cookie) and, where
+// the docs say what is stored, in Redis itself.
 
 // stickyBackends are three named backends a, b, c with weights 3, 2, 1 in pool "web": with
 // no session, smooth WRR sends a b a c b a.
@@ -245,7 +245,7 @@ func stayOn(t testing.TB, c *lbClient, s *stickyBackends, want string, n int, co
 }
 
 // TestStickyCookieAttributes: the first response sets the session cookie with every
-// attribute of SPEC §5 — HttpOnly, SameSite=Lax, Path=/, Max-Age = sticky.ttl, and Secure
+// attribute of docs/behaviour.md#sticky-sessions — HttpOnly, SameSite=Lax, Path=/, Max-Age = sticky.ttl, and Secure
 // exactly when the front listener is TLS — holding a signed hint of the backend that
 // answered.
 func TestStickyCookieAttributes(t *testing.T) {
