@@ -53,8 +53,8 @@ func TestStickyStoreSecret(t *testing.T) {
 	}
 }
 
-// TestCheckConfigMTLSNeedsTLS: MTLS_ENABLED=true with a plain http:// backend (the
-// founding document's own backends) is a config error naming the pool and the backend,
+// TestCheckConfigMTLSNeedsTLS: MTLS_ENABLED=true with a plain http:// backend (as the
+// demo's are) is a config error naming the pool and the backend,
 // in -check-config too — it was accepted, and the traffic went out in plain text.
 func TestCheckConfigMTLSNeedsTLS(t *testing.T) {
 	dir := t.TempDir()

@@ -135,7 +135,7 @@ func (s *Server) hostAllowed(host string) bool {
 }
 
 // Demo returns the read-only subset answered on the data-plane port in -demo mode:
-// /, /metrics, /health and /prometheus (the founding document's paths). Its JSON says
+// /, /metrics, /health and /prometheus (the demo's paths on one port). Its JSON says
 // "controls": false, so the dashboard there hides the drain/enable buttons.
 func (s *Server) Demo() http.Handler { return s.demo }
 

@@ -271,7 +271,7 @@ func TestDrainUnderLoad(t *testing.T) {
 	t.Logf("%d requests, 0 failed; the drained backend got %d after the drain returned", sent.Load(), victim.hits.Load()-atDrain)
 }
 
-// TestDemoPathsOnDataPlane: with the Local hook (-demo), the founding document's paths
+// TestDemoPathsOnDataPlane: with the Local hook (-demo), the demo's admin paths
 // answer on the data-plane port through fasthttpadaptor, and everything else is proxied.
 func TestDemoPathsOnDataPlane(t *testing.T) {
 	l := startLB(t, 1, lbOptions{demo: true, token: "t"})

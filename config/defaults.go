@@ -26,8 +26,8 @@ func Demo() *Config {
 			},
 			HealthCheck: HealthCheck{Path: "/health"},
 		}},
-		// The founding document's /lb is "load balanced with sticky sessions": a client that
-		// keeps the cookie stays on its backend; one that does not sees the 3:2:1 split.
+		// The demo's /lb is load balanced with sticky sessions: a client that keeps the
+		// cookie stays on its backend; one that does not sees the 3:2:1 split.
 		Sticky: Sticky{Enabled: true},
 	}
 	c.ApplyDefaults()
