@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/binary"
 	"io"
+	"math/bits"
 	"net/netip"
 	"strconv"
 	"sync/atomic"
@@ -192,7 +194,7 @@ func appendAccess(b []byte, ctx *fasthttp.RequestCtx, client netip.Addr, start, 
 		b = append(b, `,"tries":`...)
 		b = strconv.AppendInt(b, int64(r.tries), 10)
 		b = append(b, `,"upstream_ms":`...)
-		b = strconv.AppendFloat(b, float64(r.upstream)/1e6, 'f', 3, 64)
+		b = appendMillis(b, r.upstream)
 		if r.cause >= 0 {
 			b = append(b, `,"cause":"`...)
 			b = append(b, metrics.Cause(r.cause).String()...)
@@ -202,7 +204,7 @@ func appendAccess(b []byte, ctx *fasthttp.RequestCtx, client netip.Addr, start, 
 		b = append(b, `"","upstream":"","tries":0`...)
 	}
 	b = append(b, `,"duration_ms":`...)
-	b = strconv.AppendFloat(b, float64(now.Sub(start))/1e6, 'f', 3, 64)
+	b = appendMillis(b, int64(now.Sub(start)))
 	b = append(b, `,"request_bytes":`...)
 	b = strconv.AppendInt(b, requestBytes(req), 10)
 	b = append(b, `,"response_bytes":`...)
@@ -228,24 +230,28 @@ func appendRedactedQuery(b, q []byte, budget int) []byte {
 	limit := len(b) + budget - len(`"…"`)
 	b = append(b, '"')
 	for len(q) > 0 {
-		pair := q
-		if i := bytes.IndexByte(q, '&'); i >= 0 {
-			pair, q = q[:i], q[i:] // q keeps its '&'
-		} else {
-			q = nil
+		// One pass: the name up to '=' or '&', then "=*" for a value, then the '&'.
+		i := 0
+		for i < len(q) && q[i] != '=' && q[i] != '&' {
+			i++
 		}
-		name, _, hasValue := bytes.Cut(pair, eqSign)
 		var cut bool
-		if b, cut = appendJSONText(b, name, limit); cut {
+		if b, cut = appendJSONText(b, q[:i], limit); cut {
 			break
 		}
-		if hasValue {
-			if b, cut = appendJSONText(b, redacted, limit); cut {
+		q = q[i:]
+		if len(q) > 0 && q[0] == '=' {
+			if b, cut = appendPlain(b, "=*", limit); cut {
 				break
 			}
+			if j := bytes.IndexByte(q, '&'); j >= 0 {
+				q = q[j:]
+			} else {
+				q = nil
+			}
 		}
-		if len(q) > 0 {
-			if b, cut = appendJSONText(b, q[:1], limit); cut {
+		if len(q) > 0 { // q[0] == '&'
+			if b, cut = appendPlain(b, "&", limit); cut {
 				break
 			}
 			q = q[1:]
@@ -254,7 +260,27 @@ func appendRedactedQuery(b, q []byte, budget int) []byte {
 	return append(b, '"')
 }
 
-var eqSign, redacted = []byte("="), []byte("=*")
+// appendPlain appends s, which needs no escaping, as appendJSONText would.
+func appendPlain(b []byte, s string, limit int) ([]byte, bool) {
+	if len(b)+len(s) > limit {
+		return append(b, "…"...), true
+	}
+	return append(b, s...), false
+}
+
+// appendMillis appends ns as milliseconds with three decimals (1412345 → "1.412"),
+// rounded to the microsecond, as strconv.AppendFloat(float64(ns)/1e6, 'f', 3) would
+// up to exact half-microsecond ties, in a fifth of its time.
+func appendMillis(b []byte, ns int64) []byte {
+	if ns < 0 {
+		b = append(b, '-')
+		ns = -ns
+	}
+	us := (ns + 500) / 1000
+	b = strconv.AppendInt(b, us/1000, 10)
+	f := us % 1000
+	return append(b, '.', byte('0'+f/100), byte('0'+f/10%10), byte('0'+f%10))
+}
 
 var hTraceparent = []byte("traceparent")
 
@@ -291,12 +317,20 @@ func traceID(tp []byte) []byte {
 	}
 	id := tp[3:35]
 	for _, c := range id {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+		if !lowerHex[c] {
 			return nil
 		}
 	}
 	return id
 }
+
+// lowerHex marks the bytes of a lowercase hex digit.
+var lowerHex = func() (t [256]bool) {
+	for _, c := range "0123456789abcdef" {
+		t[c] = true
+	}
+	return t
+}()
 
 // appendJSONString appends s as a JSON string of at most budget bytes (quotes included):
 // a longer one is cut at a character boundary and ends in "…". Invalid UTF-8 becomes
@@ -313,10 +347,7 @@ func appendJSONText(b, s []byte, limit int) ([]byte, bool) {
 	const hex = "0123456789abcdef"
 	for i := 0; i < len(s); {
 		// Fast path: a run of printable ASCII that needs no escaping, copied at once.
-		j := i
-		for j < len(s) && s[j] >= 0x20 && s[j] < utf8.RuneSelf && s[j] != '"' && s[j] != '\\' {
-			j++
-		}
+		j := i + plainRun(s[i:])
 		if j > i {
 			if room := limit - len(b); j-i > room {
 				b = append(b, s[i:i+max(room, 0)]...)
@@ -357,3 +388,28 @@ func appendJSONText(b, s []byte, limit int) ([]byte, bool) {
 
 // s2b views a string as bytes without copying; the bytes must not be modified.
 func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// plainRun returns the length of the run of printable ASCII at the start of s that a JSON
+// string holds as it is: no control character, '"', '\\' or byte ≥ 0x80. It looks at eight
+// bytes at a time (SWAR): a lane is flagged if it is below 0x20, has its high bit set, or
+// equals '"' or '\\'. The subtractions' borrows can flag a lane above a true match, never
+// one below it, so the lowest flagged lane is the first byte to stop at.
+func plainRun(s []byte) int {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := binary.LittleEndian.Uint64(s[i:])
+		q := w ^ ('"' * lo)
+		bs := w ^ ('\\' * lo)
+		m := ((w - 0x20*lo) &^ w) | w | ((q - lo) &^ q) | ((bs - lo) &^ bs)
+		if m &= hi; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' {
+			return i
+		}
+	}
+	return i
+}

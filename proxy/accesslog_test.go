@@ -340,3 +340,52 @@ func TestAppendRedactedQuery(t *testing.T) {
 	f(`"name"=v`, `"\"name\"=*"`)
 	f(strings.Repeat("k", 50)+"=v", `"`+strings.Repeat("k", 34)+`…"`) // as appendJSONString cuts
 }
+
+// TestPlainRun: the eight-bytes-at-a-time scan stops where a byte-by-byte one does, for
+// every byte value at every position of strings up to three words long, and with a
+// second stop byte after the first (whose borrow must not move the answer).
+func TestPlainRun(t *testing.T) {
+	naive := func(s []byte) int {
+		for i, c := range s {
+			if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
+				return i
+			}
+		}
+		return len(s)
+	}
+	for n := 0; n <= 24; n++ {
+		for p := 0; p < n; p++ {
+			for c := 0; c < 256; c++ {
+				for _, second := range []byte{'x', 0, '"', 0xff} {
+					s := []byte(strings.Repeat("a", n))
+					s[p] = byte(c)
+					if p+1 < n {
+						s[p+1] = second
+					}
+					if got, want := plainRun(s), naive(s); got != want {
+						t.Fatalf("plainRun(%q) = %d; want %d", s, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestAppendMillis: the same text as strconv.AppendFloat(ns/1e6, 'f', 3) for durations
+// from nanoseconds to hours, except at exact half-microsecond ties (rounded up here).
+func TestAppendMillis(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 200000 {
+		ns := rng.Int64N(int64(1) << (10 + i%33))
+		if ns%1000 == 500 {
+			continue
+		}
+		want := strconv.AppendFloat(nil, float64(ns)/1e6, 'f', 3, 64)
+		if got := appendMillis(nil, ns); string(got) != string(want) {
+			t.Fatalf("appendMillis(%d) = %s; want %s", ns, got, want)
+		}
+	}
+	if got := string(appendMillis(nil, 1500)); got != "0.002" {
+		t.Fatalf("appendMillis(1500) = %s; want 0.002 (a tie rounds up)", got)
+	}
+}
