@@ -85,3 +85,57 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestFrontResumesSessions: the front config issues session tickets, so a client's second
+// connection resumes its session (no certificate, no signature: a fraction of a full
+// handshake's CPU), with TLS 1.3 and TLS 1.2. A config that set SessionTicketsDisabled, or
+// changed the ticket keys per connection, would fail it.
+func TestFrontResumesSessions(t *testing.T) {
+	cert, key, _ := testtool.SelfSignedCert(t)
+	tc, _, err := Front(config.TLS{CertFile: cert, KeyFile: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			// One byte of application data: a TLS 1.3 ticket is sent after the handshake,
+			// before it, and the client takes it in when it reads the byte.
+			_, _ = c.Write([]byte{1})
+			c.Close()
+		}
+	}()
+	for _, version := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		cc := &tls.Config{InsecureSkipVerify: true, MaxVersion: version, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+		resumed := func() bool {
+			t.Helper()
+			c, err := tls.Dial("tcp", ln.Addr().String(), cc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// With TLS 1.2 the byte can come with the close_notify behind it: (1, EOF).
+			if n, err := c.Read(make([]byte, 1)); n != 1 {
+				t.Fatalf("read %d bytes: %v", n, err)
+			}
+			if st := c.ConnectionState(); st.Version != version {
+				t.Fatalf("negotiated %s; want %s", tls.VersionName(st.Version), tls.VersionName(version))
+			}
+			return c.ConnectionState().DidResume
+		}
+		if resumed() {
+			t.Fatalf("%s: the first connection resumed a session it never had", tls.VersionName(version))
+		}
+		if !resumed() {
+			t.Fatalf("%s: the second connection did not resume the first one's session (session tickets off?)", tls.VersionName(version))
+		}
+	}
+}
