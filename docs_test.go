@@ -1,13 +1,16 @@
 package main
 
 import (
+	"io/fs"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"go-loadbalancer/config"
 )
@@ -103,4 +106,74 @@ func fieldByYAML(v reflect.Value, name string) (reflect.Value, bool) {
 		}
 	}
 	return reflect.Value{}, false
+}
+
+// TestDocAnchorsExist: every docs/NAME.md#anchor that code, README or docs cite (and every
+// #anchor within a docs page) is a heading of that page, so a renamed section cannot leave
+// a dangling citation.
+func TestDocAnchorsExist(t *testing.T) {
+	anchors := map[string]map[string]bool{} // page -> anchors
+	for _, page := range []string{"behaviour.md", "config.md"} {
+		b, err := os.ReadFile("docs/" + page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		anchors[page] = headingAnchors(string(b))
+	}
+	cite := regexp.MustCompile(`docs/(behaviour\.md|config\.md)#([A-Za-z0-9_-]+)`)
+	local := regexp.MustCompile(`\]\(((?:behaviour|config)\.md)?#([A-Za-z0-9_-]+)\)`)
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && path != "." || d.Name() == "k8s") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, ".md") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range cite.FindAllStringSubmatch(string(b), -1) {
+			if !anchors[m[1]][m[2]] {
+				t.Errorf("%s cites docs/%s#%s, which has no such heading", path, m[1], m[2])
+			}
+		}
+		if page, ok := strings.CutPrefix(path, "docs/"); ok {
+			for _, m := range local.FindAllStringSubmatch(string(b), -1) {
+				target := m[1]
+				if target == "" {
+					target = page
+				}
+				if !anchors[target][m[2]] {
+					t.Errorf("%s links to %s#%s, which has no such heading", path, target, m[2])
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// headingAnchors returns the anchors GitHub makes of a Markdown page's headings: lower
+// case, spaces to '-', punctuation other than '-' and '_' dropped.
+func headingAnchors(page string) map[string]bool {
+	a := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^#+ (.+)$`).FindAllStringSubmatch(page, -1) {
+		var sb strings.Builder
+		for _, r := range strings.ToLower(m[1]) {
+			switch {
+			case r == ' ':
+				sb.WriteByte('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				sb.WriteRune(r)
+			}
+		}
+		a[sb.String()] = true
+	}
+	return a
 }
