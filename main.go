@@ -221,7 +221,8 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, out *logOut
 
 	var builder *state.Builder
 	reg := metrics.New(metrics.Options{Start: start, Current: func() *state.Table { return builder.Store.Load() }})
-	hooks := proxy.HooksWithMetrics(nil, reg)
+	tables := proxy.NewTables(nil, reg)
+	hooks := tables.Hooks()
 	recordBreaker := hooks.BreakerChange
 	hooks.BreakerChange = func(b *state.Backend, from, to state.BreakerState, reason string) {
 		recordBreaker(b, from, to, reason)
@@ -280,7 +281,7 @@ func serve(f *flags, cfg *config.Config, getenv func(string) string, out *logOut
 		return err
 	}
 	defer closeLimiter()
-	popts := proxy.Options{Store: &builder.Store, Log: log, AccessLog: alog, Sticky: store,
+	popts := proxy.Options{Tables: tables, Log: log, AccessLog: alog, Sticky: store,
 		Limiter: limiter, OnRateLimited: reg.RateLimited.Inc}
 	if cfg.Tracing.Enabled {
 		tr, err := tracing.New(tracing.Options{Config: cfg.Tracing, Log: log})

@@ -86,7 +86,8 @@ func startLB(t testing.TB, n int, o lbOptions) *lb {
 	cfg.Admin.Pprof = o.pprof
 	cfg.Admin.AllowedHosts = o.allowedHosts
 	l.reg = metrics.New(metrics.Options{Current: func() *state.Table { return l.builder.Store.Load() }})
-	l.builder = state.NewBuilder(proxy.HooksWithMetrics(nil, l.reg))
+	tables := proxy.NewTables(nil, l.reg)
+	l.builder = state.NewBuilder(tables.Hooks())
 	if _, err := l.builder.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func startLB(t testing.TB, n int, o lbOptions) *lb {
 	t.Cleanup(hs.Close)
 	l.admin = hs.URL
 
-	popts := proxy.Options{Store: &l.builder.Store, Log: zerolog.Nop()}
+	popts := proxy.Options{Tables: tables, Log: zerolog.Nop()}
 	if o.demo {
 		popts.Local = srv.Local()
 	}

@@ -178,12 +178,13 @@ func TestConsulAgentEndToEnd(t *testing.T) {
 	portN, _ := strconv.Atoi(port)
 
 	agent := testconsul.Start(t)
+	tables := proxy.NewTables(nil, nil)
 	b, _, logs := watchConsul(t, agent.Addr(), longWait, consulConfig(t, `  - name: web
     discovery: { consul: { service: web } }
     timeouts: { connect: 500ms, response: 2s }
-`), proxy.Hooks(nil))
+`), tables.Hooks())
 
-	px := proxy.New(proxy.Options{Store: &b.Store, Log: zerolog.Nop()})
+	px := proxy.New(proxy.Options{Tables: tables, Log: zerolog.Nop()})
 	srv := px.NewServer(b.Store.Load().Config.Server, zerolog.Nop())
 	pln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

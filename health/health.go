@@ -15,13 +15,6 @@ import (
 	"go-loadbalancer/state"
 )
 
-// Prober is what a backend's upstream must provide to be health-checked: one GET of path
-// within timeout, returning the status code. The proxy's upstream implements it with the
-// backend's own TLS settings.
-type Prober interface {
-	Check(path string, timeout time.Duration) (status int, err error)
-}
-
 // Checker runs one prober goroutine per backend of the current table (HAProxy's
 // `check inter rise fall`): a backend starts healthy, is marked down after `fall`
 // consecutive failed checks and up again after `rise` passing ones. Each change of verdict
@@ -66,9 +59,9 @@ func (h *Checker) sync(t *state.Table) {
 	for _, pool := range t.Pools {
 		hc := pool.Settings.HealthCheck
 		for _, be := range pool.Backends {
-			target, ok := be.Upstream.(Prober)
-			if !ok {
-				continue
+			target := be.Upstream // state.Upstream.Check: the backend's own TLS settings
+			if target == nil {
+				continue // a builder without an Upstream hook
 			}
 			seen[be.ID] = true
 			if p := h.probers[be.ID]; p != nil {
@@ -101,7 +94,7 @@ func (h *Checker) sync(t *state.Table) {
 type prober struct {
 	h        *Checker
 	id       string
-	target   Prober
+	target   state.Upstream
 	settings config.HealthCheck
 	ranges   [][2]int
 	stop     chan struct{}

@@ -1,9 +1,11 @@
 package metrics
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"go-loadbalancer/config"
 	"go-loadbalancer/internal/testtool"
@@ -11,27 +13,39 @@ import (
 )
 
 // newTestRegistry returns a Builder whose backends hold handles from a new Registry the
-// way the proxy's upstreams do (Backend.Upstream is the handle), with yaml applied.
+// way the proxy's upstreams do (a backend's Upstream holds its handle and gives it back on
+// Close), with yaml applied.
 func newTestRegistry(t testing.TB, yaml string) (*state.Builder, *Registry) {
 	t.Helper()
 	var b *state.Builder
 	reg := New(Options{Current: func() *state.Table { return b.Store.Load() }})
 	b = state.NewBuilder(state.Hooks{
-		Upstream: func(be *state.Backend, _ *config.Pool, prev any) (any, error) {
+		Upstream: func(be *state.Backend, _ *config.Pool, prev state.Upstream) (state.Upstream, error) {
 			if prev != nil {
 				return prev, nil
 			}
-			return reg.Acquire(be.ID, be.Pool), nil
+			return &handleUpstream{reg: reg, h: reg.Acquire(be.ID, be.Pool)}, nil
 		},
-		Release: func(u any) { reg.Release(u.(*Backend)) },
 	})
 	apply(t, b, yaml)
 	return b, reg
 }
 
+// handleUpstream is a state.Upstream that only holds a backend's metrics handle.
+type handleUpstream struct {
+	reg *Registry
+	h   *Backend
+}
+
+func (u *handleUpstream) Check(string, time.Duration) (int, error) {
+	return 0, errors.New("handleUpstream sends no health checks")
+}
+
+func (u *handleUpstream) Close() { u.reg.Release(u.h) }
+
 // handle returns the handle of backend i of the first pool of the current table.
 func handle(b *state.Builder, i int) *Backend {
-	return b.Store.Load().Pools[0].Backends[i].Upstream.(*Backend)
+	return b.Store.Load().Pools[0].Backends[i].Upstream.(*handleUpstream).h
 }
 
 func apply(t testing.TB, b *state.Builder, yaml string) *state.Table {

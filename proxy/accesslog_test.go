@@ -159,11 +159,11 @@ type loggedProxy struct {
 // accessLogged runs a loggedProxy for cfg until the test ends.
 func accessLogged(t *testing.T, cfg *config.Config) *loggedProxy {
 	t.Helper()
-	b, reg := meteredState(t, cfg)
+	b, ts, reg := meteredState(t, cfg)
 	out := &logbuf.Buffer{}
 	al := NewAccessLog(out, logring.Options{Idle: time.Millisecond})
 	t.Cleanup(func() { _ = al.Close() })
-	px := New(Options{Store: &b.Store, Log: zerolog.Nop(), AccessLog: al, Limiter: ratelimit.NewLocal(1024)})
+	px := New(Options{Tables: ts, Log: zerolog.Nop(), AccessLog: al, Limiter: ratelimit.NewLocal(1024)})
 	srv := px.NewServer(cfg.Server, zerolog.Nop())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

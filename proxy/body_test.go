@@ -162,11 +162,11 @@ func TestStreamedUploadsCountAsTunnels(t *testing.T) {
 		ctx.SetBodyString("ok")
 	})
 	cfg := poolConfig(t, "server: { max_tunnels: 1, request_buffer_bytes: 10000, request_body_grace: 1s, min_request_body_rate: 1024 }\n", be.url)
-	b := state.NewBuilder(Hooks(nil))
-	if _, err := b.Apply(cfg); err != nil {
+	ts := NewTables(nil, nil)
+	if _, err := state.NewBuilder(ts.Hooks()).Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
-	px := New(Options{Store: &b.Store, Log: zerolog.Nop()})
+	px := New(Options{Tables: ts, Log: zerolog.Nop()})
 	srv, addr := serveEdgeServer(t, px.NewServer(cfg.Server, zerolog.Nop()))
 	stop := make(chan struct{})
 	defer close(stop)

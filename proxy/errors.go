@@ -180,5 +180,5 @@ func (p *Proxy) serverError(ctx *fasthttp.RequestCtx, err error) {
 	if sc := scanned(ctx.Conn()); sc != nil {
 		start = sc.restoreHead(ctx, start)
 	}
-	p.finish(ctx, p.store.Load(), start, nil)
+	p.finish(ctx, p.tables.cur.Load(), start, nil)
 }

@@ -198,7 +198,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 	for retries := 0; ; retries++ {
 		var oc outcome
 		var err error
-		oc, now, err = p.try(ctx, b, ticket, rt, noHost)
+		oc, now, err = p.try(ctx, b, ext.upstream(b), ticket, rt, noHost)
 		if retryDecision(pol, oc, ctx.Response.StatusCode(), idempotent, replayable, retries).retry() {
 			// The next backend is found before this answer is dropped: with none left, the
 			// client gets the backend's own answer (a 503 with its Retry-After, say), not
@@ -221,13 +221,13 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 	}
 }
 
-// try sends the request to b once — ticket is b's breaker ticket — and settles the try:
-// b's counters, its breaker (Record, or Release when the outcome is not the backend's),
-// the access log's try record, the trace span, the error log. It returns the outcome, the
-// time the try ended, and its error (nil: b's response is in ctx.Response).
-func (p *Proxy) try(ctx *fasthttp.RequestCtx, b *state.Backend, ticket state.Ticket, rt *tracing.Request, noHost bool) (outcome, int64, error) {
+// try sends the request to b once, through b's client u (ticket is b's breaker ticket),
+// and settles the try: b's counters, its breaker (Record, or Release when the outcome is
+// not the backend's), the access log's try record, the trace span, the error log. It
+// returns the outcome, the time the try ended, and its error (nil: b's response is in
+// ctx.Response).
+func (p *Proxy) try(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, ticket state.Ticket, rt *tracing.Request, noHost bool) (outcome, int64, error) {
 	req, resp := &ctx.Request, &ctx.Response
-	u := b.Upstream.(*upstream)
 	rec := p.noteBackend(ctx, b)
 	req.URI().SetSchemeBytes(u.scheme)
 	if noHost {
@@ -269,7 +269,7 @@ func (p *Proxy) try(ctx *fasthttp.RequestCtx, b *state.Backend, ticket state.Tic
 		st.Failures.Add(1)
 	}
 	if err != nil && (failed || oc == outcomeHeadTooBig) {
-		p.logUpstreamError(b, err) // a head over the limit is logged, not counted
+		p.logUpstreamError(b, u, err) // a head over the limit is logged, not counted
 	}
 	return oc, now, err
 }

@@ -110,11 +110,12 @@ func withSticky(st sticky.Store) proxyOption { return func(o *Options) { o.Stick
 // the listener serves TLS, as main's does.
 func startProxy(t testing.TB, cfg *config.Config, opts ...proxyOption) *testProxy {
 	t.Helper()
-	b := state.NewBuilder(Hooks(nil))
+	ts := NewTables(nil, nil)
+	b := state.NewBuilder(ts.Hooks())
 	if _, err := b.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
-	o := Options{Store: &b.Store, Log: zerolog.Nop()}
+	o := Options{Tables: ts, Log: zerolog.Nop()}
 	for _, opt := range opts {
 		opt(&o)
 	}

@@ -59,20 +59,19 @@ func newInmemorySetupWith(tb testing.TB, backendBody string, opt inmemoryOptions
 	dial := func(string) (net.Conn, error) { return beLn.Dial() }
 	var b *state.Builder
 	opts := Options{Log: zerolog.Nop(), Sticky: opt.sticky, Tracer: opt.tracer, Limiter: opt.limiter, Auth: opt.auth}
+	var reg *metrics.Registry
 	if observed {
-		reg := metrics.New(metrics.Options{Current: func() *state.Table { return b.Store.Load() }})
-		b = state.NewBuilder(HooksWithMetrics(dial, reg))
+		reg = metrics.New(metrics.Options{Current: func() *state.Table { return b.Store.Load() }})
 		al := NewAccessLog(io.Discard, logring.Options{})
 		tb.Cleanup(func() { _ = al.Close() })
 		opts.AccessLog = al
-	} else {
-		b = state.NewBuilder(Hooks(dial))
 	}
+	opts.Tables = NewTables(dial, reg)
+	b = state.NewBuilder(opts.Tables.Hooks())
 	if _, err := b.Apply(cfg); err != nil {
 		tb.Fatal(err)
 	}
 	pxLn := fasthttputil.NewInmemoryListener()
-	opts.Store = &b.Store
 	px := New(opts)
 	srv := px.NewServer(cfg.Server, zerolog.Nop())
 	go func() { _ = srv.Serve(pxLn) }()

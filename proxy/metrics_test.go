@@ -37,21 +37,22 @@ type meteredProxy struct {
 
 // meteredState applies cfg to a state builder whose hooks feed a metrics registry, as
 // main's do.
-func meteredState(t *testing.T, cfg *config.Config) (*state.Builder, *metrics.Registry) {
+func meteredState(t *testing.T, cfg *config.Config) (*state.Builder, *Tables, *metrics.Registry) {
 	t.Helper()
 	var b *state.Builder
 	reg := metrics.New(metrics.Options{Current: func() *state.Table { return b.Store.Load() }})
-	b = state.NewBuilder(HooksWithMetrics(nil, reg))
+	ts := NewTables(nil, reg)
+	b = state.NewBuilder(ts.Hooks())
 	if _, err := b.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
-	return b, reg
+	return b, ts, reg
 }
 
 func startMetered(t *testing.T, cfg *config.Config) *meteredProxy {
 	t.Helper()
-	b, reg := meteredState(t, cfg)
-	px := New(Options{Store: &b.Store, Log: zerolog.Nop(), Limiter: ratelimit.NewLocal(1024), OnRateLimited: reg.RateLimited.Inc})
+	b, ts, reg := meteredState(t, cfg)
+	px := New(Options{Tables: ts, Log: zerolog.Nop(), Limiter: ratelimit.NewLocal(1024), OnRateLimited: reg.RateLimited.Inc})
 	srv := px.NewServer(cfg.Server, zerolog.Nop())
 	tc, _, err := tlsconf.Front(cfg.TLS)
 	if err != nil {
@@ -224,11 +225,11 @@ func TestUpstreamErrorLogNamesCause(t *testing.T) {
 	srv.Config.ErrorLog = stdlog.New(io.Discard, "", 0) // the handshake failures we cause
 	cfg := poolConfig(t, "", srv.URL)
 	var logs logbuf.Buffer
-	b := state.NewBuilder(Hooks(nil))
-	if _, err := b.Apply(cfg); err != nil {
+	ts := NewTables(nil, nil)
+	if _, err := state.NewBuilder(ts.Hooks()).Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
-	px := New(Options{Store: &b.Store, Log: zerolog.New(&logs)})
+	px := New(Options{Tables: ts, Log: zerolog.New(&logs)})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -29,8 +29,9 @@ import (
 
 // Options configure a Proxy.
 type Options struct {
-	// Store is where the current table is read from; required.
-	Store *state.Store
+	// Tables is where the current table and the proxy's data for it are read from (the
+	// builder publishes them through Tables.Hooks); required.
+	Tables *Tables
 	// Log receives errors and state changes (never a line per request from here).
 	Log zerolog.Logger
 	// Local, if set, answers requests whose path it claims (Claims returns true) instead of
@@ -53,10 +54,10 @@ type Options struct {
 
 // Proxy is the data-plane handler. Safe for concurrent use.
 type Proxy struct {
-	store *state.Store
-	log   zerolog.Logger
-	local func(path []byte) fasthttp.RequestHandler
-	alog  *AccessLog
+	tables *Tables
+	log    zerolog.Logger
+	local  func(path []byte) fasthttp.RequestHandler
+	alog   *AccessLog
 
 	tracer *tracing.Tracer
 
@@ -80,12 +81,12 @@ type Proxy struct {
 	newSessions perSecond
 }
 
-// New returns a Proxy reading tables from o.Store.
+// New returns a Proxy reading tables from o.Tables.
 func New(o Options) *Proxy {
-	if o.Store == nil {
-		panic("BUG: proxy.Options.Store is nil")
+	if o.Tables == nil {
+		panic("BUG: proxy.Options.Tables is nil")
 	}
-	p := &Proxy{store: o.Store, log: o.Log, local: o.Local, alog: o.AccessLog, sticky: o.Sticky,
+	p := &Proxy{tables: o.Tables, log: o.Log, local: o.Local, alog: o.AccessLog, sticky: o.Sticky,
 		limiter: o.Limiter, onRateLimited: o.OnRateLimited, tracer: o.Tracer}
 	p.auth.Store(o.Auth)
 	return p
@@ -105,14 +106,14 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 }
 
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
-	t := p.store.Load()
-	var id identity                         // resolved by admit
-	defer p.finish(ctx, t, ctx.Time(), &id) // the arrival time fasthttp already read
-	if t == nil {
+	ext := p.tables.cur.Load()
+	var id identity                           // resolved by admit
+	defer p.finish(ctx, ext, ctx.Time(), &id) // the arrival time fasthttp already read
+	if ext == nil {
 		writeError(ctx, errNoConfig)
 		return
 	}
-	ext := tableExt(t)
+	t := ext.table
 	req := &ctx.Request
 	var flags int
 	var local fasthttp.RequestHandler
@@ -241,18 +242,18 @@ func (p *Proxy) admit(ctx *fasthttp.RequestCtx, ext *tableData, id *identity) (i
 type routedTo struct{}
 
 // finish records the answered request in ctx: the client-facing metrics of its pool and
-// the access log line (2xx lines sampled per log.sample_2xx). start is when it arrived; t
-// the table it was served with; id the client's identity (nil or unresolved: the peer).
-func (p *Proxy) finish(ctx *fasthttp.RequestCtx, t *state.Table, start time.Time, id *identity) {
+// the access log line (2xx lines sampled per log.sample_2xx). start is when it arrived;
+// ext the proxy's data of the table it was served with (nil: none yet); id the client's
+// identity (nil or unresolved: the peer).
+func (p *Proxy) finish(ctx *fasthttp.RequestCtx, ext *tableData, start time.Time, id *identity) {
 	now := time.Now()
-	if t == nil {
+	if ext == nil {
 		if p.alog != nil {
 			p.alog.log(ctx, start, now, logQueryRedact, id)
 			releaseRecord(ctx)
 		}
 		return
 	}
-	ext := tableExt(t)
 	code := ctx.Response.StatusCode()
 	if ext.fronts != nil {
 		f := ext.unrouted
@@ -305,7 +306,7 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 	b.Stats.Breaker.Release(ticket) // a tunnel's fate is not a request outcome
 	tunnelled(ctx.Conn())           // its bytes are not HTTP heads
 	p.noteBackend(ctx, b)
-	p.tunnel(ctx, b, b.Upstream.(*upstream), pool.Settings.Timeouts.TunnelIdle, func() {
+	p.tunnel(ctx, b, ext.upstream(b), pool.Settings.Timeouts.TunnelIdle, func() {
 		if sess != nil && sess.active {
 			p.stickyEnd(ctx, &ext.sticky, sess, b)
 		}
@@ -434,10 +435,10 @@ func route(ctx *fasthttp.RequestCtx, t *state.Table, id *identity) (pool *state.
 
 // logUpstreamError logs the first error and then one in 100, so an outage does not flood
 // the log (the metrics count every one).
-func (p *Proxy) logUpstreamError(b *state.Backend, err error) {
+func (p *Proxy) logUpstreamError(b *state.Backend, u *upstream, err error) {
 	if n := p.errLogs.Add(1); n == 1 || n%100 == 0 {
 		ev := p.log.Warn().Str("backend", b.ID).Err(err).Uint64("errors_seen", n)
-		if u, ok := b.Upstream.(*upstream); ok && (err == errConnect || err == errDialTimeout || err == errWrite) {
+		if err == errConnect || err == errDialTimeout || err == errWrite {
 			// What the sentinel leaves out: connection refused, x509: ..., i/o timeout.
 			// The backend's last such failure, which under concurrency may be another
 			// request's: the log is sampled anyway.

@@ -76,11 +76,10 @@ func (p *Proxy) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig
 	if sc := scanned(ctx.Conn()); sc != nil {
 		sc.noteHead(ctx, h) // for serverError, should reading the body fail
 	}
-	t := p.store.Load()
-	if t == nil {
+	ext := p.tables.cur.Load()
+	if ext == nil {
 		return fasthttp.RequestConfig{}
 	}
-	ext := tableExt(t)
 	return fasthttp.RequestConfig{ReadTimeout: prefetchTimeout(int64(min(cl, bodyPrefetch)), ext.minBodyRate, ext.bodyGrace, ext.readTimeout)}
 }
 
@@ -201,19 +200,19 @@ type admissionKey struct{}
 // now, and only a request that passes them is told 100 Continue. A refused one gets its
 // final status (fasthttp then closes the connection) without the body being read.
 func (p *Proxy) expect(ctx *fasthttp.RequestCtx) int {
-	t := p.store.Load()
-	if t == nil {
+	ext := p.tables.cur.Load()
+	if ext == nil {
 		writeError(ctx, errNoConfig)
 		return ctx.Response.StatusCode()
 	}
 	var id identity
-	flags, local, r := p.admit(ctx, tableExt(t), &id)
+	flags, local, r := p.admit(ctx, ext, &id)
 	if r != nil {
 		if r != &answered {
 			p.reject(ctx, r)
 		}
-		lingerOnClose(ctx.Conn())         // the client may have started sending its body
-		p.finish(ctx, t, time.Now(), &id) // serve never runs for it
+		lingerOnClose(ctx.Conn())           // the client may have started sending its body
+		p.finish(ctx, ext, time.Now(), &id) // serve never runs for it
 		return ctx.Response.StatusCode()
 	}
 	ctx.SetUserValue(admissionKey{}, admission{flags: flags, local: local, id: id})

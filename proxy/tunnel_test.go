@@ -78,7 +78,7 @@ func TestTunnelsCountAgainstBackendLimit(t *testing.T) {
 		t.Fatalf("a plain request while 3 tunnels fill the backend's 3 places: got %d; want 503", resp.StatusCode())
 	}
 	tunnels[0].Close()
-	u := p.builder.Store.Load().Backends()[0].Upstream.(*upstream)
+	u := p.px.tables.cur.Load().ups[0]
 	testtool.WaitFor(t, 5*time.Second, "the closed tunnel to give its place back", func() bool { return u.tunnels.Load() == 2 })
 	if resp := p.get(t, "/plain"); resp.StatusCode() != 200 {
 		t.Fatalf("after a tunnel closed: got %d; want 200", resp.StatusCode())
@@ -89,11 +89,11 @@ func TestTunnelsCountAgainstBackendLimit(t *testing.T) {
 func TestTunnelsGlobalCap(t *testing.T) {
 	be := startBackend(t, wsEcho)
 	cfg := poolConfig(t, "server: { max_tunnels: 2 }\n", be.url)
-	b := state.NewBuilder(Hooks(nil))
-	if _, err := b.Apply(cfg); err != nil {
+	ts := NewTables(nil, nil)
+	if _, err := state.NewBuilder(ts.Hooks()).Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
-	px := New(Options{Store: &b.Store, Log: zerolog.Nop()})
+	px := New(Options{Tables: ts, Log: zerolog.Nop()})
 	srv, addr := serveEdgeServer(t, px.NewServer(cfg.Server, zerolog.Nop()))
 	for range 2 {
 		if _, _, status := openTunnel(t, addr); !strings.HasPrefix(status, "HTTP/1.1 101") {

@@ -33,6 +33,9 @@ type upstream struct {
 	check  *fasthttp.HostClient // health checks
 	host   string
 	tls    *tls.Config
+	// release gives back the backend's metrics handle (Tables with a registry); nil
+	// without metrics.
+	release func()
 
 	tunnels atomic.Int64 // WebSocket tunnels open to this backend
 }
@@ -45,22 +48,64 @@ const bufferLimit = 64 << 10
 // timeout. Tests and benchmarks pass in-memory listeners' Dial.
 type Dialer func(addr string) (net.Conn, error)
 
-// Hooks returns the state.Builder hooks that give each backend its upstream client and
-// each table its proxy data.
-func Hooks(dial Dialer) state.Hooks {
-	return state.Hooks{
-		Upstream: func(b *state.Backend, p *config.Pool, prev any) (any, error) {
-			return newUpstream(b, p, prev, dial)
-		},
-		Release: func(u any) { u.(*upstream).hc.CloseIdleConnections() },
-		Table:   newTableData,
-	}
+// Tables is the proxy's side of a state.Builder: its Hooks give each backend its client
+// (an upstream) and each table the proxy's data for it (a tableData: the settings built
+// from the config and every backend's client), and publish that data when the builder
+// swaps the table in. A Proxy reads the table and its data together, with one atomic load
+// per request. Safe for concurrent use.
+type Tables struct {
+	dial Dialer
+	reg  *metrics.Registry
+	cur  atomic.Pointer[tableData] // nil before the first table
 }
 
-func newUpstream(b *state.Backend, p *config.Pool, prev any, dial Dialer) (any, error) {
+// NewTables returns Tables whose clients dial with dial (nil: TCP with the pool's connect
+// timeout). With reg non-nil, the clients record every try in reg: status code (or the
+// cause of its failure) and the time to the response header, in the backend's handle
+// (lb_requests_total, lb_request_duration_seconds); and each table's data carries each
+// pool's client-facing handle (lb_http_requests_total, ...), recorded once per request. A
+// backend keeps its handle, and so its counters, for as long as a table has it.
+func NewTables(dial Dialer, reg *metrics.Registry) *Tables {
+	return &Tables{dial: dial, reg: reg}
+}
+
+// Hooks returns the hooks to build a state.Builder with, for these Tables.
+func (ts *Tables) Hooks() state.Hooks {
+	h := state.Hooks{Upstream: ts.upstream, Table: ts.table}
+	if ts.reg != nil {
+		h.BreakerChange = ts.reg.BreakerChanged // for the dashboard's recent breaker states
+	}
+	return h
+}
+
+// upstream is the builder's Upstream hook.
+func (ts *Tables) upstream(b *state.Backend, p *config.Pool, prev state.Upstream) (state.Upstream, error) {
+	old, _ := prev.(*upstream) // the builder hands back what this hook made
+	u, err := newUpstream(b, p, old, ts.dial)
+	if err != nil || u == old || ts.reg == nil {
+		return u, err // a kept client keeps its metrics handle
+	}
+	m := ts.reg.Acquire(b.ID, b.Pool)
+	u.hc.Transport = &observed{rt: u.hc.Transport, m: m}
+	u.release = func() { ts.reg.Release(m) }
+	return u, nil
+}
+
+// table is the builder's Table hook: the proxy's data for t, published by storing it.
+func (ts *Tables) table(t *state.Table) (func(), error) {
+	d := newTableData(t)
+	if ts.reg != nil {
+		frontMetrics(d, t, ts.reg)
+	}
+	return func() { ts.cur.Store(d) }, nil
+}
+
+// newUpstream returns the client for backend b of pool p: old when its connection
+// settings are the same, else a new one.
+func newUpstream(b *state.Backend, p *config.Pool, old *upstream, dial Dialer) (*upstream, error) {
 	key := fmt.Sprintf("%s|%t|%v|%v|%d|%d|%+v|%s", b.Addr, b.TLS, p.Timeouts.Connect, p.Timeouts.Response,
 		p.MaxConnsPerBackend, p.ResponseHeaderBytes, p.UpstreamTLS, fileStamps(p.UpstreamTLS.CAFile, p.UpstreamTLS.CertFile, p.UpstreamTLS.KeyFile))
-	if old, ok := prev.(*upstream); ok && old.key == key {
+	if old != nil && old.key == key {
 		return old, nil
 	}
 	u := &upstream{key: key, scheme: vHTTP}
@@ -130,8 +175,8 @@ func (u *upstream) guardDial(dial Dialer) fasthttp.DialFunc {
 	}
 }
 
-// Check sends one health-check GET for path and returns the status code. It implements the
-// prober interface of package discovery. Safe for concurrent use.
+// Check sends one health-check GET for path and returns the status code (state.Upstream).
+// Safe for concurrent use.
 func (u *upstream) Check(path string, timeout time.Duration) (int, error) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -145,6 +190,16 @@ func (u *upstream) Check(path string, timeout time.Duration) (int, error) {
 		return 0, err
 	}
 	return resp.StatusCode(), nil
+}
+
+// Close lets the upstream go once no table has it (state.Upstream): idle connections are
+// closed and the metrics handle given back; requests of an older table may still finish
+// on it.
+func (u *upstream) Close() {
+	u.hc.CloseIdleConnections()
+	if u.release != nil {
+		u.release()
+	}
 }
 
 // fileStamps identifies the current contents of files (size and modification time), so
@@ -181,8 +236,12 @@ func upstreamTLS(c config.UpstreamTLS) (*tls.Config, error) {
 	return tc, nil
 }
 
-// tableData is the proxy's per-table data, built once with the table.
+// tableData is the proxy's data for one table, built once with it and published with it
+// (Tables): what a request reads, from the table to each backend's client.
 type tableData struct {
+	table *state.Table
+	ups   []*upstream // every backend's client, by state.Backend.Slot
+
 	nets      []netip.Prefix
 	maxBody   int64
 	pools     []retryPolicy // by state.Pool.Index
@@ -199,7 +258,7 @@ type tableData struct {
 	// are forwarded in X-Forwarded-Client-Cert.
 	clientCerts bool
 
-	// Client-facing metrics (HooksWithMetrics), by state.Pool.Index, and for requests
+	// Client-facing metrics (NewTables with a registry), by state.Pool.Index, and for requests
 	// answered before a pool was chosen; nil without metrics.
 	fronts      []*metrics.Front
 	routeFronts []routeFront // by route path_prefix and pool
@@ -213,8 +272,9 @@ type tableData struct {
 	escaped                   reqpath.Escaped // server.escaped_slashes
 }
 
-func newTableData(t *state.Table) (any, error) {
+func newTableData(t *state.Table) *tableData {
 	d := &tableData{
+		table:     t,
 		nets:      t.Config.Server.TrustedNets(),
 		maxBody:   t.Config.Server.MaxBodyBytes,
 		sticky:    newStickyConf(t.Config),
@@ -238,8 +298,16 @@ func newTableData(t *state.Table) (any, error) {
 	}
 	for _, p := range t.Pools {
 		d.pools = append(d.pools, newRetryPolicy(p.Settings.Retry))
+		for _, b := range p.Backends {
+			// The one place the proxy asserts its own type back: Tables.upstream made it.
+			u, ok := b.Upstream.(*upstream)
+			if !ok {
+				panic("BUG: a table built without Tables.Hooks' Upstream reached Tables.table")
+			}
+			d.ups = append(d.ups, u)
+		}
 	}
-	return d, nil
+	return d
 }
 
 // sampleEvery turns a sample ratio (0..1) into "one in n": 1 for every one, 0 for none.
@@ -250,7 +318,8 @@ func sampleEvery(ratio float64) uint64 {
 	return uint64(math.Round(1 / min(ratio, 1)))
 }
 
-func tableExt(t *state.Table) *tableData { return t.Ext.(*tableData) }
+// upstream returns backend b's client; b must be of this table.
+func (d *tableData) upstream(b *state.Backend) *upstream { return d.ups[b.Slot] }
 
 // trusted reports whether forwarded headers from peer are believed (server.trusted_proxies).
 func (d *tableData) trusted(peer netip.Addr) bool {

@@ -61,7 +61,7 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, 
 	}
 	if err != nil {
 		b.Stats.Failures.Add(1)
-		p.logUpstreamError(b, err)
+		p.logUpstreamError(b, u, err)
 		writeError(ctx, errConnect)
 		return
 	}
@@ -83,7 +83,7 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, 
 		if err != errBigHead { // not the backend's failure: see forward
 			b.Stats.Failures.Add(1)
 		}
-		p.logUpstreamError(b, err)
+		p.logUpstreamError(b, u, err)
 		writeError(ctx, err)
 		return
 	}
@@ -92,7 +92,7 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, 
 		// such a connection) would open a byte pipe to a protocol nobody asked for.
 		conn.Close()
 		b.Stats.Failures.Add(1)
-		p.logUpstreamError(b, errBadResponse)
+		p.logUpstreamError(b, u, errBadResponse)
 		writeError(ctx, errBadResponse)
 		return
 	}

@@ -16,16 +16,17 @@ import (
 type Hooks struct {
 	// Upstream returns the client for backend b of pool p. prev is what Upstream returned
 	// for the same ID in the previous table (nil for a new backend); returning prev keeps
-	// its pooled connections. Called with the builder's lock held.
-	Upstream func(b *Backend, p *config.Pool, prev any) (any, error)
-	// Table returns the caller's per-table data (Table.Ext) for a fully built table, just
-	// before it is published. An error keeps the running table.
-	Table func(t *Table) (any, error)
+	// its pooled connections. The builder closes each client no table refers to any more.
+	// Called with the builder's lock held.
+	Upstream func(b *Backend, p *config.Pool, prev Upstream) (Upstream, error)
+	// Table prepares the caller's own data for a fully built table t (the proxy's settings
+	// and clients for it) and returns how to publish it; an error keeps the running table.
+	// publish is called with the builder's lock held, when t is swapped into Store, so
+	// the caller's data is published in the order of the tables; it must only store a
+	// pointer.
+	Table func(t *Table) (publish func(), err error)
 	// BreakerChange, if set, is called once for each breaker transition.
 	BreakerChange func(b *Backend, from, to BreakerState, reason string)
-	// Release is called, after the swap, with each upstream no table refers to any more.
-	// In-flight requests of the old table may still be using it.
-	Release func(u any)
 }
 
 // ErrUnknownBackend is returned by the runtime controls for an ID that no pool has.
@@ -45,7 +46,7 @@ type Builder struct {
 	poolStats map[string]*PoolStats
 	watchers  []func(*Table)
 	geoip     geoip.Cache
-	upstreams map[string]any
+	upstreams map[string]Upstream
 	drained   map[string]bool
 	weights   map[string]int
 	down      map[string]bool
@@ -60,7 +61,7 @@ func NewBuilder(h Hooks) *Builder {
 		hooks:     h,
 		stats:     map[string]*Stats{},
 		poolStats: map[string]*PoolStats{},
-		upstreams: map[string]any{},
+		upstreams: map[string]Upstream{},
 		drained:   map[string]bool{},
 		weights:   map[string]int{},
 		down:      map[string]bool{},
@@ -196,17 +197,17 @@ func (b *Builder) rebuild(cfg *config.Config) (*Table, error) {
 		pools:    map[string]*Pool{},
 		backends: map[string]*Backend{},
 	}
-	ups := make(map[string]any, len(b.upstreams))
+	ups := make(map[string]Upstream, len(b.upstreams))
 	var configure []func()
 	committed := false
 	defer func() {
-		if committed || b.hooks.Release == nil {
+		if committed {
 			return
 		}
-		// A failed build releases the clients it made (and their metric handles).
+		// A failed build closes the clients it made (and so their metric handles).
 		for id, u := range ups {
 			if b.upstreams[id] != u {
-				b.hooks.Release(u)
+				u.Close()
 			}
 		}
 	}()
@@ -231,6 +232,7 @@ func (b *Builder) rebuild(cfg *config.Config) (*Table, error) {
 				Region:  bc.Region,
 				Weight:  bc.Weight,
 				Index:   i,
+				Slot:    len(t.backends),
 				Healthy: true,
 			}
 			if _, dup := t.backends[be.ID]; dup {
@@ -288,18 +290,18 @@ func (b *Builder) rebuild(cfg *config.Config) (*Table, error) {
 	}
 	t.Geo = buildGeo(cfg.Geo, db)
 
+	publish := func() {}
 	if b.hooks.Table != nil {
-		ext, err := b.hooks.Table(t)
-		if err != nil {
+		if publish, err = b.hooks.Table(t); err != nil {
 			return nil, err
 		}
-		t.Ext = ext
 	}
 
 	// Commit: only now does the new table replace anything.
 	b.version = t.Version
 	b.cfg = cfg
 	b.Store.Swap(t)
+	publish()
 	stats := make(map[string]*Stats, len(t.backends))
 	for id, be := range t.backends {
 		stats[id] = be.Stats
@@ -327,8 +329,8 @@ func (b *Builder) rebuild(cfg *config.Config) (*Table, error) {
 		f(t)
 	}
 	for id, u := range b.upstreams {
-		if nu, ok := ups[id]; (!ok || nu != u) && b.hooks.Release != nil {
-			b.hooks.Release(u)
+		if nu, ok := ups[id]; !ok || nu != u {
+			u.Close()
 		}
 	}
 	b.upstreams = ups

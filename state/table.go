@@ -8,7 +8,7 @@
 // points to, except the atomics in Stats, must not be modified after it is published.
 //
 // state imports no HTTP code: the per-backend upstream client is attached by the builder's
-// caller as an opaque value (Backend.Upstream).
+// caller (Hooks.Upstream), and state knows it only by the Upstream interface.
 package state
 
 import (
@@ -30,6 +30,7 @@ type Backend struct {
 	Region string
 	Weight int // effective weight (config, or admin override)
 	Index  int // position in Pool.Backends
+	Slot   int // position in Table.Backends(): an index into the caller's per-table slices
 
 	Drained bool // taken out by an operator: no new requests
 	Healthy bool // as of this table (health changes build a new table)
@@ -37,9 +38,21 @@ type Backend struct {
 	// Stats are the backend's runtime counters, shared by every table that has this ID.
 	Stats *Stats
 
-	// Upstream is the caller's per-backend client (the proxy's *fasthttp.HostClient
-	// wrapper). state never looks inside it.
-	Upstream any
+	// Upstream is the caller's client for this backend (Hooks.Upstream); nil without that
+	// hook.
+	Upstream Upstream
+}
+
+// Upstream is a backend's client, made by the builder's caller (the proxy's pooled
+// connections to the backend). The request path reaches it through the caller's own typed
+// data; the control plane needs only this of it.
+type Upstream interface {
+	// Check sends one health-check GET for path within timeout and returns the status
+	// code. Safe for concurrent use.
+	Check(path string, timeout time.Duration) (status int, err error)
+	// Close is called once, when no table refers to the upstream any more (or the build
+	// that made it failed). Requests of an older table may still be using it.
+	Close()
 }
 
 // Pool is a named group of backends with one balancing algorithm.
@@ -127,10 +140,6 @@ type Table struct {
 	Config  *config.Config
 	Version uint64    // increases by one with each table a Builder builds
 	Built   time.Time // when the table was built
-
-	// Ext is the caller's per-table data (the proxy's prebuilt header values and limits),
-	// built by Hooks.Table; state never looks inside it.
-	Ext any
 
 	// Geo maps clients to regions (config geo); never nil.
 	Geo *Geo

@@ -8,8 +8,9 @@ import (
 	"go-loadbalancer/config"
 )
 
-// testTable builds a table of one pool with the given weights (backends 127.0.0.1:1, :2, …).
-func testTable(t *testing.T, weights ...int) (*Builder, *Table) {
+// webConfig is a valid config of one pool "web" with the given weights (backends
+// 127.0.0.1:1, :2, …).
+func webConfig(t *testing.T, weights ...int) *config.Config {
 	t.Helper()
 	cfg := config.Default()
 	p := config.Pool{Name: "web"}
@@ -21,8 +22,14 @@ func testTable(t *testing.T, weights ...int) (*Builder, *Table) {
 	if errs := cfg.Validate(); len(errs) > 0 {
 		t.Fatal(errs)
 	}
+	return cfg
+}
+
+// testTable builds a table of webConfig(weights).
+func testTable(t *testing.T, weights ...int) (*Builder, *Table) {
+	t.Helper()
 	b := NewBuilder(Hooks{})
-	tb, err := b.Apply(cfg)
+	tb, err := b.Apply(webConfig(t, weights...))
 	if err != nil {
 		t.Fatal(err)
 	}
