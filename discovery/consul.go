@@ -85,7 +85,7 @@ type Consul struct {
 	client *api.Client
 
 	// applyMu orders every SetDiscovered this Consul makes, so that a stopped watcher can
-	// never apply after its successor. Lock order: applyMu, then the builder's lock, then mu.
+	// never apply after its successor. It is taken before mu.
 	applyMu sync.Mutex
 
 	mu      sync.Mutex
@@ -132,8 +132,8 @@ type consulQuery struct {
 	scheme       string // discovery.consul.scheme: http or https
 }
 
-// sync makes the running watchers match t. It runs under the builder's lock, so it only
-// starts and cancels goroutines.
+// sync makes the running watchers match t (a Builder.OnSwap subscriber); it only starts
+// and cancels goroutines.
 func (c *Consul) sync(t *state.Table) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -154,7 +154,8 @@ func (c *Consul) sync(t *state.Table) {
 		w.cancel()
 		delete(c.watches, pool)
 		if !ok {
-			// Not from here: the builder's lock is held.
+			// Not from here: forget takes applyMu and mu; sync holds mu, and may run inside a
+			// watcher's apply, which holds applyMu.
 			c.wg.Add(1)
 			go c.forget(pool)
 		}

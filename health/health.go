@@ -47,8 +47,8 @@ func (h *Checker) Stop() {
 	}
 }
 
-// sync makes the running probers match t. It runs under the builder's lock, so it only
-// starts and stops goroutines.
+// sync makes the running probers match t (a Builder.OnSwap subscriber); it only starts
+// and stops goroutines.
 func (h *Checker) sync(t *state.Table) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
