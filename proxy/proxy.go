@@ -2,10 +2,13 @@
 // current state.Table and forwards the request to it through the backend's pooled
 // fasthttp.HostClient.
 //
-// The request path (Proxy.ServeHTTP) takes no lock and, for a plain proxied request, makes
-// no allocation: the table is one atomic load, the picker an atomic add, the headers are
-// rewritten in place in fasthttp's reused buffers, and errors are sentinel values mapped to
-// prebuilt JSON bodies.
+// The request path (Proxy.ServeHTTP) takes no lock of its own and, for a plain proxied
+// request, makes no allocation: the table is one atomic load, the picker an atomic add, the
+// headers are rewritten in place in fasthttp's reused buffers, and errors are sentinel
+// values mapped to prebuilt JSON bodies. Locks are still taken below it: fasthttp's
+// HostClient takes its pool mutex twice per proxied request (AcquireConn and ReleaseConn,
+// transport.go), and a first sighting takes one — a status code's counter (metrics), a
+// GeoIP record, a new sticky pin, a newly verified JWT (docs/behaviour.md#where-locks-are-taken).
 package proxy
 
 import (
@@ -34,8 +37,8 @@ type Options struct {
 	Tables *Tables
 	// Log receives errors and state changes (never a line per request from here).
 	Log zerolog.Logger
-	// Local, if set, answers requests whose path it claims (Claims returns true) instead of
-	// proxying them — the founding document's demo-mode paths on the data-plane port.
+	// Local, if set, is asked for each request's path: a non-nil handler answers the
+	// request instead of proxying it — the demo's admin paths on the data-plane port.
 	Local func(path []byte) fasthttp.RequestHandler
 	// Sticky, if set, is the session store used when the table's sticky.enabled is true.
 	Sticky sticky.Store

@@ -4,7 +4,8 @@
 //
 // Every change — a config reload, a health change, a discovery update, an admin action —
 // builds a whole new Table with a Builder and swaps it in with Store.Swap. The request path
-// only ever does Store.Load and reads; it never takes a lock. A Table and everything it
+// only ever does Store.Load and reads; it never takes the Builder's lock, nor any lock of
+// this package. A Table and everything it
 // points to, except the atomics in Stats, must not be modified after it is published.
 //
 // state imports no HTTP code: the per-backend upstream client is attached by the builder's
