@@ -226,7 +226,7 @@ stop_gracefully "chaos instance exits 0 on SIGTERM" "$CHAOS" 20
 for port in 28081 28082 28083; do kill "${BE[$port]}" 2>/dev/null; done
 
 # ---------------------------------------------------------------------------------------
-# Sticky sessions (issue 5, SPEC §5). The demo instance above uses the memory store; then,
+# Sticky sessions (issue 5, docs/behaviour.md#sticky-sessions). The demo instance above uses the memory store; then,
 # when redis-server is available, an instance with REDIS_ENABLED=true shares its sessions
 # through a redis-server started here on a free loopback port (killed by its PID). Under
 # CI=true a missing redis-server is a failure, not a skip.
