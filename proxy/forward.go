@@ -118,7 +118,7 @@ const (
 func (v retryVerdict) retry() bool { return v >= retryUnsent }
 
 // retryDecision decides, from one try's outcome (and status, for a 5xx), whether the
-// request may go to another backend. It is pure: whether one is left, and whether the
+// request may go to another backend (docs/behaviour.md#retries). It is pure: whether one is left, and whether the
 // pool's retry budget (retry.budget_ratio) allows it, forward finds out after — in that
 // order, so the budget is charged only for a retry that happens.
 //   - A failure before the request was sent (connect error with retry.on connect, or the

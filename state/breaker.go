@@ -44,7 +44,8 @@ const maxOpenDoublings = 5
 // Breaker is a per-backend circuit breaker kept entirely in atomics: no lock, no
 // allocation on the request path.
 //
-// State machine (a Hystrix-style breaker with Envoy's ejection cap):
+// State machine (a Hystrix-style breaker with Envoy's ejection cap;
+// docs/behaviour.md#circuit-breakers):
 //
 //	closed ──(consecutive_failures in a row, or failure_ratio over window with at
 //	          least min_requests; and the pool's ejection cap allows it)──▶ open
