@@ -33,7 +33,7 @@ import (
 	"go-loadbalancer/tracing"
 )
 
-// app is the running load balancer. newApp builds it in dependency order — metrics,
+// app is the running load balancer. newApp builds it in dependency order — store, metrics,
 // builder (with the first table), admin, proxy, control loops, listeners — then run serves
 // until a signal, reload applies the config file again (SIGHUP, POST /api/reload) and
 // shutdown drains. close releases what newApp built, in reverse order.
@@ -109,14 +109,15 @@ func (a *app) close() {
 	a.closers = nil
 }
 
-// buildState makes the metrics registry and the builder, and applies cfg: the first table.
+// buildState makes the Store, the metrics registry that reads it, the proxy's Tables (whose
+// hooks record into the registry) and the builder that publishes to the Store, and applies
+// cfg: the first table.
 func (a *app) buildState(cfg *config.Config, start time.Time) error {
-	var builder *state.Builder
-	a.reg = metrics.New(metrics.Options{Start: start, Current: func() *state.Table { return builder.Store.Load() }})
+	store := new(state.Store)
+	a.reg = metrics.New(metrics.Options{Start: start, Store: store})
 	a.tables = proxy.NewTables(nil, a.reg)
-	builder = state.NewBuilder(logBreakerChanges(a.tables.Hooks(), a.log))
-	a.builder = builder
-	if _, err := builder.Apply(cfg); err != nil {
+	a.builder = state.NewBuilder(store, logBreakerChanges(a.tables.Hooks(), a.log))
+	if _, err := a.builder.Apply(cfg); err != nil {
 		return err
 	}
 	logIgnoredRoutes(cfg, a.log)

@@ -85,9 +85,10 @@ func startLB(t testing.TB, n int, o lbOptions) *lb {
 	cfg.Admin.Token = o.token
 	cfg.Admin.Pprof = o.pprof
 	cfg.Admin.AllowedHosts = o.allowedHosts
-	l.reg = metrics.New(metrics.Options{Current: func() *state.Table { return l.builder.Store.Load() }})
+	store := new(state.Store)
+	l.reg = metrics.New(metrics.Options{Store: store})
 	tables := proxy.NewTables(nil, l.reg)
-	l.builder = state.NewBuilder(tables.Hooks())
+	l.builder = state.NewBuilder(store, tables.Hooks())
 	if _, err := l.builder.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ func TestAutoscaleBringsStandbyInAndOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := state.NewBuilder(state.Hooks{})
+	b := state.NewBuilder(nil, state.Hooks{})
 	if _, err := b.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}

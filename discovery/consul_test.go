@@ -53,7 +53,7 @@ func startConsul(t *testing.T, fake *fakeConsul, cfg *config.Config, h state.Hoo
 // for it, with blocking queries of wait and retries 10-40 ms apart.
 func watchConsul(t *testing.T, addr string, wait time.Duration, cfg *config.Config, h state.Hooks) (*state.Builder, *Consul, *logbuf.Buffer) {
 	t.Helper()
-	b := state.NewBuilder(h)
+	b := state.NewBuilder(nil, h)
 	if _, err := b.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,7 @@ func startChecker(t *testing.T, expect string, urls ...string) *state.Builder {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := state.NewBuilder(proxy.NewTables(nil, nil).Hooks())
+	b := state.NewBuilder(nil, proxy.NewTables(nil, nil).Hooks())
 	if _, err := b.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}

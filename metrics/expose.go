@@ -31,7 +31,7 @@ func (r *Registry) writeLB(w *bytes.Buffer) {
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t := r.current()
+	t := r.store.Load()
 	var backends []*state.Backend
 	var pools []*state.Pool
 	if t != nil {

@@ -17,9 +17,9 @@ import (
 // Close), with yaml applied.
 func newTestRegistry(t testing.TB, yaml string) (*state.Builder, *Registry) {
 	t.Helper()
-	var b *state.Builder
-	reg := New(Options{Current: func() *state.Table { return b.Store.Load() }})
-	b = state.NewBuilder(state.Hooks{
+	store := new(state.Store)
+	reg := New(Options{Store: store})
+	b := state.NewBuilder(store, state.Hooks{
 		Upstream: func(be *state.Backend, _ *config.Pool, prev state.Upstream) (state.Upstream, error) {
 			if prev != nil {
 				return prev, nil

@@ -24,10 +24,9 @@ import (
 
 // Options configure a Registry.
 type Options struct {
-	// Current returns the table in use (nil before the first); required. A func rather
-	// than the state.Store, because the builder that owns the Store is made with hooks
-	// that already need the Registry.
-	Current func() *state.Table
+	// Store holds the table in use, read at scrape and sample time (nothing before the
+	// first table); required. It is the Store the state.Builder publishes to.
+	Store *state.Store
 	// Start is when the process started (uptime_s); zero means when New was called.
 	Start time.Time
 	// History is how many one-second samples are kept for sparklines; 0 means 300 (5 min).
@@ -45,7 +44,7 @@ type StickyCounts struct {
 // Registry is the set of metrics of one load balancer. Safe for concurrent use; the
 // request path touches only the Backend handles and the exported counters.
 type Registry struct {
-	current func() *state.Table
+	store   *state.Store
 	start   time.Time
 	history int
 
@@ -72,8 +71,8 @@ type counterFunc struct {
 
 // New returns a Registry reading tables from o.Store.
 func New(o Options) *Registry {
-	if o.Current == nil {
-		panic("BUG: metrics.Options.Current is nil")
+	if o.Store == nil {
+		panic("BUG: metrics.Options.Store is nil")
 	}
 	if o.Start.IsZero() {
 		o.Start = time.Now()
@@ -82,7 +81,7 @@ func New(o Options) *Registry {
 		o.History = 300
 	}
 	r := &Registry{
-		current: o.Current,
+		store:   o.Store,
 		start:   o.Start,
 		history: o.History,
 		global:  vm.NewSet(),
@@ -170,6 +169,6 @@ func (r *Registry) Run(ctx context.Context) {
 func (r *Registry) Sample(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t := r.current()
+	t := r.store.Load()
 	r.sampler.sample(r, t, now)
 }

@@ -125,7 +125,7 @@ func (r *Registry) Snapshot(withHistory bool) Snapshot {
 		}
 	}
 	snap.RateLimited = r.RateLimited.Get()
-	t := r.current()
+	t := r.store.Load()
 	if t == nil {
 		return snap
 	}

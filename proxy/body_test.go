@@ -163,7 +163,7 @@ func TestStreamedUploadsCountAsTunnels(t *testing.T) {
 	})
 	cfg := poolConfig(t, "server: { max_tunnels: 1, request_buffer_bytes: 10000, request_body_grace: 1s, min_request_body_rate: 1024 }\n", be.url)
 	ts := NewTables(nil, nil)
-	if _, err := state.NewBuilder(ts.Hooks()).Apply(cfg); err != nil {
+	if _, err := state.NewBuilder(nil, ts.Hooks()).Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
 	px := New(Options{Tables: ts, Log: zerolog.Nop()})

@@ -111,7 +111,7 @@ func withSticky(st sticky.Store) proxyOption { return func(o *Options) { o.Stick
 func startProxy(t testing.TB, cfg *config.Config, opts ...proxyOption) *testProxy {
 	t.Helper()
 	ts := NewTables(nil, nil)
-	b := state.NewBuilder(ts.Hooks())
+	b := state.NewBuilder(nil, ts.Hooks())
 	if _, err := b.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}

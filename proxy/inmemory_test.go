@@ -57,17 +57,17 @@ func newInmemorySetupWith(tb testing.TB, backendBody string, opt inmemoryOptions
 
 	cfg := poolConfig(tb, opt.extra, "http://backend.invalid:80")
 	dial := func(string) (net.Conn, error) { return beLn.Dial() }
-	var b *state.Builder
+	store := new(state.Store)
 	opts := Options{Log: zerolog.Nop(), Sticky: opt.sticky, Tracer: opt.tracer, Limiter: opt.limiter, Auth: opt.auth}
 	var reg *metrics.Registry
 	if observed {
-		reg = metrics.New(metrics.Options{Current: func() *state.Table { return b.Store.Load() }})
+		reg = metrics.New(metrics.Options{Store: store})
 		al := NewAccessLog(io.Discard, logring.Options{})
 		tb.Cleanup(func() { _ = al.Close() })
 		opts.AccessLog = al
 	}
 	opts.Tables = NewTables(dial, reg)
-	b = state.NewBuilder(opts.Tables.Hooks())
+	b := state.NewBuilder(store, opts.Tables.Hooks())
 	if _, err := b.Apply(cfg); err != nil {
 		tb.Fatal(err)
 	}

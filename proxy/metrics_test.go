@@ -39,10 +39,10 @@ type meteredProxy struct {
 // main's do.
 func meteredState(t *testing.T, cfg *config.Config) (*state.Builder, *Tables, *metrics.Registry) {
 	t.Helper()
-	var b *state.Builder
-	reg := metrics.New(metrics.Options{Current: func() *state.Table { return b.Store.Load() }})
+	store := new(state.Store)
+	reg := metrics.New(metrics.Options{Store: store})
 	ts := NewTables(nil, reg)
-	b = state.NewBuilder(ts.Hooks())
+	b := state.NewBuilder(store, ts.Hooks())
 	if _, err := b.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestUpstreamErrorLogNamesCause(t *testing.T) {
 	cfg := poolConfig(t, "", srv.URL)
 	var logs logbuf.Buffer
 	ts := NewTables(nil, nil)
-	if _, err := state.NewBuilder(ts.Hooks()).Apply(cfg); err != nil {
+	if _, err := state.NewBuilder(nil, ts.Hooks()).Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
 	px := New(Options{Tables: ts, Log: zerolog.New(&logs)})

@@ -11,7 +11,7 @@ import (
 // keeps its client; a build that fails publishes neither.
 func TestTablesPublishWithTheTable(t *testing.T) {
 	ts := NewTables(nil, nil)
-	b := state.NewBuilder(ts.Hooks())
+	b := state.NewBuilder(nil, ts.Hooks())
 	check := func(when string) *tableData {
 		t.Helper()
 		d, cur := ts.cur.Load(), b.Store.Load()

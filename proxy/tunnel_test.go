@@ -90,7 +90,7 @@ func TestTunnelsGlobalCap(t *testing.T) {
 	be := startBackend(t, wsEcho)
 	cfg := poolConfig(t, "server: { max_tunnels: 2 }\n", be.url)
 	ts := NewTables(nil, nil)
-	if _, err := state.NewBuilder(ts.Hooks()).Apply(cfg); err != nil {
+	if _, err := state.NewBuilder(nil, ts.Hooks()).Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
 	px := New(Options{Tables: ts, Log: zerolog.Nop()})

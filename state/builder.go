@@ -39,7 +39,7 @@ var ErrUnknownBackend = errors.New("unknown backend id")
 // serialised by a lock that the request path never takes. Subscribers (OnSwap) run after
 // that lock is released, so they may call back into the Builder.
 type Builder struct {
-	Store Store
+	Store *Store // where the tables are published; set by NewBuilder
 
 	mu        sync.Mutex // serialises builds; guards the fields below it
 	hooks     Hooks
@@ -59,9 +59,15 @@ type Builder struct {
 	subs subscribers // OnSwap's; under their own lock (notify.go)
 }
 
-// NewBuilder returns a Builder with an empty Store.
-func NewBuilder(h Hooks) *Builder {
+// NewBuilder returns a Builder that publishes its tables to s; nil s means a new, empty
+// Store. Passing the Store in lets its readers (the metrics registry) be made before the
+// hooks that need them, and so before the Builder.
+func NewBuilder(s *Store, h Hooks) *Builder {
+	if s == nil {
+		s = new(Store)
+	}
 	return &Builder{
+		Store:     s,
 		hooks:     h,
 		stats:     map[string]*Stats{},
 		poolStats: map[string]*PoolStats{},
@@ -84,7 +90,7 @@ func NewBuilder(h Hooks) *Builder {
 // ...) may return before f has seen its table when f is running on another goroutine.
 func (b *Builder) OnSwap(f func(*Table)) {
 	b.subs.add(f)
-	b.subs.notify(&b.Store)
+	b.subs.notify(b.Store)
 }
 
 // Apply builds a table from cfg (which must be valid) with the current overrides and swaps
@@ -201,7 +207,7 @@ func (b *Builder) change(set func() (*config.Config, error)) (*Table, error) {
 		u.Close()
 	}
 	if err == nil {
-		b.subs.notify(&b.Store)
+		b.subs.notify(b.Store)
 	}
 	return t, err
 }

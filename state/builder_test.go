@@ -46,7 +46,7 @@ func TestBuilderClosesUpstreamsNoTableHas(t *testing.T) {
 	made := map[string][]*countedUpstream{}
 	var published []uint64
 	failTable := false
-	b := NewBuilder(upstreamHooks(made, &published, &failTable))
+	b := NewBuilder(nil, upstreamHooks(made, &published, &failTable))
 	t1, err := b.Apply(webConfig(t, 1, 1, 1))
 	if err != nil {
 		t.Fatal(err)

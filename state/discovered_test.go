@@ -15,7 +15,7 @@ func TestDiscoveredPoolStartsEmpty(t *testing.T) {
 		cfg.Pools = []config.Pool{{Name: "web", Balance: balance,
 			Discovery: config.Discovery{Consul: config.ConsulDiscovery{Service: "web"}}}}
 		cfg.ApplyDefaults()
-		b := NewBuilder(Hooks{})
+		b := NewBuilder(nil, Hooks{})
 		tb, err := b.Apply(cfg)
 		if err != nil {
 			t.Fatalf("Apply: %v", err)
@@ -50,7 +50,7 @@ func TestDiscoveredPoolStartsEmpty(t *testing.T) {
 	cfg := config.Default()
 	cfg.Pools = []config.Pool{{Name: "web"}}
 	cfg.ApplyDefaults()
-	if _, err := NewBuilder(Hooks{}).Apply(cfg); err == nil {
+	if _, err := NewBuilder(nil, Hooks{}).Apply(cfg); err == nil {
 		t.Fatal("got no error for a pool without backends or discovery; want one")
 	}
 }

@@ -28,7 +28,7 @@ func webConfig(t *testing.T, weights ...int) *config.Config {
 // testTable builds a table of webConfig(weights).
 func testTable(t *testing.T, weights ...int) (*Builder, *Table) {
 	t.Helper()
-	b := NewBuilder(Hooks{})
+	b := NewBuilder(nil, Hooks{})
 	tb, err := b.Apply(webConfig(t, weights...))
 	if err != nil {
 		t.Fatal(err)

@@ -41,7 +41,7 @@ func BenchmarkBuilderApply(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			cfg := benchConfig(n)
-			bl := NewBuilder(Hooks{})
+			bl := NewBuilder(nil, Hooks{})
 			if _, err := bl.Apply(cfg); err != nil {
 				b.Fatal(err)
 			}
@@ -58,7 +58,7 @@ func BenchmarkBuilderApply(b *testing.B) {
 // BenchmarkBuilderSetHealthy is a health-check verdict flipping one backend of 10,000:
 // the most frequent rebuild in an outage.
 func BenchmarkBuilderSetHealthy(b *testing.B) {
-	bl := NewBuilder(Hooks{})
+	bl := NewBuilder(nil, Hooks{})
 	t, err := bl.Apply(benchConfig(10_000))
 	if err != nil {
 		b.Fatal(err)
@@ -80,7 +80,7 @@ func BenchmarkBuilderSetHealthy(b *testing.B) {
 func BenchmarkPick(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
-			bl := NewBuilder(Hooks{})
+			bl := NewBuilder(nil, Hooks{})
 			if _, err := bl.Apply(benchConfig(n)); err != nil {
 				b.Fatal(err)
 			}
@@ -103,7 +103,7 @@ func BenchmarkPick(b *testing.B) {
 // BenchmarkPickWhileSwapping is BenchmarkPick at 10,000 backends while another goroutine
 // swaps two prebuilt tables as fast as it can: readers never wait for a writer.
 func BenchmarkPickWhileSwapping(b *testing.B) {
-	bl := NewBuilder(Hooks{})
+	bl := NewBuilder(nil, Hooks{})
 	t1, err := bl.Apply(benchConfig(10_000))
 	if err != nil {
 		b.Fatal(err)
@@ -155,7 +155,7 @@ func BenchmarkPickWhileSwapping(b *testing.B) {
 // BenchmarkBreaker is the per-request breaker work of a closed breaker: Acquire before
 // the request, Record (success, into the sliding window) after.
 func BenchmarkBreaker(b *testing.B) {
-	bl := NewBuilder(Hooks{})
+	bl := NewBuilder(nil, Hooks{})
 	t, err := bl.Apply(benchConfig(3))
 	if err != nil {
 		b.Fatal(err)
