@@ -175,7 +175,7 @@ func (a *app) buildProxy(cfg *config.Config, out *logOutputs, nofile uint64) err
 		return err
 	}
 	if a.f.demo {
-		popts.Local = a.admin.Local() // the founding document's /, /metrics, /health, /prometheus on :8080
+		popts.Local = a.admin.Local() // the demo's /, /metrics, /health, /prometheus on :8080
 	}
 	a.px = proxy.New(popts)
 	a.onClose(func() {

@@ -25,7 +25,7 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// flags are the command line (SPEC §3).
+// flags are the command line (docs/config.md#command-line-and-precedence).
 type flags struct {
 	config      string
 	listen      string
