@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end suite (the founding document's ./tester.sh): builds go-loadbalancer, runs it
+# End-to-end suite: builds go-loadbalancer, runs it
 # as a real process in -demo mode and with a config file, and checks it with curl.
 # Traffic goes only to 127.0.0.1; every process started here is stopped by its PID.
 # Ends with "N passed, N failed" and exits non-zero on any failure.
@@ -147,7 +147,7 @@ check "-check-config rejects the bad file with its line" grep -q "$WORK/lb.yaml:
 
 # ---------------------------------------------------------------------------------------
 # Admin port, metrics and dashboard (issue 4). Runs against the demo instance above, which
-# also answers the founding document's /, /metrics, /health and /prometheus on :8080.
+# also answers the demo's /, /metrics, /health and /prometheus on :8080.
 echo "== metrics, prometheus, dashboard (demo :8080 and admin :9901)"
 check "demo :8080/health" grep -q '"status":"ok"' <<<"$(curl -fsS --max-time 5 "$LB/health")"
 m=$(curl -fsS --max-time 5 "$LB/metrics")
