@@ -24,6 +24,7 @@ import (
 )
 
 func TestAccessLogLine(t *testing.T) {
+	t.Parallel()
 	be := startBackend(t, named("b1"))
 	cfg := poolConfig(t, "", be.url)
 	lp := accessLogged(t, cfg)
@@ -94,6 +95,7 @@ func testCtx(method, path string) *fasthttp.RequestCtx {
 // TestAccessLogLongestLineFits: hostile input (every byte escaped six-fold, huge values)
 // still gives one valid JSON line that fits a slot, with the long values cut.
 func TestAccessLogLongestLineFits(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(strings.Repeat("M", 200), "/"+strings.Repeat("x", 5000))
 	ctx.Request.Header.Set("X-Request-Id", strings.Repeat("\"", 3000))
 	ctx.Request.Header.Set("traceparent", "00-"+strings.Repeat("z", 32)+"-b7ad6b7169203331-01")
@@ -132,6 +134,7 @@ func TestAccessLogLongestLineFits(t *testing.T) {
 }
 
 func TestAppendLogTime(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{"2026-11-26T13:05:09.007Z", "1999-12-31T23:59:59.999Z", "2026-01-01T00:00:00.000Z", "2026-11-26T13:05:09.120Z"} {
 		tm, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
@@ -194,6 +197,7 @@ func lines(t *testing.T, out *logbuf.Buffer) []map[string]any {
 // TestAccessLogEveryAnswer: a request refused by fasthttp or the proxy (400, 408, 413,
 // 429, 431) gets its line, and a request no backend answered says why.
 func TestAccessLogEveryAnswer(t *testing.T) {
+	t.Parallel()
 	cfg := poolConfig(t, "server: { read_timeout: 300ms, max_body_bytes: 10 }\n"+
 		"rate_limit: { enabled: true, key: \"header:X-Key\", rate: 0.001, burst: 1 }\n", "http://"+deadAddr(t))
 	lp := accessLogged(t, cfg)
@@ -228,6 +232,7 @@ func TestAccessLogEveryAnswer(t *testing.T) {
 // TestAccessLogSample2xx: with log.sample_2xx 0.25 one 2xx line in four is written; other
 // statuses all are.
 func TestAccessLogSample2xx(t *testing.T) {
+	t.Parallel()
 	be := startBackend(t, named("b"))
 	cfg := poolConfig(t, "log: { sample_2xx: 0.25 }\n", be.url)
 	lp := accessLogged(t, cfg)
@@ -247,6 +252,7 @@ func TestAccessLogSample2xx(t *testing.T) {
 // replaced by U+FFFD, the rest copied; a value is cut at a character boundary, never
 // inside an escape, and ends in "…".
 func TestAppendJSONString(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		in     string
 		budget int
@@ -284,6 +290,7 @@ func TestAppendJSONString(t *testing.T) {
 // string of at most budget bytes that decodes to the value, invalid bytes as U+FFFD, or to
 // its longest prefix that fits followed by "…".
 func TestAppendJSONStringDecodes(t *testing.T) {
+	t.Parallel()
 	// escapedSize is the bytes r takes inside the quotes, as TestAppendJSONString shows.
 	escapedSize := func(r rune) int {
 		switch {
@@ -326,6 +333,7 @@ func TestAppendJSONStringDecodes(t *testing.T) {
 }
 
 func TestAppendRedactedQuery(t *testing.T) {
+	t.Parallel()
 	f := func(q, want string) {
 		t.Helper()
 		if got := string(appendRedactedQuery(nil, []byte(q), 40)); got != want {

@@ -38,6 +38,7 @@ func aliceClaims() map[string]any {
 }
 
 func TestJWTAtTheEdge(t *testing.T) {
+	t.Parallel()
 	be := startBackend(t, echoHeaders)
 	v, sign := hs256Verifier(t, config.JWT{Audience: "lb", SkipPaths: []string{"/public"},
 		ForwardClaims: map[string]string{"sub": "X-User-Id"}})

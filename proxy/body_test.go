@@ -73,6 +73,7 @@ func slowUpload(t *testing.T, addr string, size int, stop <-chan struct{}) int {
 // one of the normal requests sent meanwhile fails. (Before, each slow body streamed to
 // the backend and held a connection: normal requests got 503.)
 func TestSlowUploadersDoNotStarveThePool(t *testing.T) {
+	t.Parallel()
 	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
 		_ = ctx.Request.BodyWriteTo(io.Discard)
 		ctx.SetBodyString("ok")
@@ -122,6 +123,7 @@ server: { request_body_grace: 1s, min_request_body_rate: 1024 }
 
 // TestBodyRate: the minimum rate over each period, the first period a grace.
 func TestBodyRate(t *testing.T) {
+	t.Parallel()
 	srvConn, cliConn := net.Pipe()
 	defer srvConn.Close()
 	defer cliConn.Close()
@@ -140,6 +142,7 @@ func TestBodyRate(t *testing.T) {
 // the same minimum rate: a client that falls below it is cut, and its upstream connection
 // freed, instead of holding it for as long as it trickles.
 func TestSlowStreamedUploadIsCut(t *testing.T) {
+	t.Parallel()
 	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
 		_ = ctx.Request.BodyWriteTo(io.Discard)
 		ctx.SetBodyString("ok")
@@ -157,6 +160,7 @@ func TestSlowStreamedUploadIsCut(t *testing.T) {
 // TestStreamedUploadsCountAsTunnels: a streamed upload ties an upstream connection to the
 // client's pace like a tunnel, and takes one of server.max_tunnels places: over it, 503.
 func TestStreamedUploadsCountAsTunnels(t *testing.T) {
+	t.Parallel()
 	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
 		_ = ctx.Request.BodyWriteTo(io.Discard)
 		ctx.SetBodyString("ok")
@@ -221,6 +225,7 @@ func trickleHead(t *testing.T, addr string, cl, first int) (int, time.Duration) 
 // Now the minimum rate bounds them too: a client that stalls after 10 bytes is cut with
 // 408 at the end of the grace period (500 ms here), long before read_timeout (20 s here).
 func TestSlowFirstBodyBytesAreCut(t *testing.T) {
+	t.Parallel()
 	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
 		_ = ctx.Request.BodyWriteTo(io.Discard)
 		ctx.SetBodyString("ok")
@@ -243,6 +248,7 @@ func TestSlowFirstBodyBytesAreCut(t *testing.T) {
 // TestPrefetchTimeout: the deadline for the bytes fasthttp reads ahead is as many grace
 // periods as a client at the minimum rate needs for them, capped at read_timeout.
 func TestPrefetchTimeout(t *testing.T) {
+	t.Parallel()
 	s := time.Second
 	for _, c := range []struct {
 		n, rate     int64
@@ -266,6 +272,7 @@ func TestPrefetchTimeout(t *testing.T) {
 // head that fails to parse after a request with a body on the same connection is not
 // logged with that request's head.
 func TestSlowBodyIsLoggedWithItsHead(t *testing.T) {
+	t.Parallel()
 	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
 		_ = ctx.Request.BodyWriteTo(io.Discard)
 		ctx.SetBodyString("ok")

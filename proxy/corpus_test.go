@@ -73,6 +73,7 @@ func fwd(line, host string, headers ...string) string {
 // refused request). Every request case of "one request, one meaning" is here, with the
 // smuggling vectors.
 func TestRequestCorpus(t *testing.T) {
+	t.Parallel()
 	rec := startTapBackend(t, answerOK)
 	v, tok := jwtVerifier(t)
 	type tc struct {
@@ -221,6 +222,7 @@ func TestRequestCorpus(t *testing.T) {
 // included — are answered by the proxy, counted in lb_client_errors_total, and never
 // count against a backend: no failure, no breaker opened, no retry.
 func TestClientFaultsSpareBackends(t *testing.T) {
+	t.Parallel()
 	a, b := startTapBackend(t, answerOK), startTapBackend(t, answerOK)
 	px := startProxy(t, poolConfig(t, "    circuit_breaker: { consecutive_failures: 2 }\n", "http://"+a.addr, "http://"+b.addr))
 	for i := 0; i < 10; i++ {
@@ -258,6 +260,7 @@ func TestClientFaultsSpareBackends(t *testing.T) {
 // absolute-form authority, not the Host header beside it; a dot-resolved path, matched on
 // whole segments.
 func TestRoutedOnWhatIsForwarded(t *testing.T) {
+	t.Parallel()
 	pub, internal := startTapBackend(t, answerOK), startTapBackend(t, answerOK)
 	cfg := parseConfig(t, `pools:
   - name: public

@@ -65,6 +65,7 @@ func rawGet(t *testing.T, c net.Conn, br *bufio.Reader, path string) *http.Respo
 // connection; it is counted, its stack logged once a minute at most; the server goes on
 // serving (fasthttp alone would let the panic end the process).
 func TestServerContainsPanic(t *testing.T) {
+	t.Parallel()
 	var logs logbuf.Buffer
 	srv, addr := serveEdge(t, func(ctx *fasthttp.RequestCtx) {
 		if string(ctx.Path()) == "/boom" {
@@ -112,6 +113,7 @@ func TestServerContainsPanic(t *testing.T) {
 // is closed before anything is read from it, and counted; a closed connection gives its
 // place back.
 func TestServerConnLimits(t *testing.T) {
+	t.Parallel()
 	s := edgeServerConfig()
 	s.MaxConns = 3
 	fMax := func(srv *Server) *atomic.Uint64 { return &srv.Stats.ConnsOverLimit }
@@ -164,6 +166,7 @@ func TestServerConnLimits(t *testing.T) {
 // response says Connection: close, and the clients reconnect — here to nothing, so they
 // stop — instead of having an idle connection closed under a request.
 func TestServerDrainKeepAliveLosesNothing(t *testing.T) {
+	t.Parallel()
 	srv, addr := serveEdge(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }, edgeServerConfig(), zerolog.Nop())
 	var ok, failed, closedByServer atomic.Int64
 	var wg sync.WaitGroup
@@ -221,6 +224,7 @@ func TestServerDrainKeepAliveLosesNothing(t *testing.T) {
 // reload, Consul, the autoscaler), breakers configured on backends already taking
 // requests. Every request succeeds, nothing panics.
 func TestTableSwapsUnderLoad(t *testing.T) {
+	t.Parallel()
 	a := startBackend(t, named("a"))
 	b := startBackend(t, named("b"))
 	c := startBackend(t, named("c"))

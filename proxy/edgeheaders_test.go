@@ -28,6 +28,7 @@ import (
 // reach it, from any peer. The backend is a raw recording one: what it got is checked
 // byte for byte.
 func TestClientAddressAndPathOverrideFields(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		field       string // as sent, twice, in two cases
 		fromTrusted bool   // reaches the backend from a trusted peer
@@ -73,6 +74,7 @@ func TestClientAddressAndPathOverrideFields(t *testing.T) {
 // the proxy generates (32 hex digits), so a backend that echoes it cannot be made to
 // answer a head over max_header_bytes, nor echo markup or a second field.
 func TestClientRequestIDIsBounded(t *testing.T) {
+	t.Parallel()
 	be := startTapBackend(t, func(req string) string {
 		return "HTTP/1.1 200 OK\r\nX-Request-Id: " + rawField(req, "X-Request-Id") + "\r\nContent-Length: 2\r\n\r\nok"
 	})
@@ -132,6 +134,7 @@ func generatedID(id string) bool {
 // backend or whose backend timed out) the connection closes lingering: the client sends
 // its whole body without a reset, reads the answer, then the end of the connection.
 func TestAnswerKeepsOrClosesTheConnection(t *testing.T) {
+	t.Parallel()
 	secretFile := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secretFile, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
 		t.Fatal(err)
@@ -289,6 +292,7 @@ func uploadAndRead(t *testing.T, addr, head string, n int) (resp string, werr, r
 // idempotent (never retried), its answer is not framed as a HEAD answer's when it is
 // "head" — and it reaches the backend exactly as sent, the value every decision saw.
 func TestMethodCaseIsForwardedAsDecided(t *testing.T) {
+	t.Parallel()
 	answer := func(req string) string {
 		if strings.Contains(req, " /fail ") {
 			return "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 2\r\n\r\nno"

@@ -11,6 +11,7 @@ import (
 // outcome; whether that outcome is the backend's failure (its breaker and failure count)
 // or none of its doing is decided by the outcome alone.
 func TestClassify(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name       string
 		err        error
@@ -49,6 +50,7 @@ func TestClassify(t *testing.T) {
 
 // TestRetryDecision covers every branch of retryDecision.
 func TestRetryDecision(t *testing.T) {
+	t.Parallel()
 	all := newRetryPolicy(config.Retry{Attempts: 2, On: []string{"connect", "timeout", "502", "503"}})
 	none := newRetryPolicy(config.Retry{Attempts: 2})
 	every5xx := newRetryPolicy(config.Retry{Attempts: 1, On: []string{"reset", "5xx"}})
@@ -110,6 +112,7 @@ func TestRetryDecision(t *testing.T) {
 
 // TestRetryVerdicts: the stop verdicts end the request, the retry ones move it on.
 func TestRetryVerdicts(t *testing.T) {
+	t.Parallel()
 	for _, v := range []retryVerdict{stopAnswered, stopNotBackend, stopPolicy, stopMethod, stopBody, stopAttempts} {
 		if v.retry() {
 			t.Errorf("verdict %d retries", v)

@@ -19,6 +19,7 @@ import (
 // final status instead, its body is never asked for, and the backend sees nothing. An
 // admitted one gets 100, then its answer, and the backend gets the body without Expect.
 func TestExpectContinueAfterChecks(t *testing.T) {
+	t.Parallel()
 	rec := startTapBackend(t, answerOK)
 	v, _ := jwtVerifier(t)
 	var refused atomic.Int64
@@ -92,6 +93,7 @@ func TestExpectContinueAfterChecks(t *testing.T) {
 // its upload — the proxy reads and discards what keeps coming for a while after
 // answering (lingering close).
 func TestLingeringCloseAfterRefusal(t *testing.T) {
+	t.Parallel()
 	rec := startTapBackend(t, answerOK)
 	px := startProxy(t, poolConfig(t, "server: { max_body_bytes: 100 }\n", "http://"+rec.addr))
 	for i := 0; i < 5; i++ {
@@ -128,6 +130,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // TestPipelinedBodyIsNotAHead: the bare-LF check looks at request heads only — the rest of
 // a pipelined request's body, arriving after the previous answer was written, is body.
 func TestPipelinedBodyIsNotAHead(t *testing.T) {
+	t.Parallel()
 	rec := startTapBackend(t, answerOK)
 	px := startProxy(t, poolConfig(t, "", "http://"+rec.addr))
 	c, err := net.Dial("tcp", px.addr)

@@ -7,6 +7,7 @@ import "testing"
 // chunked, trailers included) are never judged, nor what follows an Upgrade. Unsplit, the
 // failing read hands on the bytes before the bad head and one byte of it.
 func TestScanHead(t *testing.T) {
+	t.Parallel()
 	const get = "GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
 	const post = "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nline\nline\n\n"
 	const chunked = "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\na\nb\nc\r\n3;x=y\r\n\n\n\n\r\n0\r\nX-T: 1\r\n\r\n"

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"go-loadbalancer/config"
+	"go-loadbalancer/internal/testtool"
 	"go-loadbalancer/state"
 	"go-loadbalancer/sticky"
 	"go-loadbalancer/tlsconf"
@@ -160,8 +163,12 @@ func (p *testProxy) get(t testing.TB, path string, headers ...string) *fasthttp.
 	return resp
 }
 
-// raw writes a raw request on a fresh connection and returns everything read back until
-// the proxy closes the connection or 2 s pass.
+// raw writes a raw request on a fresh connection and returns everything read back. It
+// reads one response per request it can frame in request (1xx interim answers aside), and
+// then up to the close when an answer said Connection: close, a 101 switched protocols,
+// a response could not be parsed or bytes were left in request that did not frame as a
+// request (the proxy refuses those and closes). closed reports whether the proxy closed
+// the connection. A 10 s deadline only bounds a proxy that neither answers nor closes.
 func (p *testProxy) raw(t testing.TB, request string) (resp string, closed bool) {
 	t.Helper()
 	c, err := net.Dial("tcp", p.addr)
@@ -172,18 +179,58 @@ func (p *testProxy) raw(t testing.TB, request string) (resp string, closed bool)
 	if _, err := io.WriteString(c, request); err != nil {
 		t.Fatal(err)
 	}
-	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	var sb strings.Builder
-	r := bufio.NewReader(c)
-	buf := make([]byte, 4096)
-	for {
-		n, err := r.Read(buf)
-		sb.Write(buf[:n])
-		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				return sb.String(), false
+	br := bufio.NewReader(io.TeeReader(c, &sb))
+	methods, unframed := requestMethods(request)
+	toClose := func() (string, bool) {
+		_, err := io.Copy(io.Discard, br)
+		ne, ok := err.(net.Error)
+		return sb.String(), !(ok && ne.Timeout())
+	}
+	for _, m := range methods {
+		for {
+			r, err := http.ReadResponse(br, &http.Request{Method: m})
+			if err != nil {
+				return toClose()
 			}
-			return sb.String(), true
+			if r.StatusCode == http.StatusSwitchingProtocols {
+				return sb.String(), false // the rest is the tunnel's
+			}
+			if _, err := io.Copy(io.Discard, r.Body); err != nil || r.Close {
+				return toClose()
+			}
+			if r.StatusCode >= 200 {
+				break
+			}
 		}
 	}
+	if unframed {
+		return toClose()
+	}
+	return sb.String(), false
 }
+
+// requestMethods frames request as a sequence of HTTP/1.1 requests and returns their
+// methods; unframed reports bytes left over that are not a complete request.
+func requestMethods(request string) (methods []string, unframed bool) {
+	br := bufio.NewReader(strings.NewReader(request))
+	for {
+		if _, err := br.Peek(1); err != nil {
+			return methods, false
+		}
+		r, err := http.ReadRequest(br)
+		if err != nil {
+			return methods, true
+		}
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			return methods, true
+		}
+		methods = append(methods, r.Method)
+	}
+}
+
+// TestMain runs up to 8 tests at once (testtool.Main): the parallel ones wait on loopback
+// sockets and timers. The allocation tests and TestStreamingBodiesUseBoundedMemory are not
+// parallel: allocations and the heap are counted for the whole process.
+func TestMain(m *testing.M) { os.Exit(testtool.Main(m, 8)) }

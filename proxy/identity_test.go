@@ -8,6 +8,7 @@ import (
 // TestWalkXFF: the client is the rightmost X-Forwarded-For address not in trusted_proxies;
 // the forwarded chain starts at its entry.
 func TestWalkXFF(t *testing.T) {
+	t.Parallel()
 	trusted := func(a netip.Addr) bool {
 		return netip.MustParsePrefix("10.0.0.0/8").Contains(a) || a == netip.MustParseAddr("2001:db8::7")
 	}

@@ -123,6 +123,7 @@ func rawRequest(t *testing.T, addr, req string) string {
 // TestClientFacingMetrics: one event moves each counter by exactly one, and a try that
 // never reached a backend is counted under its cause, not as a 502 the balancer made up.
 func TestClientFacingMetrics(t *testing.T) {
+	t.Parallel()
 	live := startBackend(t, named("live"))
 	dead := "http://" + deadAddr(t)
 	cfg := poolConfig(t, "rate_limit: { enabled: true, key: \"header:X-Key\", rate: 0.001, burst: 1 }\n"+
@@ -195,6 +196,7 @@ func TestClientFacingMetrics(t *testing.T) {
 
 // TestTLSHandshakeMetrics: a completed handshake and a failed one each count once.
 func TestTLSHandshakeMetrics(t *testing.T) {
+	t.Parallel()
 	live := startBackend(t, named("live"))
 	certFile, keyFile, roots := testtool.SelfSignedCert(t)
 	cfg := poolConfig(t, "tls: { cert_file: "+strconv.Quote(certFile)+", key_file: "+strconv.Quote(keyFile)+" }\n", live.url)
@@ -220,6 +222,7 @@ func TestTLSHandshakeMetrics(t *testing.T) {
 // underneath (here the backend's certificate), not only "cannot connect to backend"; the
 // try counts as a connect_error.
 func TestUpstreamErrorLogNamesCause(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer srv.Close()
 	srv.Config.ErrorLog = stdlog.New(io.Discard, "", 0) // the handshake failures we cause

@@ -16,6 +16,7 @@ func withLimiter(l Limiter, refused *atomic.Int64) proxyOption {
 }
 
 func TestRateLimit(t *testing.T) {
+	t.Parallel()
 	be := startBackend(t, named("ok"))
 	var refused atomic.Int64
 	px := startProxy(t, poolConfig(t, "rate_limit: { enabled: true, rate: 0.5, burst: 3 }\n", be.url),
@@ -44,6 +45,7 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestRateLimitByHeader(t *testing.T) {
+	t.Parallel()
 	be := startBackend(t, named("ok"))
 	var refused atomic.Int64
 	px := startProxy(t, poolConfig(t, "rate_limit: { enabled: true, key: \"header:X-Api-Key\", rate: 1, burst: 2 }\n", be.url),

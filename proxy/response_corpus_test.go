@@ -76,6 +76,7 @@ var responseCorpus = []respCase{
 // answer — never a byte the backend produced for the first — and the upstream connection
 // is reused only when the first exchange was framed exactly.
 func TestResponseCorpus(t *testing.T) {
+	t.Parallel()
 	for _, tc := range responseCorpus {
 		t.Run(tc.name, func(t *testing.T) {
 			const idA, idB = "AA", "BB" // two bytes, as "ID" in the answers

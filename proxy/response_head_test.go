@@ -10,6 +10,7 @@ import (
 // TestInterimAnswerAddsNoFields: a final answer after a 1xx (103 Early Hints) reaches the
 // client with the backend's fields only, as one without it does: no Content-Type appears.
 func TestInterimAnswerAddsNoFields(t *testing.T) {
+	t.Parallel()
 	be := startRawBackend(t, "", func(r *backendRequest, c net.Conn) {
 		_, _ = c.Write([]byte("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" + "HTTP/1.1 200 OK\r\nX-Req: " + r.id + "\r\nContent-Length: 2\r\n\r\nok"))
 	})
@@ -30,6 +31,7 @@ func TestInterimAnswerAddsNoFields(t *testing.T) {
 // TestBareLFResponseHeadFailsAtOnce: a head with bare-LF line ends from a backend that keeps
 // its connection open is a 502 at once, not a 504 at the response timeout.
 func TestBareLFResponseHeadFailsAtOnce(t *testing.T) {
+	t.Parallel()
 	be := startRawBackend(t, "", func(r *backendRequest, c net.Conn) {
 		_, _ = c.Write([]byte("HTTP/1.1 200 OK\nX-Req: " + r.id + "\nContent-Length: 2\n\nok"))
 	})
@@ -47,6 +49,7 @@ func TestBareLFResponseHeadFailsAtOnce(t *testing.T) {
 }
 
 func TestBareLFInHead(t *testing.T) {
+	t.Parallel()
 	f := func(raw string, want bool) {
 		t.Helper()
 		if got := bareLFInHead([]byte(raw)); got != want {

@@ -78,6 +78,7 @@ func retryConfig(t *testing.T, extra string, urls ...string) string {
 }
 
 func TestGETRetriesOnAnotherBackendAfterReset(t *testing.T) {
+	t.Parallel()
 	rb := startResetBackend(t)
 	ok := startBackend(t, named("ok"))
 	px := startProxy(t, parseConfig(t, retryConfig(t, noTrip, rb.url, ok.url)))
@@ -92,6 +93,7 @@ func TestGETRetriesOnAnotherBackendAfterReset(t *testing.T) {
 }
 
 func TestPOSTIsNotReplayedAfterItWasSent(t *testing.T) {
+	t.Parallel()
 	rb := startResetBackend(t)
 	ok := startBackend(t, named("ok"))
 	px := startProxy(t, parseConfig(t, retryConfig(t, noTrip, rb.url, ok.url)))
@@ -114,6 +116,7 @@ func TestPOSTIsNotReplayedAfterItWasSent(t *testing.T) {
 }
 
 func TestPOSTRetriesWhenNothingWasSent(t *testing.T) {
+	t.Parallel()
 	ok := startBackend(t, named("ok"))
 	px := startProxy(t, parseConfig(t, retryConfig(t, noTrip, "http://"+deadAddr(t), ok.url)))
 	for i := range 4 {
@@ -125,6 +128,7 @@ func TestPOSTRetriesWhenNothingWasSent(t *testing.T) {
 }
 
 func TestTriedNeverRepeatsABackend(t *testing.T) {
+	t.Parallel()
 	rbs := []*resetBackend{startResetBackend(t), startResetBackend(t), startResetBackend(t)}
 	px := startProxy(t, parseConfig(t, retryConfig(t, noTrip+"    retry: { attempts: 5, budget_ratio: 1 }\n", rbs[0].url, rbs[1].url, rbs[2].url)))
 	for i := range 5 {
@@ -140,6 +144,7 @@ func TestTriedNeverRepeatsABackend(t *testing.T) {
 }
 
 func TestRetryBudgetRunsOut(t *testing.T) {
+	t.Parallel()
 	rbs := []*resetBackend{startResetBackend(t), startResetBackend(t), startResetBackend(t)}
 	px := startProxy(t, parseConfig(t, retryConfig(t, noTrip+"    retry: { attempts: 2, budget_ratio: 0 }\n", rbs[0].url, rbs[1].url, rbs[2].url)))
 	for range 20 {
@@ -156,6 +161,7 @@ func TestRetryBudgetRunsOut(t *testing.T) {
 }
 
 func TestAllUnreachableIs503WithRetryAfter(t *testing.T) {
+	t.Parallel()
 	px := startProxy(t, parseConfig(t, retryConfig(t, "", "http://"+deadAddr(t), "http://"+deadAddr(t), "http://"+deadAddr(t))))
 	for range 10 { // enough for breakers to open and the pool to go into panic
 		resp := px.get(t, "/")
@@ -166,6 +172,7 @@ func TestAllUnreachableIs503WithRetryAfter(t *testing.T) {
 }
 
 func TestBreakerOpensAndTrafficMoves(t *testing.T) {
+	t.Parallel()
 	bad := startBackend(t, func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(503) })
 	good := startBackend(t, named("good"))
 	cfg := parseConfig(t, retryConfig(t, "    circuit_breaker: { consecutive_failures: 3, open_for: 30s }\n", bad.url, good.url))
@@ -189,6 +196,7 @@ func TestBreakerOpensAndTrafficMoves(t *testing.T) {
 }
 
 func TestConnectionLimitOverflowsElsewhere(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	var once sync.Once
 	slow := func(ctx *fasthttp.RequestCtx) { <-release; ctx.SetBodyString("done") }
@@ -229,6 +237,7 @@ func TestConnectionLimitOverflowsElsewhere(t *testing.T) {
 }
 
 func TestPanicModeServesWhenEveryCheckFails(t *testing.T) {
+	t.Parallel()
 	sick := func(ctx *fasthttp.RequestCtx) {
 		if string(ctx.Path()) == "/health" {
 			ctx.SetStatusCode(503)
@@ -254,6 +263,7 @@ func TestPanicModeServesWhenEveryCheckFails(t *testing.T) {
 // max_body_bytes while streaming, are the client's failures: the backend's breaker and
 // failure count must not move (found in review: six such requests opened the breaker).
 func TestClientFailuresDoNotTripBreakers(t *testing.T) {
+	t.Parallel()
 	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
 		_, _ = io.Copy(io.Discard, ctx.RequestBodyStream())
 		ctx.SetBodyString("ok")
@@ -287,6 +297,7 @@ func TestClientFailuresDoNotTripBreakers(t *testing.T) {
 // backend there is, reaches the client as the backend sent it — status, Retry-After and
 // body — not as a made-up "no backend" (found in review).
 func TestLastBackendAnswerIsPassedThrough(t *testing.T) {
+	t.Parallel()
 	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(503)
 		ctx.Response.Header.Set("Retry-After", "120")

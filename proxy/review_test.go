@@ -45,6 +45,7 @@ func echoField(extra int) func(string) string {
 // passes (a backend echoing a 6000-byte request field, a big Set-Cookie); one over it is
 // 502, tried once and never counted against the backend, so no client can open breakers.
 func TestLargeResponseHeadIsNotABackendFailure(t *testing.T) {
+	t.Parallel()
 	a, b := startTapBackend(t, echoField(4000)), startTapBackend(t, echoField(4000))
 	cfg := parseConfig(t, retryConfig(t, "    retry: { attempts: 2, on: [connect, \"502\"] }\n"+
 		"    circuit_breaker: { consecutive_failures: 3, open_for: 30s }\n", a.url, b.url))
@@ -91,6 +92,7 @@ func trailerSection(req string) string {
 // Trailer field announcing them; the body itself arrives whole. A body over
 // request_buffer_bytes, whose trailers are read while it streams upstream, too.
 func TestRequestTrailersAreDropped(t *testing.T) {
+	t.Parallel()
 	be := startTapBackend(t, answerOK)
 	px := startProxy(t, poolConfig(t, "server: { request_buffer_bytes: 1024 }\n", be.url))
 	big := strings.Repeat("z", 3000) // over request_buffer_bytes: streamed
@@ -124,6 +126,7 @@ func TestRequestTrailersAreDropped(t *testing.T) {
 // X-Request-Id reach the backend whatever the client lists (before: "Connection: close,
 // X-User, X-Role" deleted the verified claims).
 func TestConnectionCannotNameProxyHeaders(t *testing.T) {
+	t.Parallel()
 	px, _, sign := jwtSetup(t, config.JWT{ForwardClaims: map[string]string{"sub": "X-User", "role": "X-Role"}}, "", echoHeaders)
 	tok := sign(map[string]any{"sub": "alice", "role": "user", "exp": time.Now().Add(time.Hour).Unix()})
 	resp, _ := px.raw(t, "GET /x HTTP/1.1\r\nHost: x\r\nAuthorization: "+tok+
@@ -153,6 +156,7 @@ func TestConnectionCannotNameProxyHeaders(t *testing.T) {
 // 7239) and every X-Forwarded-* field are dropped, whatever their case or count; the
 // backend sees only the ones the proxy sets. A trusted peer's pass.
 func TestUntrustedForwardedFamilyDropped(t *testing.T) {
+	t.Parallel()
 	const sent = "Forwarded: for=1.2.3.4;host=internal;proto=https\r\nX-Forwarded-Port: 443\r\n" +
 		"x-forwarded-prefix: /admin\r\nX-Forwarded-Ssl: on\r\nX-Forwarded-Server: x\r\nX-FORWARDED-PORT: 8443\r\n" +
 		"X-Forwarded-Host: internal\r\nX-Forwarded-Scheme: https\r\n"
@@ -185,6 +189,7 @@ func TestUntrustedForwardedFamilyDropped(t *testing.T) {
 // or re-issued (before: each request moved the session, a Redis write and a new cookie).
 // Header-keyed sessions alike: one pin, no re-pin.
 func TestStickyAcrossPoolsWritesNothing(t *testing.T) {
+	t.Parallel()
 	rs := testredis.Start(t)
 	bes := map[string]*testBackend{}
 	for _, n := range []string{"a", "b", "c", "d"} {
@@ -273,6 +278,7 @@ sticky: { enabled: true%s }
 // pipelined request, a POST, is still sending its body of LF-ended lines: both answered
 // 200 and the body forwarded whole (before: the body's rest was scanned as a head, 400).
 func TestPipelinedUploadWithLFBody(t *testing.T) {
+	t.Parallel()
 	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
 		if ctx.IsPost() {
 			ctx.SetBodyString(strconv.Itoa(len(ctx.Request.Body())))
@@ -314,6 +320,7 @@ func TestPipelinedUploadWithLFBody(t *testing.T) {
 // TestPipelinedBareLFRefused: a bare-LF head pipelined behind a good request, or behind a
 // body, gets 400 and never reaches the backend; the requests before it are answered.
 func TestPipelinedBareLFRefused(t *testing.T) {
+	t.Parallel()
 	be := startTapBackend(t, answerOK)
 	px := startProxy(t, poolConfig(t, "", be.url))
 	for _, first := range []string{
@@ -337,6 +344,7 @@ func TestPipelinedBareLFRefused(t *testing.T) {
 // TestHostPortRange: a Host or authority port over 65535 is not a port: 400, nothing
 // forwarded.
 func TestHostPortRange(t *testing.T) {
+	t.Parallel()
 	be := startTapBackend(t, answerOK)
 	px := startProxy(t, poolConfig(t, "", be.url))
 	for _, c := range []struct{ target, host, status string }{
@@ -357,6 +365,7 @@ func TestHostPortRange(t *testing.T) {
 // TestUpgradeResponseHeadUpToLimit: a 101 whose head is over 4 KiB (a big Set-Cookie) but
 // within max_header_bytes is relayed; one over the limit is 502 and not a backend failure.
 func TestUpgradeResponseHeadUpToLimit(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		cookie int
 		status string

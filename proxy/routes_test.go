@@ -23,6 +23,7 @@ func routesConfig(t *testing.T, urls map[string]string, extra string) string {
 }
 
 func TestTrafficPolicies(t *testing.T) {
+	t.Parallel()
 	urls := map[string]string{}
 	for _, n := range []string{"a", "b", "c", "d", "e"} {
 		urls[n] = startBackend(t, named(n)).url
@@ -71,6 +72,7 @@ func TestTrafficPolicies(t *testing.T) {
 }
 
 func TestGeoRouting(t *testing.T) {
+	t.Parallel()
 	urls := map[string]string{}
 	for _, n := range []string{"a", "b", "c", "d", "e"} {
 		urls[n] = startBackend(t, named(n)).url
@@ -119,6 +121,7 @@ routes:
 // TestTrafficPoliciesOff: with TRAFFIC_POLICIES_ENABLED=false the routes are ignored and
 // every request goes to the first pool.
 func TestTrafficPoliciesOff(t *testing.T) {
+	t.Parallel()
 	urls := map[string]string{}
 	for _, n := range []string{"a", "b", "c", "d", "e"} {
 		urls[n] = startBackend(t, named(n)).url

@@ -249,6 +249,7 @@ func stayOn(t testing.TB, c *lbClient, s *stickyBackends, want string, n int, co
 // exactly when the front listener is TLS — holding a signed hint of the backend that
 // answered.
 func TestStickyCookieAttributes(t *testing.T) {
+	t.Parallel()
 	s := startStickyBackends(t)
 	certFile, keyFile, roots := testtool.SelfSignedCert(t)
 	f := func(name, tlsYAML string, want []string) {
@@ -292,6 +293,7 @@ func TestStickyCookieAttributes(t *testing.T) {
 // backend of its first response, for sessions started on each backend, and the cookie is not
 // sent again while the session stays.
 func TestStickyCookieSessionStaysOnBackend(t *testing.T) {
+	t.Parallel()
 	s := startStickyBackends(t)
 	st := newMemoryStore(t, sticky.Options{})
 	c := newLBClient(startStickyProxy(t, s, s.config(t, "", ""), st))
@@ -316,6 +318,7 @@ func TestStickyCookieSessionStaysOnBackend(t *testing.T) {
 // each key's requests stay on the backend of its first request, no cookie is set, and a
 // request without the header is not a session.
 func TestStickyHeaderSessions(t *testing.T) {
+	t.Parallel()
 	s := startStickyBackends(t)
 	st := newMemoryStore(t, sticky.Options{})
 	c := newLBClient(startStickyProxy(t, s, s.config(t, "header: X-Session-Id", ""), st))
@@ -352,6 +355,7 @@ func TestStickyHeaderSessions(t *testing.T) {
 // hold more than sticky.new_header_sessions_per_second new sessions a second; a session over
 // the budget is still served, and stays on one backend (rendezvous hashing of its key).
 func TestStickyNewHeaderSessionsBounded(t *testing.T) {
+	t.Parallel()
 	s := startStickyBackends(t)
 	st := newMemoryStore(t, sticky.Options{})
 	c := newLBClient(startStickyProxy(t, s, s.config(t, "header: X-Session-Id, new_header_sessions_per_second: 3", ""), st))
@@ -374,6 +378,7 @@ func TestStickyNewHeaderSessionsBounded(t *testing.T) {
 // TestStickyNoCookieKeepsSmoothSplit: requests that never send the cookie back (each is a new
 // session) still get the exact 3:2:1 smooth weighted round-robin of the pool.
 func TestStickyNoCookieKeepsSmoothSplit(t *testing.T) {
+	t.Parallel()
 	s := startStickyBackends(t)
 	st := newMemoryStore(t, sticky.Options{})
 	c := newLBClient(startStickyProxy(t, s, s.config(t, "", ""), st))
@@ -402,6 +407,7 @@ func TestStickyNoCookieKeepsSmoothSplit(t *testing.T) {
 // re-issued with the new backend, and the session then stays there — also once the old
 // backend is back (drain means "empty this backend", unlike HAProxy).
 func TestStickyRepin(t *testing.T) {
+	t.Parallel()
 	f := func(name string, headerMode bool, takeOut, putBack func(t *testing.T, px *testProxy, s *stickyBackends, id string)) {
 		t.Run(name, func(t *testing.T) {
 			s := startStickyBackends(t)
@@ -501,6 +507,7 @@ func TestStickyRepin(t *testing.T) {
 // pins' lifetime as it changes the cookie's Max-Age. Within the TTL a header session stays;
 // after it the session is new and the picker places it again.
 func TestStickyTTL(t *testing.T) {
+	t.Parallel()
 	s := startStickyBackends(t)
 	st := newMemoryStore(t, sticky.Options{TTL: 30 * time.Minute})
 	px := startStickyProxy(t, s, s.config(t, "header: X-Session-Id, ttl: 30m", ""), st)
@@ -533,6 +540,7 @@ func TestStickyTTL(t *testing.T) {
 // has expired, the re-issued cookie alone carries the session (Max-Age is the same TTL, but
 // clocks and reloads differ), and nothing is pinned again.
 func TestStickyCookieTTLExpiry(t *testing.T) {
+	t.Parallel()
 	s := startStickyBackends(t)
 	st := newMemoryStore(t, sticky.Options{TTL: 200 * time.Millisecond})
 	px := startStickyProxy(t, s, s.config(t, "ttl: 200ms", ""), st)
@@ -589,6 +597,7 @@ func tamper(t testing.TB, v string, otherRef string) map[string]string {
 // is placed by its cookie's hint only when the signature verifies. A forged or altered hint
 // is no hint: the picker places the session and the cookie is re-issued, properly signed.
 func TestStickyTamperedHintIgnored(t *testing.T) {
+	t.Parallel()
 	s := startStickyBackends(t)
 	st := newMemoryStore(t, sticky.Options{})
 	c := newLBClient(startStickyProxy(t, s, s.config(t, "", ""), st))
@@ -634,6 +643,7 @@ func TestStickyTamperedHintIgnored(t *testing.T) {
 // cache (which holds "no pin" answers too): Redis's GET count rises by at most the number
 // of distinct sessions.
 func TestStickyRedisNoRoundTripOnHit(t *testing.T) {
+	t.Parallel()
 	rs := testredis.Start(t)
 	s := startStickyBackends(t)
 	st := newRedisStore(t, rs, sticky.Options{TTL: 10 * time.Minute})
@@ -666,6 +676,7 @@ func TestStickyRedisNoRoundTripOnHit(t *testing.T) {
 // re-issuing the cookie. With different keys (the per-process default) B does not
 // recognise A's cookie and starts a new session.
 func TestStickyTwoInstancesSharedSecret(t *testing.T) {
+	t.Parallel()
 	s := startStickyBackends(t)
 	cfg := s.config(t, "", "")
 	secret := []byte("a shared secret of 32 bytes.....")
@@ -694,6 +705,7 @@ func TestStickyTwoInstancesSharedSecret(t *testing.T) {
 // TestStickyCookieNamesNoBackend: the cookie the proxy sets holds no backend ID, address or
 // port (it carried "web-127.0.0.1_8082" before), for every backend and after a move.
 func TestStickyCookieNamesNoBackend(t *testing.T) {
+	t.Parallel()
 	s := startStickyBackends(t)
 	st := newMemoryStore(t, sticky.Options{})
 	px := startStickyProxy(t, s, s.config(t, "", ""), st)
@@ -729,6 +741,7 @@ func TestStickyCookieNamesNoBackend(t *testing.T) {
 // session is carried by its cookie alone (it wrote one key per request before: 190,457
 // after 10 s of wrk). A moved session is stored, with sticky.ttl.
 func TestStickyRedisBurstWritesNothing(t *testing.T) {
+	t.Parallel()
 	rs := testredis.Start(t)
 	s := startStickyBackends(t)
 	st := newRedisStore(t, rs, sticky.Options{Timeout: 2 * time.Second})
@@ -790,6 +803,7 @@ func TestStickyRedisBurstWritesNothing(t *testing.T) {
 // session (its backend drained on A only), B follows within 1 s — through Redis's
 // invalidation of B's cached pin, since B's own table still has the old backend in rotation.
 func TestStickyTwoInstances(t *testing.T) {
+	t.Parallel()
 	rs := testredis.Start(t)
 	s := startStickyBackends(t)
 	cfg := s.config(t, "", "")
@@ -930,6 +944,7 @@ func (l *load) finish(t testing.TB) {
 // sessions are placed alike by both instances (rendezvous hashing); once Redis is back the
 // header sessions' pins are in Redis again, and cookie sessions that never moved have none.
 func TestStickyRedisOutage(t *testing.T) {
+	t.Parallel()
 	f := func(name string, headerMode bool) {
 		t.Run(name, func(t *testing.T) {
 			rs := testredis.Start(t)
@@ -1068,6 +1083,7 @@ func TestStickyRedisOutage(t *testing.T) {
 // request (no 5xx), cookie sessions stay on their cookie's backend, a tampered cookie is not
 // trusted, and new sessions need no pin, queued or written, before or after Redis comes up.
 func TestStickyRedisDownAtStart(t *testing.T) {
+	t.Parallel()
 	rs := testredis.New(t) // not started
 	s := startStickyBackends(t)
 	st := newRedisStore(t, rs, sticky.Options{})
@@ -1123,6 +1139,7 @@ func TestStickyRedisDownAtStart(t *testing.T) {
 // outage, so it must reach Redis when Redis returns — otherwise Redis would keep (or later
 // get) the old backend and send the session back there.
 func TestStickyOutageMoveIsStored(t *testing.T) {
+	t.Parallel()
 	rs := testredis.New(t) // down
 	s := startStickyBackends(t)
 	st := newRedisStore(t, rs, sticky.Options{})

@@ -83,6 +83,7 @@ func splitSpans(t *testing.T, spans []otlptest.Span, tries int) (otlptest.Span, 
 }
 
 func TestTracingSampledRequest(t *testing.T) {
+	t.Parallel()
 	col := otlptest.Start(t)
 	var rec traceRecorder
 	be := startBackend(t, rec.handler)
@@ -126,6 +127,7 @@ func TestTracingSampledRequest(t *testing.T) {
 }
 
 func TestTracingRetryHasTwoTrySpans(t *testing.T) {
+	t.Parallel()
 	col := otlptest.Start(t)
 	var rec traceRecorder
 	be := startBackend(t, rec.handler)
@@ -166,6 +168,7 @@ func TestTracingRetryHasTwoTrySpans(t *testing.T) {
 }
 
 func TestTracingUnsampledPassesThrough(t *testing.T) {
+	t.Parallel()
 	col := otlptest.Start(t)
 	var rec traceRecorder
 	be := startBackend(t, rec.handler)
@@ -202,6 +205,7 @@ func TestTracingUnsampledPassesThrough(t *testing.T) {
 }
 
 func TestTracingCollectorDownLeavesRequestsAlone(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -253,6 +257,7 @@ func BenchmarkGETTracing(b *testing.B) {
 // TestTracingRecordsTheForwardedTarget: a traced request's url.path and server.address
 // are the canonical path and the Host it was forwarded with, not what it arrived with.
 func TestTracingRecordsTheForwardedTarget(t *testing.T) {
+	t.Parallel()
 	col := otlptest.Start(t)
 	rec := startTapBackend(t, answerOK)
 	px := startProxy(t, poolConfig(t, "", "http://"+rec.addr), withTracer(startTracer(t, col.URL(), 0)))

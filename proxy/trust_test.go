@@ -23,6 +23,7 @@ import (
 // (before: every visitor shared the CDN's: 10 distinct clients got 1×200, then 9×429), and
 // a visitor cannot pick another's bucket by writing its own X-Forwarded-For.
 func TestIdentityRateLimit(t *testing.T) {
+	t.Parallel()
 	be := startBackend(t, named("ok"))
 	var refused atomic.Int64
 	px := startProxy(t, poolConfig(t, "server: { trusted_proxies: [127.0.0.1/32] }\nrate_limit: { enabled: true, key: ip, rate: 0.1, burst: 1 }\n", be.url),
@@ -50,6 +51,7 @@ func TestIdentityRateLimit(t *testing.T) {
 // visitor got the CDN's region); the backend's X-Forwarded-For starts with the visitor and
 // ends with the peer; the access log's client is the visitor.
 func TestIdentityGeoAndForwarding(t *testing.T) {
+	t.Parallel()
 	urls := map[string]string{}
 	for _, n := range []string{"a", "b", "c", "d", "e"} {
 		urls[n] = startBackend(t, named(n)).url
@@ -97,6 +99,7 @@ routes:
 // from an untrusted peer (the geo header did: ignored for routing, but forwarded); from a
 // trusted one they pass.
 func TestTrustedHeadersStripped(t *testing.T) {
+	t.Parallel()
 	be := startBackend(t, echoHeaders)
 	send := []string{"X-Region", "eu", "X-Forwarded-Client-Cert", "Hash=forged", "X-Forwarded-Proto", "https"}
 	px := startProxy(t, poolConfig(t, "geo: { header: X-Region }\n", be.url))
@@ -131,6 +134,7 @@ func jwtSetup(t *testing.T, jc config.JWT, extra string, handler fasthttp.Reques
 // verification). With a claim-keyed limit each token that must be verified is charged to
 // the client address; a valid token is then limited by its claim.
 func TestRateLimitBeforeJWT(t *testing.T) {
+	t.Parallel()
 	bad := "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 	f := func(key string) {
 		t.Run(key, func(t *testing.T) {
@@ -155,6 +159,7 @@ func TestRateLimitBeforeJWT(t *testing.T) {
 // address is out of verification budget still gets through with a token already verified
 // (a cache hit costs no verification and is limited by its claim alone).
 func TestRateLimitByClaimCachedTokenNotCharged(t *testing.T) {
+	t.Parallel()
 	px, _, sign := jwtSetup(t, config.JWT{}, "rate_limit: { enabled: true, key: \"claim:sub\", rate: 0.1, burst: 2 }\n", named("ok"))
 	good := sign(map[string]any{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()})
 	if code := px.get(t, "/", "Authorization", good).StatusCode(); code != 200 {
@@ -179,6 +184,7 @@ func TestRateLimitByClaimCachedTokenNotCharged(t *testing.T) {
 // checked and both forwarded); forward_token: false keeps the token from the backend, the
 // default forwards it; a token without exp is refused by default.
 func TestJWTAuthorizationRules(t *testing.T) {
+	t.Parallel()
 	exp := time.Now().Add(time.Hour).Unix()
 	px, _, sign := jwtSetup(t, config.JWT{}, "", echoHeaders)
 	good := sign(map[string]any{"sub": "alice", "exp": exp})

@@ -54,6 +54,7 @@ func openTunnelPath(t *testing.T, addr, path string) (net.Conn, *bufio.Reader, s
 // over the limit gets 503, and so does a plain request while tunnels fill the limit; a
 // closed tunnel gives its place back.
 func TestTunnelsCountAgainstBackendLimit(t *testing.T) {
+	t.Parallel()
 	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
 		if len(ctx.Request.Header.Peek("Upgrade")) > 0 {
 			wsEcho(ctx)
@@ -87,6 +88,7 @@ func TestTunnelsCountAgainstBackendLimit(t *testing.T) {
 
 // TestTunnelsGlobalCap: over server.max_tunnels an upgrade gets 503 and is counted.
 func TestTunnelsGlobalCap(t *testing.T) {
+	t.Parallel()
 	be := startBackend(t, wsEcho)
 	cfg := poolConfig(t, "server: { max_tunnels: 2 }\n", be.url)
 	ts := NewTables(nil, nil)
@@ -114,6 +116,7 @@ func TestTunnelsGlobalCap(t *testing.T) {
 // TestTunnelIdleTimeout: a tunnel with traffic in either direction stays open past
 // timeouts.tunnel_idle; one with none for tunnel_idle is closed.
 func TestTunnelIdleTimeout(t *testing.T) {
+	t.Parallel()
 	// The backend speaks every 100 ms on its own: traffic in one direction only.
 	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
 		wsEcho(ctx)
@@ -170,6 +173,7 @@ func upgradeBackend(name string) fasthttp.RequestHandler {
 // prefer_local applies to it — before, upgrades went through Pool.Pick and an eu client's
 // tunnels went to the us backend, which has five times the eu one's weight.
 func TestUpgradePicksLikeRequests(t *testing.T) {
+	t.Parallel()
 	eu, us := startBackend(t, upgradeBackend("eu")), startBackend(t, upgradeBackend("us"))
 	// The test client is 127.0.0.1: region eu by CIDR.
 	p := startProxy(t, parseConfig(t, fmt.Sprintf(`geo: { cidrs: { eu: ["127.0.0.0/8"], us: ["10.0.0.0/8"] } }

@@ -33,6 +33,7 @@ func rawPoolConfig(t testing.TB, addr, extra string) string {
 // upstream connection pooled as if the HEAD answer were all, the next client — on another
 // connection — would read the forged response as its own.
 func TestSloppyHEADBodyNeverReachesAnotherClient(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		late   bool
@@ -89,6 +90,7 @@ func TestSloppyHEADBodyNeverReachesAnotherClient(t *testing.T) {
 // by the backend; a POST — never replayed — must not be sent on one of them. 100 POSTs
 // after the restart: 0 errors.
 func TestBackendRestartCostsNoPOST(t *testing.T) {
+	t.Parallel()
 	const pooled = 10
 	var inflight atomic.Int32
 	release := make(chan struct{})
@@ -173,6 +175,7 @@ func post(t testing.TB, c *fasthttp.HostClient, path, body string) (int, string)
 // connection and never reads ends at the response timeout with a 504 (before, the write
 // had no deadline and the request hung for as long as the client kept sending).
 func TestUploadToBackendThatStopsReading(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -221,6 +224,7 @@ func TestUploadToBackendThatStopsReading(t *testing.T) {
 // TestUpgradeAnsweredWithAnotherProtocol: a WebSocket upgrade answered with a 101 that
 // switches to something else (or names nothing) is a 502, not a byte pipe to the backend.
 func TestUpgradeAnsweredWithAnotherProtocol(t *testing.T) {
+	t.Parallel()
 	for _, upgrade := range []string{"", "Upgrade: h2c\r\n"} {
 		be := startRawBackend(t, "", func(r *backendRequest, c net.Conn) {
 			_, _ = c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n" + upgrade + "\r\n" + forged))
@@ -238,6 +242,7 @@ func TestUpgradeAnsweredWithAnotherProtocol(t *testing.T) {
 // reads what TLS buffered — session tickets included — without mistaking it for data),
 // and bytes arriving on an idle one close it.
 func TestTLSUpstreamHygiene(t *testing.T) {
+	t.Parallel()
 	certFile, keyFile, _ := testtool.SelfSignedCert(t)
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
@@ -287,6 +292,7 @@ func TestTLSUpstreamHygiene(t *testing.T) {
 // (a close with SO_LINGER 0, as a crashing or load-shedding server does) costs the next
 // POST nothing: the reset is seen before the request is written.
 func TestIdleConnectionResetIsNotUsed(t *testing.T) {
+	t.Parallel()
 	served := make(chan net.Conn, 1)
 	be := startRawBackend(t, "", func(r *backendRequest, c net.Conn) {
 		_, _ = c.Write([]byte(goodAnswer(r.id)))

@@ -74,6 +74,7 @@ func writePEM(t *testing.T, dir, name string, c tls.Certificate) (certFile, keyF
 // SANs), and the copy the client sent is dropped (before: the backend learnt nothing of
 // the certificate, and got the client's own header).
 func TestClientCertForwarded(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ca := newTestCA(t)
 	caFile := filepath.Join(dir, "ca.pem")
@@ -110,6 +111,7 @@ func TestClientCertForwarded(t *testing.T) {
 }
 
 func TestAppendXFCCValue(t *testing.T) {
+	t.Parallel()
 	f := func(v string, quote bool, want string) {
 		t.Helper()
 		if got := string(appendXFCCValue(nil, v, quote)); got != want {

@@ -4,14 +4,16 @@
 // fails it under CI=true: a suite that silently skips its real-parts tests in CI would
 // pass without testing anything, so CI must install them (scripts/install-deps.sh).
 //
-// It also holds the small helpers several packages' tests share: WaitFor, and keys and
-// signed tokens for JWT tests, a self-signed certificate for TLS tests.
+// It also holds the small helpers several packages' tests share: Main, WaitFor, and keys
+// and signed tokens for JWT tests, a self-signed certificate for TLS tests.
 package testtool
 
 import (
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -69,4 +71,22 @@ func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// Main runs m's tests with up to n parallel tests at once, unless -parallel is given on
+// the command line. The default, GOMAXPROCS, suits tests that keep the CPU busy; the
+// parallel tests of the packages that call Main mostly wait on sockets, child processes
+// and timers, so two at a time on a two-core machine would leave it idle. A test that
+// must run alone (it counts allocations or measures the heap, which are the process's)
+// does not call t.Parallel: Go runs it before any parallel test starts.
+func Main(m *testing.M, n int) int {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		if err := flag.Set("test.parallel", strconv.Itoa(n)); err != nil {
+			panic(err)
+		}
+	}
+	return m.Run()
 }
