@@ -954,7 +954,11 @@ func TestStickyRedisOutage(t *testing.T) {
 				fields = "header: X-Session-Id"
 			}
 			cfg := s.config(t, fields, "")
-			stA, stB := newRedisStore(t, rs, sticky.Options{}), newRedisStore(t, rs, sticky.Options{})
+			// A killed Redis refuses at once: the outage needs no timeout. A generous one keeps
+			// a slow reply on a loaded machine from being a second outage before the kill, when
+			// a header session would be placed by rendezvous instead of by its pin.
+			o := sticky.Options{Timeout: time.Second}
+			stA, stB := newRedisStore(t, rs, o), newRedisStore(t, rs, o)
 			a, b := newLBClient(startStickyProxy(t, s, cfg, stA)), newLBClient(startStickyProxy(t, s, cfg, stB))
 			clients := []*lbClient{a, b}
 
@@ -1062,7 +1066,7 @@ func TestStickyRedisOutage(t *testing.T) {
 				}
 			}
 			// A second, brief outage is possible and harmless: the first call on a fresh
-			// connection pays the dial and handshake inside the 50 ms budget, which a loaded
+			// connection pays the dial and handshake inside the timeout, which a loaded
 			// race-detector run can exceed. Nothing may be lost either way.
 			for _, st := range []sticky.Store{stA, stB} {
 				testtool.WaitFor(t, 5*time.Second, "the store to be up with nothing queued", func() bool {
