@@ -111,7 +111,7 @@ func newUpstream(b *state.Backend, p *config.Pool, old *upstream, dial Dialer) (
 	u := &upstream{key: key, scheme: vHTTP}
 	if b.TLS {
 		u.scheme = vHTTPS
-		tc, err := upstreamTLS(p.UpstreamTLS)
+		tc, err := tlsconf.Upstream(p.UpstreamTLS)
 		if err != nil {
 			return nil, err
 		}
@@ -215,25 +215,6 @@ func fileStamps(paths ...string) string {
 		}
 	}
 	return sb.String()
-}
-
-func upstreamTLS(c config.UpstreamTLS) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, ClientSessionCache: tls.NewLRUClientSessionCache(64)}
-	if c.CAFile != "" {
-		pool, err := tlsconf.LoadCertPool(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("upstream_tls.ca_file: %w", err)
-		}
-		tc.RootCAs = pool
-	}
-	if c.CertFile != "" {
-		cert, err := tlsconf.LoadKeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("upstream_tls.cert_file: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }
 
 // tableData is the proxy's data for one table, built once with it and published with it

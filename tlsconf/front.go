@@ -1,6 +1,7 @@
 // Package tlsconf builds TLS settings from the files the configuration names: the front
-// listener's TLS config with its reloadable certificate (tls.*), and the certificate and
-// CA-bundle loaders that upstream mTLS (upstream_tls.*) and -check-config share.
+// listener's TLS config with its reloadable certificate (tls.*), a pool's client TLS config
+// towards its backends (upstream_tls.*), and the certificate and CA-bundle loaders that
+// both use and -check-config runs.
 package tlsconf
 
 import (
