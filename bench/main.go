@@ -50,6 +50,8 @@ type options struct {
 	proxyCPU     int             // core of the proxy under test
 	loadCPU      int             // core of the load generators and backends
 	lbBin        string          // prebuilt go-loadbalancer; "" builds it
+	baseBin      string          // prebuilt go-loadbalancer for -base targets
+	baseRev      string          // build -base targets' go-loadbalancer from this git revision
 	lbRev        string          // build go-loadbalancer from this git revision, not the work tree
 	lbSrc        string          // the source tree go-loadbalancer is built from
 	out          string          // results directory; "" = <repo>/bench/results/<time>
@@ -112,6 +114,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.loadCPU, "load-cpu", 0, "`core` of wrk, vegeta and the backends")
 	fs.StringVar(&o.lbBin, "lb-bin", "", "prebuilt go-loadbalancer `binary` (default: go build the module)")
 	fs.StringVar(&o.lbSrc, "lb-src", "", "build go-loadbalancer from this source `dir` (default: the module root)")
+	fs.StringVar(&o.baseRev, "base-rev", "", "build the golb-base targets from this git `revision` (e.g. main), to compare two builds in one interleaved run")
+	fs.StringVar(&o.baseBin, "base-bin", "", "prebuilt go-loadbalancer `binary` for the golb-base targets")
 	fs.StringVar(&o.lbRev, "lb-rev", "", "build go-loadbalancer from this git `revision` (e.g. HEAD) instead of the work tree")
 	fs.StringVar(&o.out, "out", "", "results `dir` (default <repo>/bench/results/<time>)")
 	fs.StringVar(&o.plot, "plot", "", "latency plot `png` (default <out>/latency.png)")
@@ -280,6 +284,7 @@ func run(o *options) (*report, error) {
 	var kinds []string
 	needLB := o.profile > 0 && len(o.profileKinds) > 0
 	variants := map[string]bool{}
+	needBase := false
 	for _, k := range o.targets {
 		v, _ := parseKind(k)
 		tool := map[string]string{kindHAProxy: "haproxy", kindNginx: "nginx"}[v.base]
@@ -292,6 +297,7 @@ func run(o *options) (*report, error) {
 		variants[variantLog] = variants[variantLog] || v.log
 		variants[variantTLS] = variants[variantTLS] || v.tls
 		variants[variant2Core] = variants[variant2Core] || v.cores > 1
+		needBase = needBase || v.ref
 	}
 	if variants[variantLog] {
 		rep.note("-log targets write one line per request to a file of their own (emptied after each run), with the same fields: " +
@@ -329,6 +335,23 @@ func run(o *options) (*report, error) {
 			return rep, err
 		}
 	}
+	if needBase {
+		if (o.baseRev == "") == (o.baseBin == "") {
+			return rep, errors.New("golb-base targets need one of -base-rev and -base-bin")
+		}
+		if o.baseBin == "" {
+			src, err := exportRev(ctx, root, o.baseRev, filepath.Join(o.out, "base-src"))
+			if err != nil {
+				return rep, err
+			}
+			o.progress("building go-loadbalancer " + o.baseRev + " for the -base targets")
+			o.baseBin = filepath.Join(o.out, "go-loadbalancer-base")
+			if err := goBuild(ctx, src, o.baseBin, ""); err != nil {
+				return rep, err
+			}
+		}
+		rep.note("-base targets are go-loadbalancer built from " + o.baseRev + o.baseBin + ", configured as the same target without -base.")
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return rep, err
@@ -357,7 +380,7 @@ func run(o *options) (*report, error) {
 	if err := waitFor(func() error { _, err := backendCounts(control); return err }, 10*time.Second); err != nil {
 		return rep, fmt.Errorf("backends did not start: %w", err)
 	}
-	e := &env{procs: ps, dir: o.out, proxyCPU: o.proxyCPU, loadCPU: o.loadCPU, lbBin: o.lbBin, self: self, backends: beAddrs, parity: o.parity}
+	e := &env{procs: ps, dir: o.out, proxyCPU: o.proxyCPU, loadCPU: o.loadCPU, lbBin: o.lbBin, baseBin: o.baseBin, self: self, backends: beAddrs, parity: o.parity}
 
 	if o.reps > 0 && len(kinds) > 0 {
 		if err := measure(ctx, o, e, rep, kinds, control, beProc); err != nil {

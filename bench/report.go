@@ -317,6 +317,12 @@ func ratioPairs(names []string) [][2]string {
 			continue
 		}
 		suffix := strings.TrimPrefix(n, kindGoLB)
+		if v.ref {
+			plain := strings.Replace(n, "-"+variantBase, "", 1)
+			add(plain, n) // the build under test ÷ the base build
+			add(n, strings.Replace(plain, kindGoLB, kindHAProxy, 1))
+			continue
+		}
 		add(n, kindHAProxy+suffix)
 		add(n, kindNginx+suffix)
 		if suffix == "" {
@@ -325,7 +331,7 @@ func ratioPairs(names []string) [][2]string {
 		}
 	}
 	for _, n := range names {
-		if v, err := parseKind(n); err == nil && v.base != kindDirect && n != v.base {
+		if v, err := parseKind(n); err == nil && v.base != kindDirect && n != v.base && !v.ref {
 			add(n, v.base) // what the variant costs
 		}
 	}

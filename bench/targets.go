@@ -18,7 +18,8 @@ import (
 // the same three backends weighted 3:2:1. A proxy's name is its base kind and optional
 // variants: "-log" (one access-log line per request to a file), "-tls" (front TLS: ECDSA
 // P-256, TLS 1.3, keep-alive) and "-2c" (the proxy on both cores, sharing them with the
-// load generator and the backends), e.g. haproxy-log, golb-tls, nginx-2c.
+// load generator and the backends), e.g. haproxy-log, golb-tls, nginx-2c; go-loadbalancer
+// also "-base" (built from -base-rev or -base-bin, to compare two builds in one run).
 const (
 	kindDirect  = "direct"   // the backend server itself, alone on the proxy core: one server hop
 	kindHAProxy = "haproxy"  // HAProxy, nbthread 1, http-reuse always
@@ -31,6 +32,7 @@ const (
 	variantLog   = "log"
 	variantTLS   = "tls"
 	variant2Core = "2c"
+	variantBase  = "base"
 )
 
 var baseKinds = []string{kindDirect, kindHAProxy, kindNginx, kindGoLB}
@@ -38,7 +40,7 @@ var baseKinds = []string{kindDirect, kindHAProxy, kindNginx, kindGoLB}
 // allKinds are the target names the help text lists; other combinations of a proxy and
 // variants (golb-tls-log) are accepted too.
 var allKinds = []string{kindDirect, kindHAProxy, kindNginx, kindGoLB, kindGoLBLog,
-	"haproxy-log", "nginx-log", "golb-tls", "haproxy-tls", "nginx-tls", "golb-2c", "haproxy-2c", "nginx-2c"}
+	"haproxy-log", "nginx-log", "golb-tls", "haproxy-tls", "nginx-tls", "golb-2c", "haproxy-2c", "nginx-2c", "golb-base"}
 
 // variant is what a target name asks for.
 type variant struct {
@@ -46,6 +48,7 @@ type variant struct {
 	log   bool   // access log on, one line per request to a file
 	tls   bool   // front TLS
 	cores int    // 1, or 2 with -2c
+	ref   bool   // go-loadbalancer built from -base-rev or -base-bin
 }
 
 // parseKind splits a target name into its base and variants; the A/A twin's "#2" is not
@@ -64,8 +67,10 @@ func parseKind(kind string) (variant, error) {
 			v.tls = true
 		case x == variant2Core && v.cores == 1:
 			v.cores = 2
+		case x == variantBase && !v.ref && v.base == kindGoLB:
+			v.ref = true
 		default:
-			return v, fmt.Errorf("unknown target %q: variant %q (want log, tls or 2c, each at most once)", kind, x)
+			return v, fmt.Errorf("unknown target %q: variant %q (want log, tls, 2c or, for golb, base; each at most once)", kind, x)
 		}
 	}
 	if v.base == kindDirect && kind != kindDirect {
@@ -113,6 +118,7 @@ type env struct {
 	proxyCPU   int
 	loadCPU    int
 	lbBin      string
+	baseBin    string   // go-loadbalancer for -base targets
 	self       string   // this binary, for the direct backend
 	backends   []string // the 3:2:1 backends' addresses
 	parity     bool     // proxies add X-Forwarded-* and X-Request-Id like go-loadbalancer
@@ -187,7 +193,11 @@ func (e *env) startTarget(name, kind string) (*target, error) {
 		}
 		if err = os.WriteFile(cfg, []byte(yaml), 0o644); err == nil {
 			lbEnv := append([]string{"GOMAXPROCS=" + strconv.Itoa(v.cores)}, e.extraLBEnv...)
-			t.proc, err = e.procs.start(slug, t.cpus, lbEnv, e.dir, out, e.lbBin, "-config", cfg)
+			bin := e.lbBin
+			if v.ref {
+				bin = e.baseBin
+			}
+			t.proc, err = e.procs.start(slug, t.cpus, lbEnv, e.dir, out, bin, "-config", cfg)
 		}
 	}
 	if err != nil {
