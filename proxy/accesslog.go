@@ -260,7 +260,9 @@ func appendRedactedQuery(b, q []byte, budget int) []byte {
 	return append(b, '"')
 }
 
-// appendPlain appends s, which needs no escaping, as appendJSONText would.
+// appendPlain appends s, which needs no escaping, and reports false; when s does not fit
+// before limit it appends "…" instead and reports the cut. Unlike appendJSONText it cuts s
+// whole, so a value's "=*" is never logged half.
 func appendPlain(b []byte, s string, limit int) ([]byte, bool) {
 	if len(b)+len(s) > limit {
 		return append(b, "…"...), true
