@@ -180,7 +180,8 @@ func (s *Server) contain(ctx *fasthttp.RequestCtx, r any) {
 		s.log.Error().Str("panic", fmt.Sprint(r)).Str("stack", string(debug.Stack())).Uint64("panics", n).
 			Msg("request handler panicked: answered 500 and closed the connection (the next stack is logged a minute from now at the earliest; lb_panics_total counts them all)")
 	}
-	ctx.Hijack(nil) // a tunnel that was about to start must not
+	ctx.Hijack(nil)  // a tunnel that was about to start must not,
+	abortTunnel(ctx) // and what it holds goes back
 	ctx.HijackSetNoResponse(false)
 	writeReply(ctx, &replyInternal)
 	ctx.SetConnectionClose()

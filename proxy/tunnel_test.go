@@ -203,3 +203,48 @@ pools:
 		t.Fatalf("a request of an eu client went to %q; want eu", b)
 	}
 }
+
+// TestPanicAfterTunnelSetUpReleasesIt: a panic in the handler after the tunnel was set up
+// (the hijack handler set, the backend's 101 read) is contained with a 500 and cancels the
+// hijack; what the tunnel held goes back — before, the backend connection stayed open and
+// its server.max_tunnels and max_conns_per_backend places and in-flight count were never
+// given back.
+func TestPanicAfterTunnelSetUpReleasesIt(t *testing.T) {
+	ended := make(chan struct{}) // the backend's side of the tunnel was closed
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		wsEcho(ctx)
+		ctx.Hijack(func(c net.Conn) {
+			_, _ = io.Copy(io.Discard, c)
+			close(ended)
+		})
+	})
+	cfg := poolConfig(t, "server: { max_tunnels: 4 }\n", be.url)
+	ts := NewTables(nil, nil)
+	if _, err := state.NewBuilder(nil, ts.Hooks()).Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	px := New(Options{Tables: ts, Log: zerolog.Nop()})
+	srv := newServer(func(ctx *fasthttp.RequestCtx) {
+		px.ServeHTTP(ctx)
+		panic("after the tunnel was set up") // as a bug in the access log or a deferred step would
+	}, cfg.Server, zerolog.Nop())
+	px.edge, px.maxTunnels = &srv.Stats, int64(cfg.Server.MaxTunnels) // as NewServer does
+	_, addr := serveEdgeServer(t, srv)
+
+	if _, _, status := openTunnel(t, addr); !strings.HasPrefix(status, "HTTP/1.1 500") {
+		t.Fatalf("got %q; want the panic's 500", status)
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the backend connection of the cancelled tunnel is still open")
+	}
+	d := ts.cur.Load()
+	be0, u := d.table.Backends()[0], d.ups[0]
+	testtool.WaitFor(t, 5*time.Second, "the cancelled tunnel's places to come back", func() bool {
+		return srv.Stats.Tunnels.Load() == 0 && u.tunnels.Load() == 0 && be0.Stats.Inflight.Load() == 0
+	})
+	if n := srv.Stats.Panics.Load(); n != 1 {
+		t.Fatalf("got %d panics counted; want 1", n)
+	}
+}

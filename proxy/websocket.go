@@ -37,7 +37,7 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, 
 		writeError(ctx, errNoConns)
 		return
 	}
-	held := true // until the hijack handler owns the tunnel's places
+	held := true // until heldTunnel owns the tunnel's places
 	defer func() {
 		if held {
 			p.releaseTunnel(u)
@@ -120,19 +120,53 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, 
 	head = append(head, early...)
 	_ = conn.SetDeadline(time.Time{})
 	b.Stats.Inflight.Add(1)
+	ht := &heldTunnel{p: p, u: u, b: b, conn: conn}
+	ctx.SetUserValue(heldTunnelKey{}, ht) // for abortTunnel
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(client net.Conn) {
 		// fasthttp runs this in a goroutine of its own, outside the handler's recovery.
+		if !ht.claim() {
+			return // aborted
+		}
 		defer p.recoverTunnel()
-		defer p.releaseTunnel(u)
-		defer b.Stats.Inflight.Add(-1)
-		defer conn.Close()
+		defer ht.release()
 		if _, err := client.Write(head); err != nil {
 			return
 		}
 		pipe(client, conn, idle)
 	})
 	held = false
+}
+
+// heldTunnel is what an upgraded tunnel holds from the handler's return until its hijack
+// handler runs: the backend connection, the backend's in-flight count, and its places
+// (acquireTunnel). Whoever claims it first gives them back: the hijack handler when the
+// tunnel ends, or abortTunnel when a panic cancelled the hijack.
+type heldTunnel struct {
+	p       *Proxy
+	u       *upstream
+	b       *state.Backend
+	conn    net.Conn
+	claimed atomic.Bool
+}
+
+type heldTunnelKey struct{}
+
+func (h *heldTunnel) claim() bool { return h.claimed.CompareAndSwap(false, true) }
+
+func (h *heldTunnel) release() {
+	h.conn.Close()
+	h.b.Stats.Inflight.Add(-1)
+	h.p.releaseTunnel(h.u)
+}
+
+// abortTunnel gives back what the request's tunnel holds, if one was set up and its hijack
+// handler has not claimed it: for the server's panic containment, which cancels the hijack
+// (fasthttp then never runs the handler that would have).
+func abortTunnel(ctx *fasthttp.RequestCtx) {
+	if h, ok := ctx.UserValue(heldTunnelKey{}).(*heldTunnel); ok && h.claim() {
+		h.release()
+	}
 }
 
 // acquireTunnel takes a place for a tunnel to u's backend under server.max_tunnels and
