@@ -29,8 +29,9 @@ func newReply(status int, msg string, retryAfter bool) reply {
 	return reply{status: status, body: []byte(`{"error":"` + msg + `"}` + "\n"), retryAfter: retryAfter}
 }
 
-func clientReply(status int, msg string, reason clientReason) reply {
-	r := newReply(status, msg, false)
+// clientReply is the reply for a client error of reason, with reason's status.
+func clientReply(reason clientReason, msg string) reply {
+	r := newReply(clientReasons[reason].status, msg, false)
 	r.reason = reason
 	return r
 }
@@ -45,19 +46,19 @@ var (
 	replyUnauthorized = newReply(fasthttp.StatusUnauthorized, "unauthorized", false)    // WWW-Authenticate set by the caller
 	replyRateLimited  = newReply(fasthttp.StatusTooManyRequests, "rate limited", false) // Retry-After set by the caller
 
-	replyBadRequest = clientReply(fasthttp.StatusBadRequest, "bad request", reasonMalformed)
-	replyBadFraming = clientReply(fasthttp.StatusBadRequest, "bad request", reasonFraming)
+	replyBadRequest = clientReply(reasonMalformed, "bad request")
+	replyBadFraming = clientReply(reasonFraming, "bad request")
 	// Which one would the backend read? Authorization is no list (RFC 9110 §11.6.2).
-	replyTwoAuthorizations = clientReply(fasthttp.StatusBadRequest, "more than one Authorization header", reasonFraming)
-	replyBadTarget         = clientReply(fasthttp.StatusBadRequest, "invalid request target", reasonTarget)
-	replyEscapedPath       = clientReply(fasthttp.StatusBadRequest, "encoded slash, backslash or dot in path", reasonEscaped)
-	replyBadHost           = clientReply(fasthttp.StatusBadRequest, "invalid host", reasonHost)
-	replyClientBody        = clientReply(fasthttp.StatusBadRequest, "incomplete request body", reasonBody)
-	replyBodyTooLarge      = clientReply(fasthttp.StatusRequestEntityTooLarge, "request body too large", reasonBodyTooLarge)
-	replyHeaderTooLarge    = clientReply(fasthttp.StatusRequestHeaderFieldsTooLarge, "request header fields too large", reasonHeaderTooLarge)
-	replyTooManyHeaders    = clientReply(fasthttp.StatusRequestHeaderFieldsTooLarge, "too many header fields", reasonTooManyHeaders)
-	replyReadTimeout       = clientReply(fasthttp.StatusRequestTimeout, "request timeout", reasonTimeout)
-	replyBadVersion        = clientReply(fasthttp.StatusHTTPVersionNotSupported, "http version not supported", reasonVersion)
+	replyTwoAuthorizations = clientReply(reasonFraming, "more than one Authorization header")
+	replyBadTarget         = clientReply(reasonTarget, "invalid request target")
+	replyEscapedPath       = clientReply(reasonEscaped, "encoded slash, backslash or dot in path")
+	replyBadHost           = clientReply(reasonHost, "invalid host")
+	replyClientBody        = clientReply(reasonBody, "incomplete request body")
+	replyBodyTooLarge      = clientReply(reasonBodyTooLarge, "request body too large")
+	replyHeaderTooLarge    = clientReply(reasonHeaderTooLarge, "request header fields too large")
+	replyTooManyHeaders    = clientReply(reasonTooManyHeaders, "too many header fields")
+	replyReadTimeout       = clientReply(reasonTimeout, "request timeout")
+	replyBadVersion        = clientReply(reasonVersion, "http version not supported")
 
 	retryAfterName  = []byte("Retry-After")
 	retryAfterValue = []byte("1")
@@ -106,32 +107,53 @@ func writeReply(ctx *fasthttp.RequestCtx, r *reply) {
 type clientReason uint8
 
 const (
-	reasonNone           clientReason = iota
-	reasonMalformed                   // fasthttp could not parse the request
-	reasonFraming                     // bad header syntax or ambiguous framing
-	reasonTarget                      // request target not origin- or absolute-form, or invalid path
-	reasonEscaped                     // escaped '/', '\' or '.' with escaped_slashes: reject
-	reasonHost                        // missing, repeated or invalid Host or authority
-	reasonBody                        // the body ended early or stalled
-	reasonBodyTooLarge                // body over max_body_bytes (413)
-	reasonHeaderTooLarge              // header block over max_header_bytes (431)
-	reasonTooManyHeaders              // more than max_headers lines (431)
-	reasonTimeout                     // request not received within read_timeout (408)
-	reasonVersion                     // not HTTP/1.0 or HTTP/1.1 (505)
+	reasonNone clientReason = iota
+	reasonMalformed
+	reasonFraming
+	reasonTarget
+	reasonEscaped
+	reasonHost
+	reasonBody
+	reasonBodyTooLarge
+	reasonHeaderTooLarge
+	reasonTooManyHeaders
+	reasonTimeout
+	reasonVersion
 	numClientReasons
 )
 
-var clientReasonNames = [numClientReasons]string{"", "malformed", "framing", "target", "escaped_path", "host",
-	"body", "body_too_large", "header_too_large", "too_many_headers", "timeout", "version"}
+// clientReasons gives each reason its label and the status the client is answered with.
+var clientReasons = [numClientReasons]struct {
+	name   string
+	status int
+}{
+	reasonMalformed:      {"malformed", fasthttp.StatusBadRequest},                         // fasthttp could not parse the request
+	reasonFraming:        {"framing", fasthttp.StatusBadRequest},                           // bad header syntax or ambiguous framing
+	reasonTarget:         {"target", fasthttp.StatusBadRequest},                            // request target not origin- or absolute-form, or invalid path
+	reasonEscaped:        {"escaped_path", fasthttp.StatusBadRequest},                      // escaped '/', '\' or '.' with escaped_slashes: reject
+	reasonHost:           {"host", fasthttp.StatusBadRequest},                              // missing, repeated or invalid Host or authority
+	reasonBody:           {"body", fasthttp.StatusBadRequest},                              // the body ended early or stalled
+	reasonBodyTooLarge:   {"body_too_large", fasthttp.StatusRequestEntityTooLarge},         // body over max_body_bytes
+	reasonHeaderTooLarge: {"header_too_large", fasthttp.StatusRequestHeaderFieldsTooLarge}, // header block over max_header_bytes
+	reasonTooManyHeaders: {"too_many_headers", fasthttp.StatusRequestHeaderFieldsTooLarge}, // more than max_headers lines
+	reasonTimeout:        {"timeout", fasthttp.StatusRequestTimeout},                       // request not received within read_timeout
+	reasonVersion:        {"version", fasthttp.StatusHTTPVersionNotSupported},              // not HTTP/1.0 or HTTP/1.1
+}
 
 // ClientErrorReasons lists the reason labels of lb_client_errors_total.
-func ClientErrorReasons() []string { return clientReasonNames[1:] }
+func ClientErrorReasons() []string {
+	names := make([]string, 0, numClientReasons-1)
+	for _, r := range clientReasons[1:] {
+		names = append(names, r.name)
+	}
+	return names
+}
 
 // ClientErrors returns how many client errors of reason (one of ClientErrorReasons) the
 // proxy answered. Safe for concurrent use.
 func (p *Proxy) ClientErrors(reason string) uint64 {
-	for i, name := range clientReasonNames {
-		if i > 0 && name == reason {
+	for i, r := range clientReasons {
+		if i > 0 && r.name == reason {
 			return p.clientErrs[i].Load()
 		}
 	}
@@ -149,7 +171,7 @@ func (p *Proxy) reject(ctx *fasthttp.RequestCtx, r *reply) {
 	}
 	n := p.clientErrs[r.reason].Add(1)
 	if n == 1 || n%100 == 0 {
-		p.log.Debug().Str("reason", clientReasonNames[r.reason]).Int("status", r.status).Uint64("seen", n).Msg("client error")
+		p.log.Debug().Str("reason", clientReasons[r.reason].name).Int("status", r.status).Uint64("seen", n).Msg("client error")
 	}
 	ctx.SetConnectionClose()
 	lingerOnClose(ctx.Conn())
