@@ -45,14 +45,10 @@ func (p *Proxy) takeBody(ctx *fasthttp.RequestCtx, ext *tableData) (r *reply, up
 		}
 		return nil, nil
 	}
-	if st := p.edge; st != nil {
-		if n := st.Tunnels.Add(1); p.maxTunnels > 0 && n > p.maxTunnels {
-			st.Tunnels.Add(-1)
-			st.TunnelsOverLimit.Add(1)
-			writeReply(ctx, &replyBusy) // 503 with Retry-After
-			closeUnread(ctx)            // the body is still on the wire
-			return &answered, nil
-		}
+	if !p.takePlace() {
+		writeReply(ctx, &replyBusy) // 503 with Retry-After
+		closeUnread(ctx)            // the body is still on the wire
+		return &answered, nil
 	}
 	// Slow path: a streamed upload. read_timeout bounds each read of it, not the whole
 	// (fasthttp's ReadTimeout would cut any upload longer than 30 s), and a chunked one
@@ -87,14 +83,30 @@ func bodyUnread(req *fasthttp.Request) bool {
 // before the whole body was read (no backend, a backend that answered early or failed, a
 // timeout) closes the connection lingering.
 func (p *Proxy) endStream(ctx *fasthttp.RequestCtx, up *uploadReader) {
-	p.releaseStream()
+	p.givePlace()
 	if !up.complete() {
 		closeUnread(ctx)
 	}
 }
 
-// releaseStream gives back the place a streamed upload took in takeBody.
-func (p *Proxy) releaseStream() {
+// takePlace takes one of server.max_tunnels places, which WebSocket tunnels and streamed
+// uploads share, or counts the refusal and reports false. Without a Server (tests) there
+// is no limit and nothing is counted.
+func (p *Proxy) takePlace() bool {
+	st := p.edge
+	if st == nil {
+		return true
+	}
+	if n := st.Tunnels.Add(1); p.maxTunnels > 0 && n > p.maxTunnels {
+		st.Tunnels.Add(-1)
+		st.TunnelsOverLimit.Add(1)
+		return false
+	}
+	return true
+}
+
+// givePlace gives back a place takePlace took.
+func (p *Proxy) givePlace() {
 	if p.edge != nil {
 		p.edge.Tunnels.Add(-1)
 	}

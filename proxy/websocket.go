@@ -173,18 +173,12 @@ func abortTunnel(ctx *fasthttp.RequestCtx) {
 // the backend's max_conns_per_backend (shared with its pooled connections), or reports
 // false.
 func (p *Proxy) acquireTunnel(u *upstream) bool {
-	if st := p.edge; st != nil {
-		if n := st.Tunnels.Add(1); p.maxTunnels > 0 && n > p.maxTunnels {
-			st.Tunnels.Add(-1)
-			st.TunnelsOverLimit.Add(1)
-			return false
-		}
+	if !p.takePlace() {
+		return false
 	}
 	if n := u.tunnels.Add(1); n+int64(u.hc.ConnsCount()) > int64(u.hc.MaxConns) {
 		u.tunnels.Add(-1)
-		if p.edge != nil {
-			p.edge.Tunnels.Add(-1)
-		}
+		p.givePlace()
 		return false
 	}
 	return true
@@ -201,11 +195,10 @@ func (p *Proxy) recoverTunnel() {
 	}
 }
 
+// releaseTunnel gives back the places acquireTunnel took.
 func (p *Proxy) releaseTunnel(u *upstream) {
 	u.tunnels.Add(-1)
-	if p.edge != nil {
-		p.edge.Tunnels.Add(-1)
-	}
+	p.givePlace()
 }
 
 // pipe copies bytes both ways between a and b until both directions ended, or until no
