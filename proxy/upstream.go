@@ -168,11 +168,17 @@ func newUpstream(b *state.Backend, p *config.Pool, old *upstream, dial Dialer) (
 // (websocket.go), so the pool's own MaxConns does not see them.
 func (u *upstream) guardDial(dial Dialer) fasthttp.DialFunc {
 	return func(addr string) (net.Conn, error) {
-		if t := u.tunnels.Load(); t > 0 && t+int64(u.hc.ConnsCount()) > int64(u.hc.MaxConns) {
+		if t := u.tunnels.Load(); t > 0 && u.full(t) {
 			return nil, fasthttp.ErrNoFreeConns
 		}
 		return dial(addr)
 	}
+}
+
+// full reports whether tunnels open to the backend and its pooled connections together
+// exceed max_conns_per_backend.
+func (u *upstream) full(tunnels int64) bool {
+	return tunnels+int64(u.hc.ConnsCount()) > int64(u.hc.MaxConns)
 }
 
 // Check sends one health-check GET for path and returns the status code (state.Upstream).

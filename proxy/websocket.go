@@ -176,7 +176,7 @@ func (p *Proxy) acquireTunnel(u *upstream) bool {
 	if !p.takePlace() {
 		return false
 	}
-	if n := u.tunnels.Add(1); n+int64(u.hc.ConnsCount()) > int64(u.hc.MaxConns) {
+	if n := u.tunnels.Add(1); u.full(n) {
 		u.tunnels.Add(-1)
 		p.givePlace()
 		return false
