@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"fmt"
@@ -66,12 +65,15 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, 
 		return
 	}
 	b.Stats.Requests.Add(1)
-	bw := bufio.NewWriter(conn)
+	// The backend client's pooled buffers, as roundTrip uses: a head up to max_header_bytes.
+	bw := u.hc.AcquireWriter(conn)
 	err = ctx.Request.Write(bw)
 	if err == nil {
 		err = bw.Flush()
 	}
-	br := bufio.NewReaderSize(conn, max(u.hc.ReadBufferSize, 4096)) // a head up to max_header_bytes, as in roundTrip
+	u.hc.ReleaseWriter(bw)
+	br := u.hc.AcquireReader(conn)
+	defer u.hc.ReleaseReader(br) // the tunnel itself reads conn: what br holds is copied out
 	resp := &ctx.Response
 	if err != nil {
 		err = readError(err)
