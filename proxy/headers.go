@@ -266,14 +266,9 @@ func prepareRequest(ctx *fasthttp.RequestCtx, flags int, ext *tableData, id *ide
 		// The chain from the client's entry on (what a client wrote left of it is its
 		// own claim, dropped), then the peer: the backend's leftmost address is the
 		// client's identity.
+		// One line: resolveIdentity folded a chain that came in several.
 		sc := getScratch()
-		if flags&hdrMultiXFF != 0 {
-			// Slow path: the chain came in several lines; join them in order.
-			sc.b = joinXFF(sc.b[:0], h)
-			h.DelBytes(hXForwardedFor)
-		} else {
-			sc.b = append(sc.b[:0], h.PeekBytes(hXForwardedFor)...)
-		}
+		sc.b = append(sc.b[:0], h.PeekBytes(hXForwardedFor)...)
 		chain := sc.b[:0]
 		if id.from <= len(sc.b) { // else the header changed (named by Connection): no chain
 			chain = bytes.TrimRight(sc.b[id.from:], " \t,")

@@ -24,22 +24,25 @@ type identity struct {
 }
 
 // resolveIdentity resolves the identity of the request in ctx; flags are its header flags
-// (scanRequestHeaders). Allocation-free but for a request with several X-Forwarded-For
-// lines from a trusted peer (their lines are joined in a pooled scratch buffer).
+// (scanRequestHeaders). A trusted peer's X-Forwarded-For in several lines is folded into
+// one first (joinXFF), which is what every later step — routing, the rate limit's key,
+// prepareRequest's forwarded chain — then reads. That slow path aside, allocation-free.
 func resolveIdentity(ctx *fasthttp.RequestCtx, flags int, ext *tableData) identity {
 	peer := clientAddr(ctx)
 	id := identity{client: peer, peer: peer, trusted: ext.trusted(peer)}
 	if !id.trusted || flags&hdrXFF == 0 {
 		return id
 	}
-	if flags&hdrMultiXFF == 0 {
-		id.client, id.from = walkXFF(ctx.Request.Header.PeekBytes(hXForwardedFor), peer, ext.trusted)
-		return id
+	h := &ctx.Request.Header
+	if flags&hdrMultiXFF != 0 {
+		// Slow path: the chain came in several lines.
+		sc := getScratch()
+		sc.b = joinXFF(sc.b[:0], h)
+		h.DelBytes(hXForwardedFor)
+		h.SetCanonical(hXForwardedFor, sc.b) // copied into the header
+		putScratch(sc)
 	}
-	sc := getScratch()
-	sc.b = joinXFF(sc.b[:0], &ctx.Request.Header)
-	id.client, id.from = walkXFF(sc.b, peer, ext.trusted)
-	putScratch(sc)
+	id.client, id.from = walkXFF(h.PeekBytes(hXForwardedFor), peer, ext.trusted)
 	return id
 }
 

@@ -216,3 +216,28 @@ func jwtVerifierForAllocs(t *testing.T) (*auth.Verifier, func() string) {
 	v, sign := hs256Verifier(t, config.JWT{ForwardClaims: map[string]string{"sub": "X-User-Id"}})
 	return v, func() string { return "Bearer " + sign(aliceClaims()) }
 }
+
+// TestSplitForwardedForIsOneList: a trusted peer's X-Forwarded-For in two lines is one list
+// (RFC 9110 §5.3) for every step: a route matching the whole list takes it (before, routing
+// saw the first line alone), and the backend gets the chain from the client on.
+func TestSplitForwardedForIsOneList(t *testing.T) {
+	a, b := startBackend(t, echoHeaders), startBackend(t, named("b"))
+	px := startProxy(t, parseConfig(t, fmt.Sprintf(`server: { trusted_proxies: [127.0.0.1/32] }
+pools:
+  - name: a
+    backends: [ { url: %q } ]
+  - name: b
+    backends: [ { url: %q } ]
+routes:
+  - match: { headers: { X-Forwarded-For: "203.0.113.1, 198.51.100.2" } }
+    pool: b
+`, a.url, b.url)))
+	resp, _ := px.raw(t, "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.1\r\nX-Forwarded-For: 198.51.100.2\r\nConnection: close\r\n\r\n")
+	if !strings.HasSuffix(resp, "\r\n\r\nb") {
+		t.Fatalf("got %q; want backend b, whose route matches the list of both lines", resp)
+	}
+	resp, _ = px.raw(t, "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.1\r\nX-Forwarded-For: 198.51.100.3\r\nConnection: close\r\n\r\n")
+	if !strings.Contains(strings.ToLower(resp), "198.51.100.3, 127.0.0.1") {
+		t.Fatalf("got %q; want pool a and the chain from the client, ending with the peer", resp)
+	}
+}
