@@ -1,9 +1,7 @@
 package main
 
 import (
-	"io"
 	"os/signal"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/rs/zerolog"
@@ -59,45 +57,6 @@ func defaultMaxConns(nofile uint64) int {
 		return 64
 	}
 	return int(min((nofile-reservedFDs)/2, 1<<30))
-}
-
-// logWriter is stdout or stderr as a log sink: it counts failed writes (a closed pipe, a
-// full disk) and reports the first on report, since a log that fails must not fail
-// silently — nor end the process. Safe for concurrent use if w is.
-type logWriter struct {
-	w      io.Writer
-	name   string
-	errors *atomic.Uint64 // shared by the process's log writers: lb_log_write_errors_total
-	report zerolog.Logger
-	told   atomic.Bool
-}
-
-func (l *logWriter) Write(p []byte) (int, error) {
-	n, err := l.w.Write(p)
-	if err != nil {
-		l.errors.Add(1)
-		if l.told.CompareAndSwap(false, true) {
-			l.report.Error().Err(err).Str("output", l.name).
-				Msg("cannot write the log; lines are lost, further failures are only counted (lb_log_write_errors_total)")
-		}
-	}
-	return n, err
-}
-
-// logOutputs are the process's stdout (access log) and stderr (everything else).
-type logOutputs struct {
-	stdout, stderr *logWriter
-	errors         atomic.Uint64
-}
-
-func newLogOutputs(stdout, stderr io.Writer) *logOutputs {
-	o := &logOutputs{}
-	report := zerolog.New(stderr).With().Timestamp().Logger()
-	o.stdout = &logWriter{w: stdout, name: "stdout", errors: &o.errors, report: report}
-	o.stderr = &logWriter{w: stderr, name: "stderr", errors: &o.errors, report: report}
-	// A failed write is counted above; zerolog's default would print to stderr each time.
-	zerolog.ErrorHandler = func(error) {}
-	return o
 }
 
 // serverLimits returns s with server.max_conns derived from the descriptor limit when the
