@@ -457,7 +457,7 @@ func measure(ctx context.Context, o *options, e *env, rep *report, kinds []strin
 				if err != nil {
 					return err
 				}
-				run := closedRun{target: t.name, rep: r, conns: c, wrk: w, cpu: cpu, backendCPU: beCPU}
+				run := closedRun{target: t.name, rep: r, conns: c, wrk: w, cpu: cpu, backendCPU: beCPU, logLines: t.lastLogLines}
 				rep.closed = append(rep.closed, run)
 				o.progress("rep %d c=%d %-10s %8.0f rps  %6.2f µs/req  p99 %v  errors %d",
 					r+1, c, t.name, w.rps, run.cpuPerReq(), w.p99, w.errors)
@@ -533,6 +533,7 @@ func measureRun(ctx context.Context, o *options, t *target, beProc *proc, l wrkL
 			return w, cpu, beCPU, err
 		}
 	}
+	t.truncateLog() // count only the measured run's lines
 	cpu0, err := treeCPU(t.proc.pid())
 	if err != nil {
 		return w, cpu, beCPU, err
@@ -547,6 +548,7 @@ func measureRun(ctx context.Context, o *options, t *target, beProc *proc, l wrkL
 		return w, cpu, beCPU, err
 	}
 	be1, _ := treeCPU(beProc.pid())
+	t.lastLogLines = t.logLines()
 	return w, cpu1.sub(cpu0), be1.sub(be0), nil
 }
 

@@ -18,6 +18,7 @@ type closedRun struct {
 	wrk        wrkResult
 	cpu        cpuTime // of the target's process tree during the run
 	backendCPU cpuTime // of the backends process during the run
+	logLines   int64   // access-log lines written during the run; -1 without a log
 }
 
 func (r closedRun) cpuPerReq() float64 { return perReq(r.cpu.total(), r.wrk.requests) }
@@ -189,6 +190,7 @@ func (r *report) markdown(w io.Writer) {
 	}
 	if len(o.conns) > 0 && len(r.closed) > 0 {
 		r.ratioTable(w)
+		r.logLinesTable(w)
 	}
 	if len(r.syscalls) > 0 {
 		r.syscallTable(w)
@@ -297,6 +299,47 @@ func (r *report) ratioTable(w io.Writer) {
 		p("\n")
 	}
 	p("\nGoal (issue 6): go-loadbalancer ÷ haproxy ≤ 0.90 at c=50 and c=256.\n\n")
+}
+
+// logLinesTable says how many access-log lines each -log target wrote per request in the
+// closed loop: about 1 each, or the comparison is not like for like (a line dropped is a
+// line not paid for).
+func (r *report) logLinesTable(w io.Writer) {
+	var names []string
+	for _, name := range r.targetNames() {
+		for _, run := range r.closed {
+			if run.target == name && run.logLines >= 0 && !contains(names, name) {
+				names = append(names, name)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("### Access-log lines written per request (closed loop; lines still buffered at the end of a run are not counted)\n\n| target |")
+	for _, c := range r.o.conns {
+		p(" c=%d |", c)
+	}
+	p("\n|---|")
+	for range r.o.conns {
+		p("---|")
+	}
+	p("\n")
+	for _, name := range names {
+		p("| %s |", name)
+		for _, c := range r.o.conns {
+			var xs []float64
+			for _, run := range r.closed {
+				if run.target == name && run.conns == c && run.wrk.requests > 0 {
+					xs = append(xs, float64(run.logLines)/float64(run.wrk.requests))
+				}
+			}
+			p(" %s |", summarize(xs).format("%.3f"))
+		}
+		p("\n")
+	}
+	p("\n")
 }
 
 // ratioPairs are the ratios of CPU per request the report gives: go-loadbalancer to each

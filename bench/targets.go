@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -91,6 +92,8 @@ type target struct {
 	proc    *proc
 	cpus    string // taskset list of the target's cores
 	logFile string // the access log the target writes, "" for none
+
+	lastLogLines int64 // lines in logFile after the last measured run; -1 without a log
 }
 
 func (t *target) url() string {
@@ -220,6 +223,29 @@ func (t *target) load(o *options) wrkLoad {
 
 // bothCores is the taskset list of the two cores of a -2c run.
 func bothCores(a, b int) string { return strconv.Itoa(min(a, b)) + "," + strconv.Itoa(max(a, b)) }
+
+// logLines counts the lines in t's access log, -1 without one. A line still in a
+// writer's buffer (nginx's 64 KiB, flushed every second; go-loadbalancer's ring, written
+// within 10 ms) is not counted.
+func (t *target) logLines() int64 {
+	if t.logFile == "" {
+		return -1
+	}
+	f, err := os.Open(t.logFile)
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	var n int64
+	buf := make([]byte, 1<<20)
+	for {
+		k, err := f.Read(buf)
+		n += int64(bytes.Count(buf[:k], []byte{'\n'}))
+		if err != nil {
+			return n
+		}
+	}
+}
 
 // truncateLog empties t's access log (between runs: 50k lines a second would fill the
 // disk). Every writer appends (O_APPEND), so the next line goes to the new end.
