@@ -152,9 +152,11 @@ func newLogMode(query string) logMode {
 // answered at now; id is the client's identity, nil (or unresolved) for a request refused
 // before it was resolved: the peer is logged then.
 func (a *AccessLog) log(ctx *fasthttp.RequestCtx, start, now time.Time, mode logMode, id *identity) {
-	client := clientAddr(ctx)
+	var client netip.Addr
 	if id != nil && id.client.IsValid() {
 		client = id.client
+	} else {
+		client = clientAddr(ctx) // the peer, only when there is no resolved client
 	}
 	if slot := a.ring.Reserve(); slot != nil {
 		a.ring.Commit(slot, appendAccess(slot.Buf(), ctx, client, start, now, mode))
