@@ -117,6 +117,9 @@ func roundTrip[C connHandle](t *transport, hc *fasthttp.HostClient, cc C, req *f
 		closeConn(cc)
 		return errStale
 	}
+	if uc != nil {
+		uc.slack = deadlineSlack(t.responseTimeout)
+	}
 	now := time.Now()
 	// A body fasthttp read ahead whole (Content-Length up to bufferLimit) is written at
 	// once like any other request; only a larger or chunked upload streams.
@@ -134,8 +137,8 @@ func roundTrip[C connHandle](t *transport, hc *fasthttp.HostClient, cc C, req *f
 			_ = conn.SetWriteDeadline(time.Time{})
 		}
 	case t.writeTimeout == t.responseTimeout:
-		// Fast path: one deadline syscall covers the write and the response header (the
-		// profile in PERF.md showed deadline churn at ~6 % of CPU).
+		// Fast path: one deadline covers the write and the response header (the profile
+		// in PERF.md showed deadline churn at ~6 % of CPU), moved lazily (deadline.go).
 		_ = conn.SetDeadline(now.Add(t.responseTimeout))
 	default:
 		_ = conn.SetWriteDeadline(now.Add(t.writeTimeout))
@@ -624,6 +627,9 @@ type upConn struct {
 
 	writeTimeout time.Duration // > 0 while a streamed upload is written
 	lastWrite    time.Time
+
+	armed time.Time     // the deadline SetDeadline set on both directions; zero: none known
+	slack time.Duration // how late SetDeadline may arm it (deadline.go)
 }
 
 func newUpConn(c net.Conn) *upConn {
@@ -653,7 +659,7 @@ func upstreamConn(conn net.Conn) *upConn {
 // within writeTimeout (nginx's proxy_send_timeout), however long the upload takes.
 func (c *upConn) Write(p []byte) (int, error) {
 	if c.writeTimeout > 0 {
-		refreshDeadline(&c.lastWrite, c.writeTimeout, c.Conn.SetWriteDeadline)
+		refreshDeadline(&c.lastWrite, c.writeTimeout, c.SetWriteDeadline)
 	}
 	return c.Conn.Write(p)
 }
@@ -682,7 +688,7 @@ func (c *upConn) idleClean(conn net.Conn) bool {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		// The last response's read deadline passed while the connection was idle, which
 		// says nothing about it; clear it and look again.
-		_ = c.Conn.SetReadDeadline(time.Time{})
+		_ = c.SetReadDeadline(time.Time{})
 		err = c.raw.Read(c.peek)
 	}
 	return err == nil && c.peekN < 0

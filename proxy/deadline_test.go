@@ -1,0 +1,148 @@
+package proxy
+
+import (
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+func TestLazyDeadline(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	const slack = time.Second
+	for _, c := range []struct {
+		name      string
+		armed, t  time.Time
+		slack     time.Duration
+		want      time.Time
+		wantArmed bool
+	}{
+		{"none armed", time.Time{}, t0, slack, t0.Add(slack), true},
+		{"armed covers t", t0.Add(slack), t0.Add(slack / 2), slack, t0.Add(slack), false},
+		{"armed covers t exactly", t0.Add(slack), t0.Add(slack), slack, t0.Add(slack), false},
+		{"armed fires early", t0.Add(slack), t0.Add(slack + 1), slack, t0.Add(2*slack + 1), true},
+		{"armed fires too late", t0.Add(slack), t0.Add(-1), slack, t0.Add(slack - 1), true},
+		{"clear", t0, time.Time{}, slack, time.Time{}, true},
+		{"no slack", t0, t0, 0, t0, true},
+	} {
+		got, arm := lazyDeadline(c.armed, c.t, c.slack)
+		if !got.Equal(c.want) || arm != c.wantArmed {
+			t.Errorf("%s: lazyDeadline = %v, %v; want %v, %v", c.name, got, arm, c.want, c.wantArmed)
+		}
+		if arm && !c.t.IsZero() && (got.Before(c.t) || got.Sub(c.t) > c.slack) {
+			t.Errorf("%s: armed %v for %v: must fire no earlier, and at most %v later", c.name, got, c.t, c.slack)
+		}
+	}
+}
+
+// TestLazyDeadlineAfterReadDeadline: a read deadline set on its own (the idle check clears
+// one that passed while the connection was idle) makes the next SetDeadline arm again; a
+// kept deadline would leave the read with none.
+func TestLazyDeadlineAfterReadDeadline(t *testing.T) {
+	ln := listenLoopback(t, "")
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if peer := <-accepted; peer != nil {
+		defer peer.Close()
+	}
+	uc := newUpConn(raw)
+	uc.slack = 50 * time.Millisecond
+	_ = uc.SetDeadline(time.Now().Add(100 * time.Millisecond))
+	_ = uc.SetReadDeadline(time.Time{})
+	_ = uc.SetDeadline(time.Now().Add(100 * time.Millisecond))
+	done := make(chan error, 1)
+	go func() {
+		_, err := uc.Read(make([]byte, 1))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !isTimeout(err) {
+			t.Fatalf("read error %v, want a timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		uc.Close()
+		t.Fatal("read still waiting 10 s after its 150 ms deadline: SetDeadline kept a deadline it no longer had")
+	}
+}
+
+// TestResponseTimeoutOnBusyConnection: on a pooled connection whose deadline was last
+// moved requests ago (lazily), a backend that stops answering still gets a 504 within the
+// response timeout and its slack — the deadline kept is never the one of an earlier
+// request.
+func TestResponseTimeoutOnBusyConnection(t *testing.T) {
+	var n atomic.Int64
+	stall := make(chan struct{})
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		if n.Add(1) > 50 {
+			<-stall
+		}
+		ctx.SetBodyString("ok")
+	})
+	t.Cleanup(func() { close(stall) }) // before the backend's shutdown, which waits for it
+	cfg := parseConfig(t, "pools:\n  - name: web\n    timeouts: { connect: 500ms, response: 300ms }\n    backends: [ { url: \""+be.url+"\" } ]\n")
+	px := startProxy(t, cfg)
+	c := px.client()
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + px.addr + "/")
+	for i := range 50 { // one pooled backend connection: sequential requests
+		if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+			t.Fatalf("request %d: %v, status %d", i, err, resp.StatusCode())
+		}
+	}
+	start := time.Now()
+	if err := c.Do(req, resp); err != nil || resp.StatusCode() != fasthttp.StatusGatewayTimeout {
+		t.Fatalf("stalled backend: %v, status %d; want 504", err, resp.StatusCode())
+	}
+	// The timeout fires between 300 ms and 300 ms + slack after the try began; allow the
+	// machine seconds of scheduling delay, not another response timeout's worth of
+	// requests' deadline.
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Fatalf("504 after %v, before the response timeout", took)
+	}
+}
+
+// BenchmarkUpstreamSetDeadline: the deadline move roundTrip makes before each request on a
+// pooled connection, lazily (the default) and every time (slack 0).
+func BenchmarkUpstreamSetDeadline(b *testing.B) {
+	ln := listenLoopback(b, "")
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			defer c.Close()
+			_, _ = c.Read(make([]byte, 1))
+		}
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw.Close()
+	uc := newUpConn(raw)
+	for _, slack := range []time.Duration{deadlineSlack(30 * time.Second), 0} {
+		name := "lazy"
+		if slack == 0 {
+			name = "every"
+		}
+		b.Run(name, func(b *testing.B) {
+			uc.slack = slack
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = uc.SetDeadline(time.Now().Add(30 * time.Second))
+			}
+		})
+	}
+}
