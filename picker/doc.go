@@ -21,8 +21,7 @@
 // instead runs it once, for one period, when a backend table is built, and stores the
 // resulting schedule; a pick is then one atomic add on a cursor and one load from the
 // schedule: wait-free, safe for any number of goroutines, and independent of the number of
-// backends. The design card measured about 20 ns per pick against 34 ns with a mutex at
-// 2 CPUs. On the 2-CPU machine this package was written on (go test -bench, medians): one
+// backends. On the 2-CPU machine this package was written on (go test -bench, medians): one
 // CPU, 15 ns per pick at 3, 100 and 10,000 backends against 23 ns for the mutex-guarded
 // loop at 3 backends and 360 ns at 100; with some work between picks, as in a proxy, 2 CPUs
 // spend 147 ns per pick-plus-work against 313 ns with the mutex (BenchmarkSpaced). Only a

@@ -66,7 +66,7 @@ func TestSmoothSequence(t *testing.T) {
 			}
 		}
 	}
-	f([]int{3, 2, 1}, []int{0, 1, 0, 2, 1, 0})    // a b a c b a, the design card's example
+	f([]int{3, 2, 1}, []int{0, 1, 0, 2, 1, 0})    // a b a c b a, the README's example
 	f([]int{5, 1, 1}, []int{0, 0, 1, 0, 2, 0, 0}) // a a b a c a a, nginx's example (commit 52327e0627f4)
 	f([]int{1, 1, 1}, []int{0, 1, 2})
 	f([]int{2, 2}, []int{0, 1})
