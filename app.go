@@ -409,7 +409,6 @@ func registerProxyMetrics(reg *metrics.Registry, px *proxy.Proxy, conns *proxy.C
 			func() uint64 { return px.ClientErrors(reason) })
 	}
 	reg.CounterFunc("lb_connections_accepted_total", "Client connections accepted by the data plane.", conns.Accepted)
-	reg.GaugeFunc("lb_connections_open", "Client connections open now.", conns.Open)
 	reg.CounterFunc("lb_tls_handshakes_total", "TLS handshakes completed with clients.", conns.Handshakes)
 	reg.CounterFunc("lb_tls_handshake_errors_total", "TLS handshakes with clients that failed (bad certificate, no common version or cipher, client gone).", conns.HandshakeErrors)
 }

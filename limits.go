@@ -76,6 +76,7 @@ func serverLimits(s config.Server, nofile uint64, log zerolog.Logger) config.Ser
 // registerServerMetrics exposes the data-plane server's and the logs' counters.
 func registerServerMetrics(reg *metrics.Registry, srv *proxy.Server, out *logOutputs) {
 	st := &srv.Stats
+	reg.GaugeFunc("lb_connections_open", "Client connections open now.", func() uint64 { return uint64(max(st.Conns.Load(), 0)) })
 	reg.CounterFunc("lb_panics_total", "Request handler panics, answered with 500.", st.Panics.Load)
 	reg.CounterFunc("lb_accept_errors_total", "Failed accepts of client connections (retried after a pause).", st.AcceptErrors.Load)
 	reg.CounterFunc(`lb_conns_rejected_total{limit="max_conns"}`, "Client connections closed at once over a limit.", st.ConnsOverLimit.Load)

@@ -6,19 +6,16 @@ import (
 	"sync/atomic"
 )
 
-// ConnStats counts the data plane's client connections and TLS handshakes (HAProxy's
-// frontend conn_tot/conn_cur and ssl handshake counters). Safe for concurrent use; the
-// zero value is ready.
+// ConnStats counts the data plane's accepted client connections and TLS handshakes
+// (HAProxy's frontend conn_tot and ssl handshake counters). The connections open now are
+// counted once, by the Server's listener (ServerStats.Conns), which holds them to
+// server.max_conns. Safe for concurrent use; the zero value is ready.
 type ConnStats struct {
 	accepted, handshakes, handshakeErrors atomic.Uint64
-	open                                  atomic.Int64
 }
 
 // Accepted returns how many client connections were accepted.
 func (s *ConnStats) Accepted() uint64 { return s.accepted.Load() }
-
-// Open returns how many client connections are open now.
-func (s *ConnStats) Open() uint64 { return uint64(max(s.open.Load(), 0)) }
 
 // Handshakes returns how many TLS handshakes completed.
 func (s *ConnStats) Handshakes() uint64 { return s.handshakes.Load() }
@@ -29,7 +26,7 @@ func (s *ConnStats) HandshakeErrors() uint64 { return s.handshakeErrors.Load() }
 
 // Listener returns ln counting its connections; with c, it also serves TLS with c, as
 // tls.NewListener does, and counts the handshakes. Wrap ln in proxy.Listener first: the
-// connections it returns unwrap (NetConn) to the lingering one.
+// TLS connections it returns unwrap (NetConn) to the lingering one.
 func (s *ConnStats) Listener(ln net.Listener, c *tls.Config) net.Listener {
 	return &countedListener{Listener: ln, s: s, tls: c}
 }
@@ -46,29 +43,10 @@ func (l *countedListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	l.s.accepted.Add(1)
-	l.s.open.Add(1)
-	cc := &countedConn{Conn: c, s: l.s}
 	if l.tls == nil {
-		return cc, nil
+		return c, nil
 	}
-	return &tlsConn{Conn: tls.Server(cc, l.tls), s: l.s}, nil
-}
-
-// countedConn is an accepted connection; its first Close counts it closed.
-type countedConn struct {
-	net.Conn
-	s      *ConnStats
-	closed atomic.Bool
-}
-
-// NetConn returns the connection it counts.
-func (c *countedConn) NetConn() net.Conn { return c.Conn }
-
-func (c *countedConn) Close() error {
-	if c.closed.CompareAndSwap(false, true) {
-		c.s.open.Add(-1)
-	}
-	return c.Conn.Close()
+	return &tlsConn{Conn: tls.Server(c, l.tls), s: l.s}, nil
 }
 
 // tlsConn is a server TLS connection whose handshake, run by its first Read or Write, is

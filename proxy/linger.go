@@ -42,7 +42,7 @@ func lingerOnClose(c net.Conn) {
 			lc.linger.Store(true)
 			return
 		}
-		u, ok := c.(interface{ NetConn() net.Conn }) // *tls.Conn, ConnStats' wrappers
+		u, ok := c.(interface{ NetConn() net.Conn }) // *tls.Conn and ConnStats' tlsConn
 		if !ok {
 			return
 		}

@@ -26,12 +26,13 @@ import (
 	"go-loadbalancer/tlsconf"
 )
 
-// meteredProxy is a data plane as main wires it: metrics hooks and a lingering,
+// meteredProxy is a data plane as main wires it: metrics hooks and a limiting, lingering,
 // connection-counting (TLS when cfg.TLS is set) listener.
 type meteredProxy struct {
 	addr  string
 	reg   *metrics.Registry
 	conns *ConnStats
+	srv   *Server
 	b     *state.Builder
 }
 
@@ -63,9 +64,9 @@ func startMetered(t *testing.T, cfg *config.Config) *meteredProxy {
 		t.Fatal(err)
 	}
 	conns := &ConnStats{}
-	go func() { _ = srv.Serve(conns.Listener(Listener(ln), tc)) }()
+	go func() { _ = srv.Serve(conns.Listener(Listener(srv.Listener(ln)), tc)) }()
 	t.Cleanup(func() { _ = srv.Shutdown() })
-	return &meteredProxy{addr: ln.Addr().String(), reg: reg, conns: conns, b: b}
+	return &meteredProxy{addr: ln.Addr().String(), reg: reg, conns: conns, srv: srv, b: b}
 }
 
 // scrape returns every sample of the Prometheus exposition by its full name with labels.
@@ -158,10 +159,10 @@ func TestClientFacingMetrics(t *testing.T) {
 		`lb_http_response_bytes_total{pool="web",route=""}`:              4, // "live"
 		`lb_connections_accepted_total`:                                  0, // exposed by main, not here
 	})
-	if a, o := m.conns.Accepted(), m.conns.Open(); a != 1 || o > 1 {
+	if a, o := m.conns.Accepted(), m.srv.Stats.Conns.Load(); a != 1 || o > 1 {
 		t.Fatalf("after one connection: accepted %d, open %d; want 1 and at most 1", a, o)
 	}
-	testtool.WaitFor(t, 3*time.Second, "the connection counted closed", func() bool { return m.conns.Open() == 0 })
+	testtool.WaitFor(t, 3*time.Second, "the connection counted closed", func() bool { return m.srv.Stats.Conns.Load() == 0 })
 
 	// A request a route matched counts under the route's path_prefix.
 	m.delta(t, func() { get("/api/items", "X-Key", "api") }, map[string]float64{
