@@ -60,7 +60,8 @@ type options struct {
 	profileKinds []string        // go-loadbalancer targets -profile profiles, one after the other
 	openTargets  []string        // targets of the open loop (those of -targets among them)
 	handshakes   time.Duration   // each full-handshake run of the -tls targets; 0 = none
-	hsConns      int             // wrk connections of the handshake runs
+	hsConns      int             // concurrent clients of the handshake runs
+	hsResume     bool            // also runs where the clients resume their sessions
 	parity       bool            // HAProxy and nginx set X-Forwarded-* and X-Request-Id too
 	splitCheck   int             // requests of the 3:2:1 check
 	idle         int             // idle keep-alive connections per target for the memory measurement; 0 = none
@@ -123,7 +124,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	profileKinds := fs.String("profile-target", kindGoLB, "what -profile profiles, comma-separated: golb, golb-log (access log on), golb-tls, ... each for -profile")
 	openTargets := fs.String("open-targets", "direct,haproxy,nginx,golb,golb-log", "`targets` of the open loop (those also in -targets)")
 	fs.DurationVar(&o.handshakes, "handshakes", 3*time.Second, "each run of the full-handshake pass over the -tls targets (a new connection, full handshake and one request each; 0: none)")
-	fs.IntVar(&o.hsConns, "hs-c", 50, "concurrent clients of the full-handshake pass")
+	fs.IntVar(&o.hsConns, "hs-c", 50, "concurrent clients of the handshake pass")
+	fs.BoolVar(&o.hsResume, "hs-resume", true, "the handshake pass also measures resumed handshakes (each client offers its last session)")
 	fs.BoolVar(&o.parity, "parity", true, "HAProxy and nginx add X-Forwarded-For/-Proto/-Host and X-Request-Id, as go-loadbalancer does")
 	fs.BoolVar(&o.syscalls, "syscalls", true, "count each target's system calls per request with perf stat, in a separate wrk pass (skipped without perf)")
 	fs.IntVar(&o.splitCheck, "split-check", 600, "requests sent through each proxy to check its 3:2:1 split")

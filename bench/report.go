@@ -199,7 +199,8 @@ func (r *report) markdown(w io.Writer) {
 		r.openTable(w)
 	}
 	if len(r.hs) > 0 {
-		r.handshakeTable(w)
+		r.handshakeTable(w, false)
+		r.handshakeTable(w, true)
 	}
 	for _, pr := range r.profiles {
 		r.profileSection(w, pr)
@@ -387,26 +388,38 @@ func ratioPairs(names []string) [][2]string {
 	return pairs
 }
 
-// handshakeTable reports the full-handshake pass.
-func (r *report) handshakeTable(w io.Writer) {
+// handshakeTable reports the full (resume false) or resumed handshakes of the handshake pass.
+func (r *report) handshakeTable(w io.Writer, resume bool) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
-	p("### Full TLS handshakes (%d Go clients in the harness on the load core, no session cache, X25519: each exchange a new connection, a full TLS 1.3 handshake and one GET with Connection: close; %v per run; median (min–max))\n\n", r.o.hsConns, r.o.handshakes)
-	p("| target | handshakes/s | proxy CPU µs per handshake | user µs | kernel µs | **handshakes per proxy CPU-second** | errors |\n|---|---|---|---|---|---|---|\n")
+	var hs []hsRun
 	var names []string
 	for _, run := range r.hs {
-		if !contains(names, run.target) {
-			names = append(names, run.target)
+		if run.resume == resume {
+			hs = append(hs, run)
+			if !contains(names, run.target) {
+				names = append(names, run.target)
+			}
 		}
 	}
+	if len(hs) == 0 {
+		return
+	}
+	if resume {
+		p("### Resumed TLS handshakes (%d Go clients, each offering the session ticket of its last connection (TLS 1.3 PSK with X25519): a new connection, a resumed handshake and one GET with Connection: close; %v per run; median (min–max))\n\n", r.o.hsConns, r.o.handshakes)
+	} else {
+		p("### Full TLS handshakes (%d Go clients in the harness on the load core, no session cache, X25519: each exchange a new connection, a full TLS 1.3 handshake and one GET with Connection: close; %v per run; median (min–max))\n\n", r.o.hsConns, r.o.handshakes)
+	}
+	p("| target | handshakes/s | resumed | proxy CPU µs per handshake | user µs | kernel µs | **handshakes per proxy CPU-second** | errors |\n|---|---|---|---|---|---|---|---|\n")
 	for _, name := range names {
-		var rate, cpu, usr, sys, perSec []float64
+		var rate, res, cpu, usr, sys, perSec []float64
 		var errs int64
-		for _, run := range r.hs {
+		for _, run := range hs {
 			if run.target != name {
 				continue
 			}
 			n := run.handshakes()
 			rate = append(rate, run.wrk.rps)
+			res = append(res, 100*float64(run.resumed)/float64(max(n, 1)))
 			cpu = append(cpu, perReq(run.cpu.total(), n))
 			usr = append(usr, perReq(run.cpu.user, n))
 			sys = append(sys, perReq(run.cpu.sys, n))
@@ -415,7 +428,7 @@ func (r *report) handshakeTable(w io.Writer) {
 			}
 			errs += run.wrk.errors
 		}
-		p("| %s | %s | %s | %s | %s | **%s** | %d |\n", name, summarize(rate).format("%.0f"), summarize(cpu).format("%.1f"),
+		p("| %s | %s | %s %% | %s | %s | %s | **%s** | %d |\n", name, summarize(rate).format("%.0f"), summarize(res).format("%.0f"), summarize(cpu).format("%.1f"),
 			summarize(usr).format("%.1f"), summarize(sys).format("%.1f"), summarize(perSec).format("%.0f"), errs)
 	}
 	p("\n| ratio of CPU per handshake | median (min–max) |\n|---|---|\n")
@@ -424,13 +437,13 @@ func (r *report) handshakeTable(w io.Writer) {
 			continue
 		}
 		byRep := map[int]float64{}
-		for _, run := range r.hs {
+		for _, run := range hs {
 			if run.target == other {
 				byRep[run.rep] = perReq(run.cpu.total(), run.handshakes())
 			}
 		}
 		var ratios []float64
-		for _, run := range r.hs {
+		for _, run := range hs {
 			if d, ok := byRep[run.rep]; ok && run.target == "golb-tls" && d > 0 {
 				ratios = append(ratios, perReq(run.cpu.total(), run.handshakes())/d)
 			}

@@ -89,21 +89,25 @@ func tlsParams(t *target) (string, error) {
 	return fmt.Sprintf("%s, %s, %s, %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), st.CurveID, pub), nil
 }
 
-// hsRun is one run of the full-handshake pass.
+// hsRun is one run of the handshake pass.
 type hsRun struct {
-	target string
-	rep    int
-	wrk    wrkResult
-	cpu    cpuTime // of the target's process tree
+	target  string
+	rep     int
+	resume  bool // clients kept their sessions and offered them
+	wrk     wrkResult
+	resumed int64   // exchanges whose handshake resumed a session
+	cpu     cpuTime // of the target's process tree
 }
 
-// handshakes returns how many full handshakes the run made: one per request.
+// handshakes returns how many handshakes the run made: one per request.
 func (r hsRun) handshakes() int64 { return r.wrk.requests }
 
 // measureHandshakes loads each -tls target (not an A/A twin) with handshakeLoad: every
-// request opens a new connection with a full TLS handshake, carries one request and is
-// closed. Interleaved like the closed loop; CPU per handshake is the proxy's, request
-// included. (wrk cannot do this: with "Connection: close" it resumes its TLS sessions.)
+// request opens a new connection with a TLS handshake, carries one request and is closed.
+// Full handshakes first; with -hs-resume a second set of runs where each client keeps its
+// session and resumes it. Interleaved like the closed loop; CPU per handshake is the
+// proxy's, request included. (wrk cannot do the full ones: with "Connection: close" it
+// resumes its TLS sessions.)
 func measureHandshakes(ctx context.Context, o *options, rep *report, targets []*target, beProc *proc) error {
 	if o.handshakes <= 0 {
 		return nil
@@ -114,44 +118,59 @@ func measureHandshakes(ctx context.Context, o *options, rep *report, targets []*
 			ts = append(ts, t)
 		}
 	}
+	modes := []bool{false}
+	if o.hsResume {
+		modes = append(modes, true)
+	}
 	for r := 0; r < o.reps && len(ts) > 0; r++ {
-		for _, t := range rotate(r, ts) {
-			if err := ctx.Err(); err != nil {
-				return err
+		for _, resume := range modes {
+			for _, t := range rotate(r, ts) {
+				if err := handshakeRun(ctx, o, rep, t, r, resume); err != nil {
+					return err
+				}
 			}
-			cpu0, err := treeCPU(t.proc.pid())
-			if err != nil {
-				return err
-			}
-			w := handshakeLoad(ctx, t.addr, o.hsConns, o.handshakes)
-			cpu1, err := treeCPU(t.proc.pid())
-			if err != nil {
-				return err
-			}
-			cpu := cpu1.sub(cpu0)
-			if w.requests == 0 {
-				return fmt.Errorf("handshakes with %s: none succeeded (%d errors)", t.name, w.errors)
-			}
-			run := hsRun{target: t.name, rep: r, wrk: w, cpu: cpu}
-			rep.hs = append(rep.hs, run)
-			o.progress("rep %d handshakes %-12s %7.0f /s  %7.1f µs CPU each  errors %d",
-				r+1, t.name, w.rps, perReq(cpu.total(), run.handshakes()), w.errors)
 		}
 	}
 	return nil
 }
 
+// handshakeRun is one run of the handshake pass against t.
+func handshakeRun(ctx context.Context, o *options, rep *report, t *target, r int, resume bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cpu0, err := treeCPU(t.proc.pid())
+	if err != nil {
+		return err
+	}
+	w, resumed := handshakeLoad(ctx, t.addr, o.hsConns, o.handshakes, resume)
+	cpu1, err := treeCPU(t.proc.pid())
+	if err != nil {
+		return err
+	}
+	cpu := cpu1.sub(cpu0)
+	if w.requests == 0 {
+		return fmt.Errorf("handshakes with %s: none succeeded (%d errors)", t.name, w.errors)
+	}
+	run := hsRun{target: t.name, rep: r, resume: resume, wrk: w, resumed: resumed, cpu: cpu}
+	rep.hs = append(rep.hs, run)
+	o.progress("rep %d handshakes %-12s resume=%-5t %7.0f /s  %7.1f µs CPU each  %d resumed  errors %d",
+		r+1, t.name, resume, w.rps, perReq(cpu.total(), run.handshakes()), resumed, w.errors)
+	return nil
+}
+
 // handshakeLoad runs conns clients in the harness (on the load core) for d against addr;
-// each, in a loop, connects, makes a full TLS 1.3 handshake (no session cache, so never a
-// resumption; X25519 only, the key share wrk's OpenSSL offers), sends one GET with
-// "Connection: close", reads the response to its end and closes. requests counts the
-// exchanges that got a 200.
-func handshakeLoad(ctx context.Context, addr string, conns int, d time.Duration) wrkResult {
-	cfg := &tls.Config{InsecureSkipVerify: true, CurvePreferences: []tls.CurveID{tls.X25519}, MinVersion: tls.VersionTLS13}
+// each, in a loop, connects, makes a TLS 1.3 handshake (X25519 only, the key share wrk's
+// OpenSSL offers), sends one GET with "Connection: close", reads the response to its end
+// and closes. Without resume there is no session cache, so every handshake is full; with
+// it each client keeps the session ticket of its last connection and offers it. requests
+// counts the exchanges that got a 200, resumed those whose handshake resumed.
+func handshakeLoad(ctx context.Context, addr string, conns int, d time.Duration, resume bool) (wrkResult, int64) {
+	base := &tls.Config{InsecureSkipVerify: true, CurvePreferences: []tls.CurveID{tls.X25519}, MinVersion: tls.VersionTLS13}
 	req := []byte("GET / HTTP/1.1\r\nHost: " + addr + "\r\nConnection: close\r\n\r\n")
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	var ok, bad atomic.Int64
+	var ok, bad, resumed atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range conns {
@@ -160,9 +179,17 @@ func handshakeLoad(ctx context.Context, addr string, conns int, d time.Duration)
 			defer wg.Done()
 			buf := make([]byte, 4096)
 			dialer := &net.Dialer{Timeout: 2 * time.Second}
+			cfg := base
+			if resume {
+				cfg = base.Clone()
+				cfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+			}
 			for ctx.Err() == nil {
-				if exchangeOnce(dialer, addr, cfg, req, buf) {
+				if good, didResume := exchangeOnce(dialer, addr, cfg, req, buf); good {
 					ok.Add(1)
+					if didResume {
+						resumed.Add(1)
+					}
 				} else if ctx.Err() == nil {
 					bad.Add(1)
 				}
@@ -171,20 +198,21 @@ func handshakeLoad(ctx context.Context, addr string, conns int, d time.Duration)
 	}
 	wg.Wait()
 	el := time.Since(start)
-	return wrkResult{requests: ok.Load(), errors: bad.Load(), elapsed: el, rps: float64(ok.Load()) / el.Seconds()}
+	return wrkResult{requests: ok.Load(), errors: bad.Load(), elapsed: el, rps: float64(ok.Load()) / el.Seconds()}, resumed.Load()
 }
 
-// exchangeOnce is one connection of handshakeLoad: it reports whether the response was a 200.
-func exchangeOnce(dialer *net.Dialer, addr string, cfg *tls.Config, req, buf []byte) bool {
+// exchangeOnce is one connection of handshakeLoad: it reports whether the response was a
+// 200, and whether the handshake resumed a session.
+func exchangeOnce(dialer *net.Dialer, addr string, cfg *tls.Config, req, buf []byte) (bool, bool) {
 	raw, err := dialer.Dial("tcp", addr)
 	if err != nil {
-		return false
+		return false, false
 	}
 	c := tls.Client(raw, cfg)
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	if _, err := c.Write(req); err != nil { // the handshake runs first
-		return false
+		return false, false
 	}
 	n, checked, ok := 0, false, false
 	for {
@@ -198,7 +226,8 @@ func exchangeOnce(dialer *net.Dialer, addr string, cfg *tls.Config, req, buf []b
 			n = 0
 		}
 		if err != nil {
-			return ok && errors.Is(err, io.EOF)
+			// The session ticket came before the response: reading to the end took it in.
+			return ok && errors.Is(err, io.EOF), c.ConnectionState().DidResume
 		}
 	}
 }
