@@ -146,3 +146,83 @@ func BenchmarkUpstreamSetDeadline(b *testing.B) {
 		})
 	}
 }
+
+// deadlineCounter is a connection that records the write deadlines set on it.
+type deadlineCounter struct {
+	net.Conn
+	writes []time.Time
+}
+
+func (c *deadlineCounter) SetWriteDeadline(t time.Time) error {
+	c.writes = append(c.writes, t)
+	return nil
+}
+
+func (c *deadlineCounter) SetDeadline(t time.Time) error { return nil }
+
+// TestClientWriteDeadlineLazy: fasthttp's write deadline before each response is moved
+// only when the armed one would fire early or too late; never early, at most 1/16 of the
+// timeout late; a zero deadline and one after SetDeadline are always set.
+func TestClientWriteDeadlineLazy(t *testing.T) {
+	inner := &deadlineCounter{}
+	c := &conn{Conn: inner}
+	now := time.Now()
+	const timeout = 16 * time.Second
+	steps := []struct {
+		name  string
+		t     time.Time
+		both  bool // SetDeadline first
+		armed bool
+	}{
+		{"first", now.Add(timeout), false, true},
+		{"a response later", now.Add(timeout + 10*time.Millisecond), false, false},
+		{"past the slack", now.Add(timeout + 2*time.Second), false, true},
+		{"earlier", now.Add(time.Second), false, true},
+		{"after SetDeadline", now.Add(time.Second), true, true},
+		{"cleared", time.Time{}, false, true},
+		{"after clearing", now.Add(timeout), false, true},
+	}
+	for _, s := range steps {
+		n := len(inner.writes)
+		if s.both {
+			_ = c.SetDeadline(s.t)
+		}
+		_ = c.SetWriteDeadline(s.t)
+		if armed := len(inner.writes) > n; armed != s.armed {
+			t.Fatalf("%s: armed %v, want %v", s.name, armed, s.armed)
+		}
+		got := inner.writes[len(inner.writes)-1]
+		if s.t.IsZero() != got.IsZero() || !s.t.IsZero() && (got.Before(s.t) || got.Sub(s.t) > time.Until(s.t)/16+time.Millisecond) {
+			t.Fatalf("%s: deadline %v for %v: want no earlier, at most 1/16 of the timeout later", s.name, got, s.t)
+		}
+	}
+}
+
+// BenchmarkClientSetWriteDeadline: the write deadline fasthttp moves before each response,
+// through the admitted connection (lazy) and on the socket itself (every time).
+func BenchmarkClientSetWriteDeadline(b *testing.B) {
+	ln := listenLoopback(b, "")
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			defer c.Close()
+			_, _ = c.Read(make([]byte, 1))
+		}
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw.Close()
+	for _, c := range []struct {
+		name string
+		conn net.Conn
+	}{{"lazy", &conn{Conn: raw}}, {"every", raw}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			}
+		})
+	}
+}

@@ -131,6 +131,40 @@ type conn struct {
 	l      *listener
 	ip     netip.Addr // valid when counted per IP
 	closed atomic.Bool
+
+	// The write deadline armed by SetWriteDeadline (zero: none known) and how much later
+	// than asked it was armed (deadline.go).
+	writeArmed time.Time
+	writeSlack time.Duration
+}
+
+// SetWriteDeadline implements net.Conn. fasthttp moves the write deadline before every
+// response; it is moved only when the armed one would fire earlier than t or more than
+// 1/16 of the write timeout after it (lazyDeadline), so write_timeout fires up to 1/16
+// of itself late, never early.
+func (c *conn) SetWriteDeadline(t time.Time) error {
+	d, arm := lazyDeadline(c.writeArmed, t, c.writeSlack)
+	if !arm {
+		return nil
+	}
+	if !t.IsZero() {
+		// The slack is 1/16 of how far off t is, taken only when a deadline is armed:
+		// one clock read, not one per response.
+		c.writeSlack = max(deadlineSlack(time.Until(t)), 0)
+		d = t.Add(c.writeSlack)
+	}
+	err := c.Conn.SetWriteDeadline(d)
+	c.writeArmed = d
+	if err != nil || d.IsZero() {
+		c.writeArmed = time.Time{}
+	}
+	return err
+}
+
+// SetDeadline implements net.Conn; the next SetWriteDeadline arms its own.
+func (c *conn) SetDeadline(t time.Time) error {
+	c.writeArmed = time.Time{}
+	return c.Conn.SetDeadline(t)
 }
 
 func (c *conn) Close() error {
