@@ -99,6 +99,7 @@ func newTestFiles(t *testing.T) *testFiles {
 // starts, or fails both in the same words — FILE:LINE: key: message, or environment:
 // VARIABLE: message for a file named by the environment.
 func TestCheckConfigOpensFiles(t *testing.T) {
+	t.Parallel()
 	f := newTestFiles(t)
 	jwksSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/jwks" {
@@ -107,7 +108,7 @@ func TestCheckConfigOpensFiles(t *testing.T) {
 		}
 		http.ServeFile(w, r, f.jwks)
 	}))
-	defer jwksSrv.Close()
+	t.Cleanup(jwksSrv.Close) // after the parallel subtests
 
 	type tc struct {
 		name string
@@ -117,7 +118,8 @@ func TestCheckConfigOpensFiles(t *testing.T) {
 		tls  bool     // the pool's backend is https:// (a client certificate needs TLS)
 	}
 	// c.yaml starts on line 5, so pool keys may come first; an admin section is added
-	// last unless c.yaml has its own.
+	// after it unless c.yaml has its own, then a short server.drain_grace (a valid config
+	// is started and stopped).
 	base := "listen: \"127.0.0.1:0\"\npools:\n  - name: web\n    backends: [ { url: \"http://127.0.0.1:9\" } ]\n"
 	jwt := func(extra string) string {
 		return "auth:\n  jwt:\n    enabled: true\n" + extra
@@ -160,6 +162,7 @@ func TestCheckConfigOpensFiles(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			yaml := base + c.yaml
 			if c.tls {
 				yaml = strings.Replace(yaml, "http://", "https://", 1)
@@ -167,6 +170,7 @@ func TestCheckConfigOpensFiles(t *testing.T) {
 			if !strings.Contains(c.yaml, "admin:") {
 				yaml += "admin: { listen: \"127.0.0.1:0\" }\n"
 			}
+			yaml += "server: { drain_grace: 100ms }\n" // the valid ones are stopped
 			file := writeFile(t, filepath.Join(t.TempDir(), "lb.yaml"), []byte(yaml))
 			env := append(append(os.Environ(), "LOG_LEVEL=info"), c.env...)
 

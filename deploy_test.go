@@ -17,6 +17,7 @@ import (
 // firing in the scenario it is for and quiet in the others, among them 5 of 35 tries
 // failing while every client got 200 — pass.
 func TestAlertRules(t *testing.T) {
+	t.Parallel()
 	promtool := testtool.Need(t, "promtool", "prometheus")
 	for _, args := range [][]string{{"check", "rules", "alerts.yaml"}, {"test", "rules", "alerts_test.yaml"}} {
 		cmd := exec.Command(promtool, args...)
@@ -38,6 +39,7 @@ func TestAlertRules(t *testing.T) {
 // TestDashboardAndAlertsUseExportedSeries: every metric a query of the Grafana dashboard
 // or the alert rules names is in a scrape of a running go-loadbalancer.
 func TestDashboardAndAlertsUseExportedSeries(t *testing.T) {
+	t.Parallel()
 	p, _ := startOne(t)
 	httpGet(t, "http://"+p.addr+"/")
 	resp, err := http.Get("http://" + p.adminAddr(t) + "/prometheus")

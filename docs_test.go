@@ -19,6 +19,7 @@ import (
 // reports as "changed: restart to apply" (restartChanges), and each key marked "reload"
 // is not; every restart-only environment variable is marked "restart".
 func TestConfigDocRestartColumn(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("docs/config.md")
 	if err != nil {
 		t.Fatal(err)
@@ -112,6 +113,7 @@ func fieldByYAML(v reflect.Value, name string) (reflect.Value, bool) {
 // #anchor within a docs page) is a heading of that page, so a renamed section cannot leave
 // a dangling citation.
 func TestDocAnchorsExist(t *testing.T) {
+	t.Parallel()
 	anchors := map[string]map[string]bool{} // page -> anchors
 	for _, page := range []string{"behaviour.md", "config.md"} {
 		b, err := os.ReadFile("docs/" + page)

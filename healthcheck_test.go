@@ -36,6 +36,7 @@ func (p *process) adminAddr(t *testing.T) string {
 // -healthcheck, as Docker's HEALTHCHECK runs it, against a live instance: healthy while it
 // serves, unhealthy once it is gone, and pointed at the right port by -admin or -config.
 func TestHealthcheckAgainstLiveInstance(t *testing.T) {
+	t.Parallel()
 	p, cfg := startOne(t)
 	admin := p.adminAddr(t)
 

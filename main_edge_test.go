@@ -79,6 +79,7 @@ func (p *process) alive() bool {
 // log's writes to the closed pipe fail with EPIPE. The Go runtime used to end the process
 // on that SIGPIPE, with nothing on stderr; now the failure is reported once and counted.
 func TestClosedStdoutDoesNotKill(t *testing.T) {
+	t.Parallel()
 	a, _ := backend(t, "a", 0)
 	cfg := filepath.Join(t.TempDir(), "lb.yaml")
 	writeConfig(t, cfg, a)
@@ -124,6 +125,7 @@ func TestClosedStdoutDoesNotKill(t *testing.T) {
 // TestFullDiskLogCounted: an access log on a full disk (/dev/full) loses lines; they are
 // counted as dropped and as write errors instead of vanishing silently.
 func TestFullDiskLogCounted(t *testing.T) {
+	t.Parallel()
 	a, _ := backend(t, "a", 0)
 	cfg := filepath.Join(t.TempDir(), "lb.yaml")
 	writeConfig(t, cfg, a)
@@ -153,6 +155,7 @@ func TestFullDiskLogCounted(t *testing.T) {
 // per burst and retried, the connections already open are served, and new ones are
 // accepted again once descriptors are free.
 func TestOutOfDescriptorsKeepsServing(t *testing.T) {
+	t.Parallel()
 	prlimit := testtool.Need(t, "prlimit", "util-linux")
 	a, _ := backend(t, "a", 0)
 	cfg := filepath.Join(t.TempDir(), "lb.yaml")

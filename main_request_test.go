@@ -13,6 +13,7 @@ import (
 // (400, not a 408 after read_timeout), and requests broken by the client are counted by
 // reason in lb_client_errors_total (TestRequestCorpus shows a backend receives none of them).
 func TestClientErrorsCounted(t *testing.T) {
+	t.Parallel()
 	p, _ := startOne(t)
 	status := func(raw string) int {
 		t.Helper()

@@ -19,28 +19,33 @@ import (
 	"time"
 
 	"go-loadbalancer/internal/logbuf"
+	"go-loadbalancer/internal/testtool"
 )
 
-// binary is the go-loadbalancer built once for the tests that run it as a real process.
+// binary is the go-loadbalancer the tests run as a real process: this test binary, which
+// runs main instead of the tests when runMainEnv is set (every child has it).
 var binary string
 
+// runMainEnv tells this test binary to be go-loadbalancer: run main with its arguments.
+const runMainEnv = "GOLB_TEST_RUN_MAIN"
+
+// TestMain runs main in a child started by a test (the test binary holds package main
+// whole, built with the same -race and -cover; linking a second binary cost seconds), or
+// else the tests, up to 8 at once: they wait on child processes and sockets.
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "lb-bin")
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		return
+	}
+	exe, err := os.Executable()
 	if err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "go-loadbalancer")
-	args := []string{"build", "-o", binary}
-	if raceEnabled {
-		args = append(args, "-race")
+	binary = exe
+	if err := os.Setenv(runMainEnv, "1"); err != nil { // inherited by every child
+		panic(err)
 	}
-	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "cannot build the binary: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testtool.Main(m, 8))
 }
 
 // backend is a real HTTP server on a loopback port answering its name.
@@ -66,7 +71,7 @@ func backend(t *testing.T, name string, delay time.Duration) (url string, hits *
 func writeConfig(t *testing.T, path string, backends ...string) {
 	t.Helper()
 	var sb strings.Builder
-	sb.WriteString("listen: \"127.0.0.1:0\"\nadmin: { listen: \"127.0.0.1:0\" }\nserver: { shutdown_timeout: 5s }\npools:\n  - name: web\n    backends:\n")
+	sb.WriteString("listen: \"127.0.0.1:0\"\nadmin: { listen: \"127.0.0.1:0\" }\nserver: { shutdown_timeout: 5s, drain_grace: 100ms }\npools:\n  - name: web\n    backends:\n")
 	for _, b := range backends {
 		fmt.Fprintf(&sb, "      - url: %q\n", b)
 	}
@@ -189,6 +194,7 @@ func (p *process) waitLog(t *testing.T, substr string) {
 }
 
 func TestCheckConfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
 	writeConfig(t, good, "http://127.0.0.1:9")
@@ -221,6 +227,7 @@ func TestCheckConfig(t *testing.T) {
 }
 
 func TestReloadUnderLoadLosesNothing(t *testing.T) {
+	t.Parallel()
 	a, aHits := backend(t, "a", 0)
 	b, bHits := backend(t, "b", 0)
 	cfg := filepath.Join(t.TempDir(), "lb.yaml")
@@ -286,6 +293,7 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 }
 
 func TestGracefulStopFinishesInFlight(t *testing.T) {
+	t.Parallel()
 	slow, hits := backend(t, "slow", 1500*time.Millisecond)
 	cfg := filepath.Join(t.TempDir(), "lb.yaml")
 	writeConfig(t, cfg, slow)

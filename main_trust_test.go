@@ -17,6 +17,7 @@ import (
 // cookie references (and accept each other's cookies); without a secret each has its own
 // random key and startup warns that instances will disagree.
 func TestStickyStoreSecret(t *testing.T) {
+	t.Parallel()
 	store := func(env ...string) (ref string, logged string) {
 		t.Helper()
 		cfg, err := config.Parse("lb.yaml", []byte("pools:\n  - backends: [{url: \"http://127.0.0.1:1\"}]\nsticky: { enabled: true }\n"))
@@ -57,6 +58,7 @@ func TestStickyStoreSecret(t *testing.T) {
 // demo's are) is a config error naming the pool and the backend,
 // in -check-config too — it was accepted, and the traffic went out in plain text.
 func TestCheckConfigMTLSNeedsTLS(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "lb.yaml")
 	if err := os.WriteFile(file, []byte("pools:\n  - name: web\n    backends:\n      - url: \"https://127.0.0.1:9\"\n      - url: \"http://127.0.0.1:8082\"\n"), 0o644); err != nil {

@@ -72,6 +72,7 @@ func httpGet(t *testing.T, url string, header ...string) (int, string) {
 // TestTrafficPoliciesEnabledFalse: TRAFFIC_POLICIES_ENABLED=false ignores routes, and says
 // so once at the start and once per reload.
 func TestTrafficPoliciesEnabledFalse(t *testing.T) {
+	t.Parallel()
 	a, _ := backend(t, "a", 0)
 	b, _ := backend(t, "b", 0)
 	cfg := filepath.Join(t.TempDir(), "lb.yaml")
@@ -116,6 +117,7 @@ func (p *process) reloadWith(t *testing.T, file, yaml string) {
 }
 
 func TestRestartChanges(t *testing.T) {
+	t.Parallel()
 	base := func() *config.Config {
 		c, err := config.Parse("lb.yaml", []byte("pools: [ { name: web, backends: [ { url: \"http://127.0.0.1:9\" } ] } ]\n"))
 		if err != nil {
@@ -153,6 +155,7 @@ func TestRestartChanges(t *testing.T) {
 
 // TestReadmeRestartOnly: README.md lists exactly the settings of restartOnly.
 func TestReadmeRestartOnly(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -179,6 +182,7 @@ func TestReadmeRestartOnly(t *testing.T) {
 // request — the JWKS file's contents (a removed key), jwks_url, issuer, audience,
 // algorithms, skip_paths and enabled — and none is called restart-only.
 func TestReloadAppliesAuth(t *testing.T) {
+	t.Parallel()
 	a, _ := backend(t, "a", 0)
 	dir := t.TempDir()
 	k1, k2 := testtool.RSAKey(t), testtool.RSAKey(t)
@@ -243,6 +247,7 @@ func TestReloadAppliesAuth(t *testing.T) {
 
 // TestReloadAppliesRateLimit: rate_limit's enabled, burst, rate and key apply on reload.
 func TestReloadAppliesRateLimit(t *testing.T) {
+	t.Parallel()
 	a, _ := backend(t, "a", 0)
 	cfg := filepath.Join(t.TempDir(), "lb.yaml")
 	conf := func(rl string) string {
@@ -283,6 +288,7 @@ func TestReloadAppliesRateLimit(t *testing.T) {
 // TestReloadAppliesLogSettings: log.level, log.access_log and sticky.ttl apply on reload;
 // a restart-only change is named, alone.
 func TestReloadAppliesLogSettings(t *testing.T) {
+	t.Parallel()
 	a, _ := backend(t, "a", 0)
 	cfg := filepath.Join(t.TempDir(), "lb.yaml")
 	conf := func(extra string) string {
@@ -339,6 +345,7 @@ func TestReloadAppliesLogSettings(t *testing.T) {
 
 // TestReloadAppliesSampleRatio: tracing.sample_ratio applies on reload.
 func TestReloadAppliesSampleRatio(t *testing.T) {
+	t.Parallel()
 	a, _ := backend(t, "a", 0)
 	col := otlptest.Start(t)
 	cfg := filepath.Join(t.TempDir(), "lb.yaml")
@@ -347,7 +354,9 @@ func TestReloadAppliesSampleRatio(t *testing.T) {
 			"tracing: { enabled: true, otlp_endpoint: " + q(col.URL()) + ", sample_ratio: " + ratio + " }\n"
 	}
 	writeFile(t, cfg, []byte(conf("0")))
-	p := start(t, "-config", cfg)
+	// Spans are exported every 50 ms instead of every 5 s (the OpenTelemetry SDK's
+	// OTEL_BSP_SCHEDULE_DELAY), so the wait for /one's span is short.
+	p := startEnv(t, append(os.Environ(), "LOG_LEVEL=info", "OTEL_BSP_SCHEDULE_DELAY=50"), "-config", cfg)
 	httpGet(t, "http://"+p.addr+"/zero")
 	p.reloadWith(t, cfg, conf("1"))
 	httpGet(t, "http://"+p.addr+"/one")
@@ -365,6 +374,7 @@ func TestReloadAppliesSampleRatio(t *testing.T) {
 // TestLogLines: every log line has an RFC 3339 UTC timestamp with milliseconds, and a
 // duration's name gives its unit.
 func TestLogLines(t *testing.T) {
+	t.Parallel()
 	p, _ := startOne(t)
 	httpGet(t, "http://"+p.addr+"/")
 	p.stop(t)

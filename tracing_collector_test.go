@@ -21,6 +21,7 @@ import (
 // client's traceparent as the server span's parent, one client span per try as the child
 // the backend is told about, the attributes, and nothing for an unsampled request.
 func TestTracingThroughCollector(t *testing.T) {
+	t.Parallel()
 	col := testotel.Start(t)
 
 	var mu sync.Mutex
@@ -50,7 +51,7 @@ func TestTracingThroughCollector(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "lb.yaml")
 	os.WriteFile(cfg, []byte(`listen: "127.0.0.1:0"
 admin: { listen: "127.0.0.1:0" }
-server: { shutdown_timeout: 5s }
+server: { shutdown_timeout: 5s, drain_grace: 100ms }
 tracing: { enabled: true, otlp_endpoint: "`+col.HTTPEndpoint()+`", sample_ratio: 1, service_name: lb-e2e }
 routes:
   - match: { path_prefix: /api }
