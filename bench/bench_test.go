@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -219,5 +221,25 @@ func TestLoggingTargetsLogTheFields(t *testing.T) {
 		fasthttp.ReleaseRequest(req)
 		fasthttp.ReleaseResponse(resp)
 		tg.proc.stop()
+	}
+}
+
+// TestHandshakeLoad: the handshake pass's clients make only full handshakes without
+// -hs-resume, and resume all but each client's first with it.
+func TestHandshakeLoad(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok"))
+	}))
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	const clients = 4
+	full, resumed := handshakeLoad(context.Background(), addr, clients, 300*time.Millisecond, false)
+	if full.requests < clients || full.errors != 0 || resumed != 0 {
+		t.Fatalf("full handshakes: got %d exchanges, %d errors, %d resumed; want ≥ %d, 0, 0", full.requests, full.errors, resumed, clients)
+	}
+	res, resumed := handshakeLoad(context.Background(), addr, clients, 300*time.Millisecond, true)
+	if res.requests < 2*clients || res.errors != 0 || resumed < res.requests-clients {
+		t.Fatalf("resumed handshakes: got %d exchanges, %d errors, %d resumed; want ≥ %d, 0, all but %d", res.requests, res.errors, resumed, 2*clients, clients)
 	}
 }
