@@ -317,8 +317,10 @@ func (a *app) reload() error {
 	if a.tracer != nil {
 		a.tracer.SetSampleRatio(next.Tracing.SampleRatio)
 	}
-	log.Info().Uint64("table", nt.Version).Int("backends", len(nt.Backends())).Msg("configuration reloaded")
 	logIgnoredRoutes(next, log)
+	// The outcome line is the last a reload writes: whoever waits for it (an operator's
+	// script, the tests) then has every line the reload said.
+	log.Info().Uint64("table", nt.Version).Int("backends", len(nt.Backends())).Msg("configuration reloaded")
 	return nil
 }
 

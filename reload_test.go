@@ -35,7 +35,8 @@ func (p *process) count(substr string) int {
 	return n
 }
 
-// reload sends SIGHUP and waits for the reload's outcome to be logged.
+// reload sends SIGHUP and waits for the reload's outcome to be logged; the outcome line is
+// the reload's last, so every other line it logs is in p.logs by then.
 func (p *process) reload(t *testing.T) {
 	t.Helper()
 	before := p.count(`"configuration reloaded"`) + p.count("reload rejected")
