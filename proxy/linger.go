@@ -50,6 +50,9 @@ func lingerOnClose(c net.Conn) {
 	}
 }
 
+// NetConn returns the wrapped connection (closeWrite unwraps through it).
+func (c *lingerConn) NetConn() net.Conn { return c.Conn }
+
 func (c *lingerConn) Close() error {
 	if !c.linger.Load() {
 		return c.Conn.Close()

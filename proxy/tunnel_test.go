@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -246,5 +247,55 @@ func TestPanicAfterTunnelSetUpReleasesIt(t *testing.T) {
 	})
 	if n := srv.Stats.Panics.Load(); n != 1 {
 		t.Fatalf("got %d panics counted; want 1", n)
+	}
+}
+
+// TestTunnelBackendCloseReachesClient: when the backend ends a tunnel, the client sees the
+// end (EOF) at once, plain or over TLS, and the tunnel's places come back when it closes
+// too — before, the half-close of the client side went to fasthttp's hijacked connection,
+// whose Close does nothing, so a client waiting for the server kept its connection and
+// the max_tunnels place until timeouts.tunnel_idle (an hour by default).
+func TestTunnelBackendCloseReachesClient(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		wsEcho(ctx)
+		ctx.Hijack(func(c net.Conn) { _, _ = io.WriteString(c, "bye") }) // then fasthttp closes c
+	})
+	certFile, keyFile, roots := testtool.SelfSignedCert(t)
+	for _, tc := range []struct {
+		name, extra string
+		tls         *tls.Config
+	}{
+		{"plain", "", nil},
+		{"tls", fmt.Sprintf("tls: { cert_file: %q, key_file: %q }\n", certFile, keyFile), &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := startProxy(t, poolConfig(t, "server: { max_tunnels: 8 }\n"+tc.extra, be.url))
+			c, err := net.Dial("tcp", p.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if tc.tls != nil {
+				c = tls.Client(c, tc.tls)
+			}
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+			r := bufio.NewReader(c)
+			resp, err := http.ReadResponse(r, nil)
+			if err != nil || resp.StatusCode != 101 {
+				t.Fatalf("upgrade: %v %v; want 101", resp, err)
+			}
+			b, err := io.ReadAll(r)
+			if err != nil || string(b) != "bye" {
+				t.Fatalf("got %q, then %v; want \"bye\", then EOF: the backend's close did not reach the client", b, err)
+			}
+			c.Close()
+			testtool.WaitFor(t, 5*time.Second, "the ended tunnel to give its place back", func() bool {
+				return p.srv.Stats.Tunnels.Load() == 0 && p.px.tables.cur.Load().ups[0].tunnels.Load() == 0
+			})
+		})
 	}
 }

@@ -125,13 +125,14 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, 
 	ht := &heldTunnel{p: p, u: u, b: b, conn: conn}
 	ctx.SetUserValue(heldTunnelKey{}, ht) // for abortTunnel
 	ctx.HijackSetNoResponse(true)
-	ctx.Hijack(func(client net.Conn) {
+	ctx.Hijack(func(hc net.Conn) {
 		// fasthttp runs this in a goroutine of its own, outside the handler's recovery.
 		if !ht.claim() {
 			return // aborted
 		}
 		defer p.recoverTunnel()
 		defer ht.release()
+		client := hijacked(hc)
 		if _, err := client.Write(head); err != nil {
 			return
 		}
@@ -267,12 +268,44 @@ func isWebSocketUpgrade(resp *fasthttp.Response) bool {
 	return bytes.EqualFold(bytes.TrimSpace(resp.Header.Peek(fasthttp.HeaderUpgrade)), []byte("websocket"))
 }
 
-// closeWrite half-closes c so the peer sees EOF while the other direction drains.
+// tunnelClient is the client side of a tunnel. fasthttp's hijacked connection reads what
+// the server had already buffered past the upgrade request, but its Close does nothing
+// (fasthttp closes the connection once the hijack handler returns) and it has no
+// CloseWrite: pipe's closes go to the connection under it, so the client sees the
+// backend's end at once, not after timeouts.tunnel_idle.
+type tunnelClient struct {
+	net.Conn          // fasthttp's hijacked connection: reads, writes, deadlines
+	conn     net.Conn // the connection itself
+}
+
+// hijacked returns the tunnel's client side for fasthttp's hijacked connection c.
+func hijacked(c net.Conn) net.Conn {
+	if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
+		return tunnelClient{Conn: c, conn: u.UnsafeConn()}
+	}
+	return c
+}
+
+func (c tunnelClient) Close() error { return c.conn.Close() }
+
+func (c tunnelClient) CloseWrite() error {
+	closeWrite(c.conn)
+	return nil
+}
+
+// closeWrite half-closes c so the peer sees EOF while the other direction drains: through
+// the wrappers of a client connection (NetConn) down to one that can, or it closes c.
 func closeWrite(c net.Conn) {
-	type halfCloser interface{ CloseWrite() error }
-	if hc, ok := c.(halfCloser); ok {
-		_ = hc.CloseWrite()
-		return
+	for w := c; ; {
+		if hc, ok := w.(interface{ CloseWrite() error }); ok {
+			_ = hc.CloseWrite()
+			return
+		}
+		u, ok := w.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		w = u.NetConn()
 	}
 	_ = c.Close()
 }
