@@ -14,6 +14,7 @@ import (
 )
 
 func TestHealthAndReady(t *testing.T) {
+	t.Parallel()
 	l := startLB(t, 1, lbOptions{})
 	if code, _, body := do(t, "GET", l.admin+"/health", "", ""); code != 200 || strings.TrimSpace(body) != `{"status":"ok"}` {
 		t.Fatalf("GET /health: got %d %s; want 200 {\"status\":\"ok\"}", code, body)
@@ -34,6 +35,7 @@ func TestHealthAndReady(t *testing.T) {
 }
 
 func TestMetricsJSON(t *testing.T) {
+	t.Parallel()
 	l := startLB(t, 3, lbOptions{})
 	l.get(t, "/", 60)
 	// Rates come from the once-a-second sampler: poll until it has seen the traffic.
@@ -99,6 +101,7 @@ func TestMetricsJSON(t *testing.T) {
 }
 
 func TestDashboardAndPrometheusServed(t *testing.T) {
+	t.Parallel()
 	l := startLB(t, 1, lbOptions{})
 	code, h, body := do(t, "GET", l.admin+"/", "", "")
 	if code != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/html") || !strings.Contains(body, "<table id=\"backends\">") {
@@ -118,6 +121,7 @@ func TestDashboardAndPrometheusServed(t *testing.T) {
 }
 
 func TestPprof(t *testing.T) {
+	t.Parallel()
 	off := startLB(t, 1, lbOptions{})
 	if code, _, _ := do(t, "GET", off.admin+"/debug/pprof/", "", ""); code != 404 {
 		t.Fatalf("GET /debug/pprof/ with admin.pprof off: got %d; want 404", code)
@@ -132,6 +136,7 @@ func TestPprof(t *testing.T) {
 }
 
 func TestTokenRules(t *testing.T) {
+	t.Parallel()
 	// No token configured: the API is off and says how to turn it on.
 	off := startLB(t, 1, lbOptions{})
 	id := off.backendID(0)
@@ -221,6 +226,7 @@ func (e *configError) Error() string { return e.s }
 // TestDrainUnderLoad drains a backend while clients hammer the proxy: no request fails,
 // and once the drain call has returned the backend gets no new request.
 func TestDrainUnderLoad(t *testing.T) {
+	t.Parallel()
 	l := startLB(t, 3, lbOptions{token: "t"})
 	victim := l.backends[1]
 	var stop atomic.Bool
@@ -274,6 +280,7 @@ func TestDrainUnderLoad(t *testing.T) {
 // TestDemoPathsOnDataPlane: with the Local hook (-demo), the demo's admin paths
 // answer on the data-plane port through fasthttpadaptor, and everything else is proxied.
 func TestDemoPathsOnDataPlane(t *testing.T) {
+	t.Parallel()
 	l := startLB(t, 1, lbOptions{demo: true, token: "t"})
 	c := &fasthttp.HostClient{Addr: l.proxy}
 	get := func(path string) (int, string, string) {

@@ -24,6 +24,7 @@ import (
 // Enable button (token from sessionStorage) undoes it. The screenshot is saved in the
 // test's temp dir.
 func TestDashboardInChromium(t *testing.T) {
+	t.Parallel()
 	chromium := needTool(t, "chromium", "chromium")
 	l := startLB(t, 3, lbOptions{token: "t"})
 	l.get(t, "/", 60)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -191,3 +192,7 @@ func freePort(t testing.TB) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// TestMain runs up to 8 tests at once (testtool.Main): they wait on loopback sockets, the
+// metrics sampler's ticks and child processes (Prometheus, promtool, Chromium).
+func TestMain(m *testing.M) { os.Exit(testtool.Main(m, 8)) }

@@ -16,6 +16,7 @@ import (
 // TestPromtoolChecksExposition runs `promtool check metrics` on a live /prometheus with
 // traffic, drained and weighted backends: valid and no lint warning.
 func TestPromtoolChecksExposition(t *testing.T) {
+	t.Parallel()
 	promtool := needTool(t, "promtool", "prometheus")
 	l := startLB(t, 3, lbOptions{token: "t"})
 	l.get(t, "/", 30)
@@ -32,6 +33,7 @@ func TestPromtoolChecksExposition(t *testing.T) {
 // TestPrometheusScrapes starts a real Prometheus server (loopback, temp storage, 1 s
 // scrape interval) on /prometheus and asks its query API for lb_requests_total.
 func TestPrometheusScrapes(t *testing.T) {
+	t.Parallel()
 	bin := needTool(t, "prometheus", "prometheus")
 	l := startLB(t, 3, lbOptions{})
 	l.get(t, "/", 30)

@@ -13,6 +13,7 @@ import (
 // rebound DNS name (its Host is that name) gets 421 for every path, so it cannot read
 // /metrics or the dashboard (it could before: any Host was answered).
 func TestAdminHostCheck(t *testing.T) {
+	t.Parallel()
 	l := startLB(t, 1, lbOptions{token: "tok", allowedHosts: []string{"lb-admin.internal"}})
 	f := func(host, path string, want int) {
 		t.Helper()
@@ -48,6 +49,7 @@ func TestAdminHostCheck(t *testing.T) {
 // TestAdminBearerCaseInsensitive: the auth-scheme is case-insensitive (RFC 9110 §11.1):
 // "bearer" and "BEARER" work like "Bearer" (they got 401 before).
 func TestAdminBearerCaseInsensitive(t *testing.T) {
+	t.Parallel()
 	l := startLB(t, 1, lbOptions{token: "tok"})
 	for _, c := range []struct {
 		auth string
@@ -72,6 +74,7 @@ func TestAdminBearerCaseInsensitive(t *testing.T) {
 // TestAdminReloadErrorTruncated: a rejected reload whose reason is huge (a 3 MB line of
 // the file went back whole before) is answered with a bounded error.
 func TestAdminReloadErrorTruncated(t *testing.T) {
+	t.Parallel()
 	l := startLB(t, 1, lbOptions{token: "tok"})
 	l.reloadFn = func() error { return errors.New("lb.yaml:3: listen: \"" + strings.Repeat("A", 3<<20) + "\"") }
 	code, _, body := do(t, "POST", l.admin+"/api/reload", "tok", "")
