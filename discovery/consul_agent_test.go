@@ -37,6 +37,7 @@ func waitAgentMembers(t *testing.T, b *state.Builder, pool, want string) {
 }
 
 func TestConsulAgentDiscoversWeightsTagsRegions(t *testing.T) {
+	t.Parallel()
 	agent := testconsul.Start(t)
 	agent.Register(testconsul.Service{ID: "web-1", Name: "web", Port: 8081})
 	agent.Register(testconsul.Service{ID: "web-2", Name: "web", Address: "10.1.0.2", Port: 9000, Passing: 5, Warning: 2,
@@ -82,6 +83,7 @@ func TestConsulAgentDiscoversWeightsTagsRegions(t *testing.T) {
 // A failing check takes the instance out at once: the watcher's blocking query (which
 // would otherwise wait longWait) wakes on the change.
 func TestConsulAgentFailingCheckRemovesInstance(t *testing.T) {
+	t.Parallel()
 	agent := testconsul.Start(t)
 	agent.Register(testconsul.Service{ID: "web-1", Name: "web", Address: "10.0.0.1", Port: 80})
 	agent.Register(testconsul.Service{ID: "web-2", Name: "web", Address: "10.0.0.2", Port: 80})
@@ -105,6 +107,7 @@ func TestConsulAgentFailingCheckRemovesInstance(t *testing.T) {
 // traffic and a new one getting none. After any error the next query starts from index 0,
 // as Consul's api/watch does.
 func TestConsulAgentRestartedWithNewState(t *testing.T) {
+	t.Parallel()
 	agent := testconsul.Start(t)
 	agent.Register(testconsul.Service{ID: "web-1", Name: "web", Address: "10.0.0.1", Port: 80})
 	// Move web's index well past where a new agent starts.
@@ -167,6 +170,7 @@ node_prefix "" { policy = "read" }`)
 // End to end: a real backend, registered in Consul only, receives proxied traffic through a
 // pool that has no configured backends.
 func TestConsulAgentEndToEnd(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -232,6 +236,7 @@ func TestConsulAgentEndToEnd(t *testing.T) {
 // restored state only when its wait runs out, and the watcher applies it then. So the wait
 // bounds how long a restore goes unseen: 3 s here, 1 minute by default.
 func TestConsulAgentSnapshotRestore(t *testing.T) {
+	t.Parallel()
 	agent := testconsul.Start(t)
 	agent.RegisterExternal("ext-1", testconsul.Service{ID: "web-1", Name: "web", Address: "10.0.0.1", Port: 80})
 	snap := agent.Snapshot()

@@ -8,12 +8,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go-loadbalancer/internal/testtool"
 )
 
 // Discovery is tested against a real Consul agent (consul_agent_test.go). fakeConsul is
@@ -337,3 +340,7 @@ func (f *fakeConsul) addr() string {
 	u, _ := url.Parse(f.srv.URL)
 	return u.Host
 }
+
+// TestMain runs up to 8 tests at once (testtool.Main): they wait on Consul agents and
+// blocking queries. TestConsulAgentACLToken sets CONSUL_HTTP_TOKEN, so it is not parallel.
+func TestMain(m *testing.M) { os.Exit(testtool.Main(m, 8)) }

@@ -10,6 +10,7 @@ import (
 // reached — https makes them TLS backends (with the pool's upstream_tls, client certificate
 // included); they were always plain http before.
 func TestConsulBackendsScheme(t *testing.T) {
+	t.Parallel()
 	entries := []*api.ServiceEntry{{Service: &api.AgentService{Address: "10.0.0.5", Port: 8443}}}
 	for _, scheme := range []string{"http", "https"} {
 		bs, skipped := consulBackends(entries, scheme)

@@ -95,6 +95,7 @@ func waitRequests(t *testing.T, fake *fakeConsul, from, n int) {
 }
 
 func TestConsulSkipsNoOpUpdates(t *testing.T) {
+	t.Parallel()
 	fake := startFakeConsul(t)
 	in := fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "web-1", Port: 8080}
 	fake.set("web", in)
@@ -124,6 +125,7 @@ func TestConsulSkipsNoOpUpdates(t *testing.T) {
 }
 
 func TestConsulIndexGoingBackwardsResets(t *testing.T) {
+	t.Parallel()
 	fake := startFakeConsul(t)
 	fake.restore(100, "web", fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "web-1", Port: 8080})
 	b, _, _ := startConsul(t, fake, consulConfig(t, webPool), state.Hooks{})
@@ -149,6 +151,7 @@ func TestConsulIndexGoingBackwardsResets(t *testing.T) {
 }
 
 func TestConsulNextIndex(t *testing.T) {
+	t.Parallel()
 	f := func(prev, got, want uint64) {
 		t.Helper()
 		if n := nextIndex(prev, got); n != want {
@@ -166,6 +169,7 @@ func TestConsulNextIndex(t *testing.T) {
 }
 
 func TestConsulBackoff(t *testing.T) {
+	t.Parallel()
 	const lo, hi = 100 * time.Millisecond, 1600 * time.Millisecond
 	f := func(failures int, base time.Duration) {
 		t.Helper()
@@ -184,6 +188,7 @@ func TestConsulBackoff(t *testing.T) {
 }
 
 func TestConsulOutageKeepsBackendsAndRecovers(t *testing.T) {
+	t.Parallel()
 	f := func(t *testing.T, status int, hangUp bool) {
 		t.Helper()
 		fake := startFakeConsul(t)
@@ -248,6 +253,7 @@ func TestConsulOutageKeepsBackendsAndRecovers(t *testing.T) {
 }
 
 func TestConsulFollowsReloads(t *testing.T) {
+	t.Parallel()
 	fake := startFakeConsul(t)
 	fake.set("web", fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "web-1", Port: 8080, Tags: []string{"blue"}})
 	fake.set("web2", fakeInstance{Node: "n2", NodeAddress: "10.0.0.2", ID: "web2-1", Port: 8080, Tags: []string{"green"}})
