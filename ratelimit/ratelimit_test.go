@@ -14,6 +14,7 @@ import (
 )
 
 func TestLocalGCRA(t *testing.T) {
+	t.Parallel()
 	l := NewLocal(1024)
 	lim := NewLimit(10, 5) // 10/s, bursts of 5
 	now := int64(1_000_000_000)
@@ -52,6 +53,7 @@ func TestLocalGCRA(t *testing.T) {
 // TestLoosenedLimit: a client blocked under a strict limit is not held to its debt once
 // a reload brings in a looser one; under the new limit it starts with its burst used up.
 func TestLoosenedLimit(t *testing.T) {
+	t.Parallel()
 	type limiter interface {
 		Allow(key []byte, now int64, l Limit) (bool, time.Duration)
 	}
@@ -76,6 +78,7 @@ func TestLoosenedLimit(t *testing.T) {
 }
 
 func TestLocalConcurrentBurstIsExact(t *testing.T) {
+	t.Parallel()
 	l := NewLocal(0)
 	lim := NewLimit(1, 50)
 	now := time.Now().UnixNano()
@@ -108,6 +111,7 @@ func TestLocalAllocatesNothing(t *testing.T) {
 }
 
 func TestRedisSharedAcrossInstances(t *testing.T) {
+	t.Parallel()
 	rs := testredis.Start(t)
 	a := newRedis(t, rs.URL())
 	b := newRedis(t, rs.URL())
@@ -135,6 +139,7 @@ func TestRedisSharedAcrossInstances(t *testing.T) {
 }
 
 func TestRedisOutageFallsBackToLocal(t *testing.T) {
+	t.Parallel()
 	rs := testredis.Start(t)
 	r := newRedis(t, rs.URL())
 	lim := NewLimit(1000, 10)
@@ -142,21 +147,18 @@ func TestRedisOutageFallsBackToLocal(t *testing.T) {
 		t.Fatal("first request refused")
 	}
 	rs.Kill()
-	// Every call during the outage answers at once from the local limiter: the first one
-	// pays at most the timeout, later ones none until the back-off ends.
-	start := time.Now()
+	// Every call during the outage is answered by the local limiter: the first one tries
+	// Redis and fails, later ones (all at one instant, inside the back-off) do not try.
+	now := time.Now().UnixNano()
 	for range 200 {
-		r.Allow([]byte("k"), time.Now().UnixNano(), lim)
+		r.Allow([]byte("k"), now, lim)
 	}
-	if took := time.Since(start); took > 2*time.Second {
-		t.Fatalf("200 calls during the outage took %v; want them answered locally", took)
-	}
-	if r.Errors() == 0 {
-		t.Fatal("the outage was not noticed")
+	if n := r.Errors(); n != 1 {
+		t.Fatalf("got %d failed Redis calls for 200 calls in the back-off; want 1 (the first), the rest answered locally", n)
 	}
 	// The local fallback still limits.
 	passed := 0
-	now := time.Now().UnixNano()
+	now = time.Now().UnixNano()
 	for range 50 {
 		if ok, _ := r.Allow([]byte("fresh"), now, lim); ok {
 			passed++
@@ -192,6 +194,7 @@ func newRedis(t *testing.T, url string) *Redis {
 // against an unseeded hash, to get a victim limited by their own traffic — does not collide
 // in the next ones.
 func TestLocalSlotsSeeded(t *testing.T) {
+	t.Parallel()
 	a := NewLocal(1024)
 	victim := []byte("203.0.113.7")
 	var attacker []byte
@@ -216,6 +219,7 @@ func TestLocalSlotsSeeded(t *testing.T) {
 // TestRedisURLNotPrinted: a bad Redis URL is reported without its password (the whole URL
 // was printed before).
 func TestRedisURLNotPrinted(t *testing.T) {
+	t.Parallel()
 	_, err := NewRedis(RedisOptions{URL: "redis://u:hunter2secret@h:port/0"})
 	if err == nil || strings.Contains(err.Error(), "hunter2secret") {
 		t.Fatalf("got %v; want an error without the password", err)
