@@ -223,7 +223,8 @@ func trickleHead(t *testing.T, addr string, cl, first int) (int, time.Duration) 
 // handler runs, and only read_timeout bounded that read: a client trickling those bytes
 // held its connection for read_timeout (30 s by default) rather than request_body_grace.
 // Now the minimum rate bounds them too: a client that stalls after 10 bytes is cut with
-// 408 at the end of the grace period (500 ms here), long before read_timeout (20 s here).
+// 408 at the end of the grace period (500 ms here); read_timeout (10 min here) would let it
+// hang past trickleHead's 30 s bound.
 func TestSlowFirstBodyBytesAreCut(t *testing.T) {
 	t.Parallel()
 	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
@@ -231,13 +232,13 @@ func TestSlowFirstBodyBytesAreCut(t *testing.T) {
 		ctx.SetBodyString("ok")
 	})
 	// rate × grace = 10000 bytes a period: the 8 KiB fasthttp reads ahead fit in one.
-	cfg := poolConfig(t, `server: { read_timeout: 20s, request_body_grace: 500ms, min_request_body_rate: 20000 }
+	cfg := poolConfig(t, `server: { read_timeout: 10m, request_body_grace: 500ms, min_request_body_rate: 20000 }
 `, be.url)
 	p := startProxy(t, cfg)
 	for _, cl := range []int{5000, 100_000, 3_000_000} { // buffered, and streamed (over request_buffer_bytes)
 		status, took := trickleHead(t, p.addr, cl, 10)
-		if status != fasthttp.StatusRequestTimeout || took > 10*time.Second {
-			t.Errorf("Content-Length %d, stalled after 10 bytes: got %d after %v; want 408 at the end of the 500 ms grace, not at read_timeout (20 s)", cl, status, took.Round(time.Millisecond))
+		if status != fasthttp.StatusRequestTimeout {
+			t.Errorf("Content-Length %d, stalled after 10 bytes: got %d after %v; want 408 at the end of the 500 ms grace", cl, status, took.Round(time.Millisecond))
 		}
 	}
 	if n := p.px.ClientErrors("timeout"); n != 3 {
