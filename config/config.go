@@ -96,7 +96,8 @@ type Server struct {
 	// reject (400), keep or unescape (docs/behaviour.md#request-processing).
 	EscapedSlashes string `yaml:"escaped_slashes"`
 	// DrainGrace is how long, on SIGTERM, responses carry Connection: close before idle
-	// keep-alive connections are closed; part of ShutdownTimeout.
+	// keep-alive connections are closed (at most: it ends once no client connection is open);
+	// part of ShutdownTimeout.
 	DrainGrace time.Duration `yaml:"drain_grace"`
 	// MaxConns caps open client connections; 0 derives it from RLIMIT_NOFILE
 	// (docs/config.md#server).

@@ -164,7 +164,9 @@ func TestServerConnLimits(t *testing.T) {
 // TestServerDrainKeepAliveLosesNothing: keep-alive clients sending back to back while the
 // server stops (drain_grace, then shutdown) see no failed request: during the grace every
 // response says Connection: close, and the clients reconnect — here to nothing, so they
-// stop — instead of having an idle connection closed under a request.
+// stop — instead of having an idle connection closed under a request. The grace is long,
+// so that on a loaded machine every client gets its answer within it; it ends when the
+// last client has gone (TestServerDrainEndsWhenNoConnectionIsLeft).
 func TestServerDrainKeepAliveLosesNothing(t *testing.T) {
 	t.Parallel()
 	srv, addr := serveEdge(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }, edgeServerConfig(), zerolog.Nop())
@@ -206,9 +208,9 @@ func TestServerDrainKeepAliveLosesNothing(t *testing.T) {
 		})
 	}
 	testtool.WaitFor(t, 5*time.Second, "load", func() bool { return ok.Load() > 100 })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := srv.Stop(ctx, time.Second); err != nil {
+	if err := srv.Stop(ctx, 50*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	close(stop)
@@ -216,6 +218,47 @@ func TestServerDrainKeepAliveLosesNothing(t *testing.T) {
 	if failed.Load() != 0 || closedByServer.Load() != 8 {
 		t.Fatalf("got %d failed requests, %d clients told to close (of 8), %d ok; want 0 failed, 8 told",
 			failed.Load(), closedByServer.Load(), ok.Load())
+	}
+}
+
+// TestServerDrainEndsWhenNoConnectionIsLeft: the drain grace ends as soon as the last
+// client connection has closed — the listeners are closed, so nothing is left to drain —
+// instead of holding the process for all of server.drain_grace.
+func TestServerDrainEndsWhenNoConnectionIsLeft(t *testing.T) {
+	t.Parallel()
+	srv, addr := serveEdge(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }, edgeServerConfig(), zerolog.Nop())
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	get := func() *http.Response {
+		t.Helper()
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	get() // one kept-alive connection, idle when the stop begins
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Stop(ctx, time.Hour) }()
+	testtool.WaitFor(t, 5*time.Second, "draining", srv.draining.Load)
+	if resp := get(); !resp.Close {
+		t.Fatal("a response during the drain grace does not say Connection: close")
+	}
+	c.Close()
+	if err := <-stopped; err != nil || ctx.Err() != nil {
+		t.Fatalf("Stop returned %v with the context %v; want it to return once the last connection closed, long before the grace or the context ends", err, ctx.Err())
 	}
 }
 
