@@ -109,11 +109,12 @@ func TestRedisTTLExpiry(t *testing.T) {
 }
 
 // TestRedisOutage kills redis-server under concurrent lookups: no panic, lookups fall back
-// and stay fast (the store backs off instead of paying a timeout each), pins are queued;
+// without trying Redis (the store backs off instead of paying a failure each), pins are queued;
 // then restarts it on the same port: the queued pins are written and lookups use Redis again.
 func TestRedisOutage(t *testing.T) {
 	s := testredis.Start(t)
-	r, logs := newRedisStore(t, s.URL(), Options{Timeout: 50 * time.Millisecond, Backoff: 100 * time.Millisecond})
+	const backoff = 100 * time.Millisecond
+	r, logs := newRedisStore(t, s.URL(), Options{Backoff: backoff})
 	keys := make([][]byte, 50)
 	for i := range keys {
 		keys[i] = []byte(fmt.Sprintf("outage-%d", i))
@@ -122,31 +123,21 @@ func TestRedisOutage(t *testing.T) {
 	}
 
 	var (
-		stop      atomic.Bool
-		wg        sync.WaitGroup
-		fallbacks atomic.Int64
-		slow      atomic.Int64 // fallback lookups slower than 1 ms
-		bad       atomic.Value
+		stop atomic.Bool
+		wg   sync.WaitGroup
+		bad  atomic.Value
 	)
 	for g := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := g; !stop.Load(); i++ {
-				start := time.Now()
 				id, o := r.Lookup(keys[i%len(keys)], time.Now().UnixNano())
-				d := time.Since(start)
-				// Leave the CPUs idle between lookups, so that a slow lookup measures waiting on
-				// Redis, not waiting for a CPU.
-				time.Sleep(100 * time.Microsecond)
+				time.Sleep(100 * time.Microsecond) // the machine is shared
 				switch o {
 				case Fallback:
-					fallbacks.Add(1)
 					if id != "" {
 						bad.Store(fmt.Sprintf("fallback with id %q", id))
-					}
-					if d > 20*time.Millisecond {
-						slow.Add(1)
 					}
 				case CacheHit, RedisHit:
 					if id != "web-before" && id != "web-during" {
@@ -156,12 +147,21 @@ func TestRedisOutage(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // lookups from the cache before the kill
 	s.Kill()
 	testtool.WaitFor(t, 2*time.Second, "store down", func() bool { return !r.Stats().RedisUp })
-	before := fallbacks.Load()
-	time.Sleep(500 * time.Millisecond) // lookups keep running against the dead server
-	during := fallbacks.Load() - before
+	// Lookups keep running against the dead server and must not try it (back-off, not an
+	// attempt per request): Redis errors rise only by the lookups that raced the failure (one
+	// per goroutine at most) and by the recovery loop's probes (one per back-off).
+	st0, t0 := r.Stats(), time.Now()
+	testtool.WaitFor(t, 10*time.Second, "1,000 lookups during the outage", func() bool {
+		return r.Stats().Fallbacks >= st0.Fallbacks+1000
+	})
+	st1, elapsed := r.Stats(), time.Since(t0)
+	if errs, probes := st1.RedisErrors-st0.RedisErrors, uint64(elapsed/backoff)+1; errs > 8+probes {
+		t.Fatalf("got %d Redis errors over %d fallback lookups in %v; want at most 8 + %d probes (lookups must not try a Redis that is down)",
+			errs, st1.Fallbacks-st0.Fallbacks, elapsed, probes)
+	}
 
 	// Pins made during the outage are queued, not lost.
 	r.Repin(keys[0], "web-during", time.Minute)
@@ -177,14 +177,6 @@ func TestRedisOutage(t *testing.T) {
 
 	if v := bad.Load(); v != nil {
 		t.Fatalf("bad lookup during outage: %v", v)
-	}
-	if during < 1000 {
-		t.Fatalf("got %d fallback lookups in 500 ms of outage; want many (lookups must not wait on Redis)", during)
-	}
-	// A lookup that raced the failure may have waited for the connection error (one per
-	// goroutine at most); a backed-off one must not wait at all.
-	if n := slow.Load(); n > 8 {
-		t.Fatalf("got %d fallback lookups slower than 20 ms; want at most 8 (back-off, not a timeout per request)", n)
 	}
 	raw := s.Client()
 	for k, want := range map[string]string{"outage-0": "web-during", "new-during-outage": "web-new"} {
@@ -319,7 +311,7 @@ func TestRedisClose(t *testing.T) {
 // Redis answers with an error or cannot be reached.
 func TestRedisPinErrorsCountOnce(t *testing.T) {
 	s := testredis.Start(t)
-	r, _ := newRedisStore(t, s.URL(), Options{Timeout: 200 * time.Millisecond, Backoff: time.Hour})
+	r, _ := newRedisStore(t, s.URL(), Options{Backoff: time.Hour})
 	r.Pin([]byte("ok"), "web-a", time.Minute)
 	if n := r.Stats().RedisErrors; n != 0 {
 		t.Fatalf("a pin that worked: got %d Redis errors; want 0", n)
