@@ -136,6 +136,17 @@ func TestTreeCPU(t *testing.T) {
 	if c.total() < 0 {
 		t.Fatalf("got negative CPU time %v", c)
 	}
+	// A millisecond of CPU counts: a smoke run on a busy machine uses a few, which clock
+	// ticks (10 ms) mostly round to none.
+	for start := time.Now(); time.Since(start) < time.Millisecond; {
+	}
+	c2, err := treeCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := c2.sub(c).total(); d <= 0 {
+		t.Fatalf("got %v of CPU time for a millisecond of spinning; want > 0", d)
+	}
 	if _, err := treeCPU(1 << 30); err == nil {
 		t.Fatal("got no error for a pid that does not exist")
 	}

@@ -8,7 +8,7 @@
 //
 // Method (PERF.md says why): the proxy under test runs alone on one core (taskset,
 // GOMAXPROCS=1, nginx 1 worker, HAProxy nbthread 1); wrk, vegeta and the three backends
-// (one process, weights 3:2:1) share the other. Each run reads utime+stime of the proxy's
+// (one process, weights 3:2:1) share the other. Each run reads the CPU time of the proxy's
 // process tree from /proc before and after and divides by the completed requests. Targets
 // run interleaved (A B C D, B C D A, …) for -reps repetitions; the report gives medians
 // and min–max, plus an A/A twin of one target as the noise floor. Closed loop (wrk) gives

@@ -522,11 +522,12 @@ func (r *report) openTable(w io.Writer) {
 func (r *report) profileSection(w io.Writer, pr *profileResult) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	tot := pr.cpu.total()
+	split := pr.cpu.user + pr.cpu.sys // in clock ticks, which total need not be
 	share := func(d time.Duration) float64 {
-		if tot == 0 {
+		if split == 0 {
 			return 0
 		}
-		return 100 * float64(d) / float64(tot)
+		return 100 * float64(d) / float64(split)
 	}
 	p("### Where go-loadbalancer's CPU goes (pprof of %s, wrk -c%d, %v)\n\n", pr.target, pr.conns, pr.duration)
 	p("%.0f rps; %.2f µs/req; user %.0f%% / kernel %.0f%% of the process's CPU (/proc utime vs stime). Profile: `%s`.\n\n",
