@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -301,19 +302,30 @@ pools:
 		})
 	}
 	// serving waits until b's backend is out of rotation (its health checks marked it
-	// down) or back in it (marked up, and its circuit breaker closed again).
+	// down) or back in it (marked up, and its circuit breaker closed again), as the
+	// process's log tells: polling its admin port would grow the heap the rounds compare.
 	serving := func(b *restartable, in bool) {
 		t.Helper()
-		labels := `{pool="web",backend="` + state.BackendID("web", b.addr, false) + `"}`
+		id := state.BackendID("web", b.addr, false)
 		what := "backend " + b.name + " out of rotation"
 		if in {
 			what = "backend " + b.name + " back in rotation"
 		}
 		testtool.WaitFor(t, 20*time.Second, what, func() bool {
-			if !in {
-				return p.metric(t, "lb_backend_up"+labels) == 0
+			up, closed := true, true // the last health and breaker changes logged for id
+			for _, l := range strings.Split(p.log(), "\n") {
+				var m map[string]any
+				if !strings.Contains(l, id) || json.Unmarshal([]byte(l), &m) != nil || m["backend"] != id {
+					continue
+				}
+				switch m["message"] {
+				case "backend health changed":
+					up = m["health"] == "up"
+				case "circuit breaker changed":
+					closed = m["to"] == "closed"
+				}
 			}
-			return p.metric(t, "lb_backend_up"+labels) == 1 && p.metric(t, "lb_breaker_state"+labels) == 0
+			return up == in && (closed || !in)
 		})
 	}
 	pause := func() usage {
