@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -297,5 +298,54 @@ func TestTunnelBackendCloseReachesClient(t *testing.T) {
 				return p.srv.Stats.Tunnels.Load() == 0 && p.px.tables.cur.Load().ups[0].tunnels.Load() == 0
 			})
 		})
+	}
+}
+
+// TestIdlePooledConnectionsMakeRoomForTunnels: pooled connections left idle after a burst
+// fill max_conns_per_backend but serve nobody; an upgrade closes them and gets its tunnel
+// — before, it got 503 until they had been idle for a minute.
+func TestIdlePooledConnectionsMakeRoomForTunnels(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var arrived sync.WaitGroup
+	arrived.Add(3)
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		if len(ctx.Request.Header.Peek("Upgrade")) > 0 {
+			wsEcho(ctx)
+			return
+		}
+		arrived.Done()
+		<-release // three requests in flight at once: three pooled connections
+		ctx.SetBodyString("ok")
+	})
+	p := startProxy(t, poolConfig(t, "    max_conns_per_backend: 3\n    retry: { attempts: 0 }\n", be.url))
+	var done sync.WaitGroup
+	for range 3 {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			if resp := p.get(t, "/burst"); resp.StatusCode() != 200 {
+				t.Errorf("a request of the burst: got %d; want 200", resp.StatusCode())
+			}
+		}()
+	}
+	arrived.Wait()
+	close(release)
+	done.Wait()
+	u := p.px.tables.cur.Load().ups[0]
+	if n := u.hc.ConnsCount(); n != 3 {
+		t.Fatalf("got %d pooled connections after the burst; want 3, idle", n)
+	}
+	if _, _, status := openTunnel(t, p.addr); !strings.HasPrefix(status, "HTTP/1.1 101") {
+		t.Fatalf("an upgrade while only idle pooled connections fill max_conns_per_backend: got %q; want 101", status)
+	}
+	// Tunnels in use still hold their places: with three open, a fourth is refused.
+	for i := range 2 {
+		if _, _, status := openTunnel(t, p.addr); !strings.HasPrefix(status, "HTTP/1.1 101") {
+			t.Fatalf("tunnel %d of 3: got %q; want 101", i+2, status)
+		}
+	}
+	if _, _, status := openTunnel(t, p.addr); !strings.HasPrefix(status, "HTTP/1.1 503") {
+		t.Fatalf("a 4th tunnel with max_conns_per_backend 3: got %q; want 503", status)
 	}
 }

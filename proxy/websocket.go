@@ -174,15 +174,19 @@ func abortTunnel(ctx *fasthttp.RequestCtx) {
 
 // acquireTunnel takes a place for a tunnel to u's backend under server.max_tunnels and
 // the backend's max_conns_per_backend (shared with its pooled connections), or reports
-// false.
+// false. Pooled connections left idle (after a burst, they stay a minute) give way: they
+// are closed rather than the tunnel refused.
 func (p *Proxy) acquireTunnel(u *upstream) bool {
 	if !p.takePlace() {
 		return false
 	}
 	if n := u.tunnels.Add(1); u.full(n) {
-		u.tunnels.Add(-1)
-		p.givePlace()
-		return false
+		u.hc.CloseIdleConnections() // slow path: the limit is reached
+		if u.full(n) {
+			u.tunnels.Add(-1)
+			p.givePlace()
+			return false
+		}
 	}
 	return true
 }
