@@ -28,7 +28,7 @@ func preflight(cfg *config.Config) config.Errors {
 			return // Validate reports a half pair
 		}
 		if _, err := os.Stat(key); err != nil {
-			fail(path+".key_file", fmt.Errorf("cannot read %q: %w", key, pathError(err)))
+			fail(path+".key_file", fmt.Errorf("cannot read %q: %w", key, config.PathErr(err)))
 			return
 		}
 		if _, err := tlsconf.LoadKeyPair(cert, key); err != nil {
@@ -79,12 +79,4 @@ func preflight(cfg *config.Config) config.Errors {
 		}
 	}
 	return errs
-}
-
-// pathError drops the "stat FILE:" of an *os.PathError, whose file the message names.
-func pathError(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
-		return pe.Err
-	}
-	return err
 }

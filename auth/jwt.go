@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"strings"
@@ -155,7 +154,7 @@ const MinHMACSecret = 32
 func LoadHMACSecret(file string) ([]byte, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %q: %w", file, pathErr(err))
+		return nil, fmt.Errorf("cannot read %q: %w", file, config.PathErr(err))
 	}
 	secret := []byte(strings.TrimSpace(string(b)))
 	if len(secret) < MinHMACSecret {
@@ -168,7 +167,7 @@ func LoadHMACSecret(file string) ([]byte, error) {
 func LoadJWKS(file string, algorithms []string) (*jose.JSONWebKeySet, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %q: %w", file, pathErr(err))
+		return nil, fmt.Errorf("cannot read %q: %w", file, config.PathErr(err))
 	}
 	set, err := ParseJWKS(b, algorithms)
 	if err != nil {
@@ -252,15 +251,6 @@ func FetchJWKS(ctx context.Context, client *http.Client, url string, algorithms 
 		return nil, fmt.Errorf("cannot use %q: %w", url, err)
 	}
 	return set, nil
-}
-
-// pathErr drops the "open FILE:" of an *fs.PathError, whose file the caller names.
-func pathErr(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 func (v *Verifier) fetch(ctx context.Context) error {

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"io/fs"
 	"strconv"
 	"strings"
 
@@ -95,4 +97,14 @@ func (c *Config) ErrorAt(path string, err error) Error {
 		return envError(name, msg)
 	}
 	return Error{File: c.File, Line: c.src.line(path), Path: path, Msg: msg}
+}
+
+// PathErr drops the "open FILE:" of an *fs.PathError, for messages about a file the
+// configuration names that say which file themselves.
+func PathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

@@ -233,27 +233,14 @@ func TestServerDrainEndsWhenNoConnectionIsLeft(t *testing.T) {
 	}
 	defer c.Close()
 	br := bufio.NewReader(c)
-	get := func() *http.Response {
-		t.Helper()
-		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp
-	}
-	get() // one kept-alive connection, idle when the stop begins
+	rawGet(t, c, br, "/") // one kept-alive connection, idle when the stop begins
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	stopped := make(chan error, 1)
 	go func() { stopped <- srv.Stop(ctx, time.Hour) }()
 	testtool.WaitFor(t, 5*time.Second, "draining", srv.draining.Load)
-	if resp := get(); !resp.Close {
+	if resp := rawGet(t, c, br, "/"); !resp.Close {
 		t.Fatal("a response during the drain grace does not say Connection: close")
 	}
 	c.Close()

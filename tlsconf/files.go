@@ -4,10 +4,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
+
+	"go-loadbalancer/config"
 )
 
 // LoadCertPool reads a PEM file of CA certificates. Every PEM block must be a certificate
@@ -17,7 +17,7 @@ import (
 func LoadCertPool(file string) (*x509.CertPool, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %q: %w", file, pathErr(err))
+		return nil, fmt.Errorf("cannot read %q: %w", file, config.PathErr(err))
 	}
 	pool := x509.NewCertPool()
 	n := 0
@@ -48,16 +48,7 @@ func LoadCertPool(file string) (*x509.CertPool, error) {
 func LoadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
-		return cert, fmt.Errorf("cannot load certificate %q with key %q: %w", certFile, keyFile, pathErr(err))
+		return cert, fmt.Errorf("cannot load certificate %q with key %q: %w", certFile, keyFile, config.PathErr(err))
 	}
 	return cert, nil
-}
-
-// pathErr drops the "open FILE:" of an *fs.PathError, whose file the caller names.
-func pathErr(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
