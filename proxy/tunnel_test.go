@@ -17,6 +17,7 @@ import (
 
 	"go-loadbalancer/internal/testtool"
 	"go-loadbalancer/state"
+	"go-loadbalancer/sticky"
 )
 
 // openTunnel sends a WebSocket upgrade to addr and returns the connection once the 101
@@ -348,4 +349,41 @@ func TestIdlePooledConnectionsMakeRoomForTunnels(t *testing.T) {
 	if _, _, status := openTunnel(t, p.addr); !strings.HasPrefix(status, "HTTP/1.1 503") {
 		t.Fatalf("a 4th tunnel with max_conns_per_backend 3: got %q; want 503", status)
 	}
+}
+
+// panickyPins is a session store whose Pin panics, as a bug in it would.
+type panickyPins struct{ sticky.Store }
+
+func (panickyPins) Pin([]byte, string, time.Duration) { panic("pin") }
+
+// TestPanicPinningTunnelClosesItsBackend: a panic while the 101 is being answered (pinning
+// the new sticky session) closes the backend connection the upgrade opened and gives its
+// places back — before, the places went back but the connection stayed open.
+func TestPanicPinningTunnelClosesItsBackend(t *testing.T) {
+	t.Parallel()
+	ended := make(chan struct{}) // the backend's side of the tunnel was closed
+	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		wsEcho(ctx)
+		ctx.Hijack(func(c net.Conn) {
+			_, _ = io.Copy(io.Discard, c)
+			close(ended)
+		})
+	})
+	p := startProxy(t, poolConfig(t, "sticky: { enabled: true, header: X-Session }\nserver: { max_tunnels: 4 }\n", be.url),
+		withSticky(panickyPins{newMemoryStore(t, sticky.Options{})}))
+	resp, _ := p.raw(t, "GET /chat HTTP/1.1\r\nHost: x\r\nX-Session: s1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	if !strings.HasPrefix(resp, "HTTP/1.1 500") {
+		t.Fatalf("got %q; want the panic's 500", resp)
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the backend connection of the failed upgrade is still open")
+	}
+	d := p.px.tables.cur.Load()
+	be0, u := d.table.Backends()[0], d.ups[0]
+	testtool.WaitFor(t, 5*time.Second, "the failed upgrade's places to come back", func() bool {
+		return p.srv.Stats.Tunnels.Load() == 0 && u.tunnels.Load() == 0 && be0.Stats.Inflight.Load() == 0
+	})
 }

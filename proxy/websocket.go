@@ -114,16 +114,19 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, 
 		resp.SetConnectionClose()
 		return
 	}
-	// Upgraded. The 101 goes to the client as parsed, then whatever the backend already
-	// sent after it, then the raw streams.
+	// Upgraded: heldTunnel owns the connection and the places from here, so a panic in
+	// answered or after it (contain calls abortTunnel) gives them back too.
+	b.Stats.Inflight.Add(1)
+	ht := &heldTunnel{p: p, u: u, b: b, conn: conn}
+	ctx.SetUserValue(heldTunnelKey{}, ht) // for abortTunnel
+	held = false
+	// The 101 goes to the client as parsed, then whatever the backend already sent after
+	// it, then the raw streams.
 	answered()
 	head := append([]byte(nil), resp.Header.Header()...)
 	early, _ := br.Peek(br.Buffered())
 	head = append(head, early...)
 	_ = conn.SetDeadline(time.Time{})
-	b.Stats.Inflight.Add(1)
-	ht := &heldTunnel{p: p, u: u, b: b, conn: conn}
-	ctx.SetUserValue(heldTunnelKey{}, ht) // for abortTunnel
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(hc net.Conn) {
 		// fasthttp runs this in a goroutine of its own, outside the handler's recovery.
@@ -138,10 +141,9 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, 
 		}
 		pipe(client, conn, idle)
 	})
-	held = false
 }
 
-// heldTunnel is what an upgraded tunnel holds from the handler's return until its hijack
+// heldTunnel is what an upgraded tunnel holds from the backend's 101 until its hijack
 // handler runs: the backend connection, the backend's in-flight count, and its places
 // (acquireTunnel). Whoever claims it first gives them back: the hijack handler when the
 // tunnel ends, or abortTunnel when a panic cancelled the hijack.
