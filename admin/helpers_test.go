@@ -182,17 +182,6 @@ func needTool(t testing.TB, name, pkg string) string {
 	return testtool.Need(t, name, pkg)
 }
 
-// freePort returns a loopback address that was free a moment ago.
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // TestMain runs up to 8 tests at once (testtool.Main): they wait on loopback sockets, the
 // metrics sampler's ticks and child processes (Prometheus, promtool, Chromium).
 func TestMain(m *testing.M) { os.Exit(testtool.Main(m, 8)) }

@@ -8,9 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"go-loadbalancer/internal/testtool"
 )
 
 // TestPromtoolChecksExposition runs `promtool check metrics` on a live /prometheus with
@@ -46,7 +49,7 @@ func TestPrometheusScrapes(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(testtool.ServicePort(t))
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--log.level=warn")

@@ -13,7 +13,6 @@ package testconsul
 import (
 	"bytes"
 	"io"
-	"net"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -61,7 +60,7 @@ func New(t testing.TB, opts ...Option) *Agent {
 		o(a)
 	}
 	for i := range a.ports {
-		a.ports[i] = freePort(t)
+		a.ports[i] = testtool.ServicePort(t)
 	}
 	cfg := api.DefaultNonPooledConfig()
 	cfg.Address = a.Addr()
@@ -262,24 +261,4 @@ func (a *Agent) Log() string {
 		return ""
 	}
 	return strings.TrimSpace(a.out.String())
-}
-
-// freePort returns a loopback port nothing listens on now, for TCP and UDP (Serf uses both).
-func freePort(t testing.TB) int {
-	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("cannot listen: %v", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free loopback port for both TCP and UDP")
-	return 0
 }

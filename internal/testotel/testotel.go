@@ -46,7 +46,7 @@ func Start(t testing.TB) *Collector {
 	t.Helper()
 	bin := testtool.Built(t, "otelcol-"+Version+"/otelcol-golb", "otelcol")
 	dir := t.TempDir()
-	c := &Collector{t: t, httpPort: freePort(t), grpcPort: freePort(t), spansFile: filepath.Join(dir, "spans.pb"),
+	c := &Collector{t: t, httpPort: testtool.ServicePort(t), grpcPort: testtool.ServicePort(t), spansFile: filepath.Join(dir, "spans.pb"),
 		out: &logbuf.Buffer{}}
 	// format proto: each export is one ExportTraceServiceRequest-compatible TracesData,
 	// preceded by its length (4 bytes, big endian). Internal metrics are off, so that the
@@ -140,14 +140,3 @@ func (c *Collector) WaitSpans(n int, d time.Duration) []otlptest.Span {
 
 // Log returns what the collector printed (warnings and errors).
 func (c *Collector) Log() string { return strings.TrimSpace(c.out.String()) }
-
-// freePort returns a loopback port nothing listens on now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("cannot listen: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}

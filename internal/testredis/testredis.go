@@ -50,7 +50,7 @@ func Need(t testing.TB) string {
 func New(t testing.TB) *Server {
 	t.Helper()
 	Need(t)
-	s := &Server{t: t, port: freePort(t), dir: t.TempDir()}
+	s := &Server{t: t, port: testtool.ServicePort(t), dir: t.TempDir()}
 	t.Cleanup(func() {
 		s.mu.Lock()
 		c := s.client
@@ -209,16 +209,4 @@ func (s *Server) Get(key string) (string, bool) {
 		s.t.Fatalf("cannot GET %q from %s: %v", key, s.Addr(), err)
 	}
 	return v, true
-}
-
-// freePort returns a loopback port nothing listens on now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("cannot listen: %v", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	return port
 }

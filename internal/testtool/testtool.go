@@ -4,16 +4,20 @@
 // fails it under CI=true: a suite that silently skips its real-parts tests in CI would
 // pass without testing anything, so CI must install them (scripts/install-deps.sh).
 //
-// It also holds the small helpers several packages' tests share: Main, WaitFor, and keys
-// and signed tokens for JWT tests, a self-signed certificate for TLS tests.
+// It also holds the small helpers several packages' tests share: Main, ServicePort,
+// WaitFor, and keys and signed tokens for JWT tests, a self-signed certificate for TLS tests.
 package testtool
 
 import (
 	"flag"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -89,4 +93,56 @@ func Main(m *testing.M, n int) int {
 		}
 	}
 	return m.Run()
+}
+
+// Service ports are picked in [servicePortLow, the ephemeral range's start): tester.sh's
+// fixed ports are below servicePortLow.
+const servicePortLow = 29000
+
+var (
+	servicePortMu   sync.Mutex
+	servicePortUsed = map[int]bool{}
+)
+
+// ServicePort returns a loopback port for a server a test starts as a child process (Redis,
+// Consul), possibly more than once on the same port: free now for TCP and UDP, never
+// returned before in this process, and below Linux's ephemeral range, so that no
+// connection's local port or listener on port 0 (the parallel tests make thousands) takes
+// it while the server is down between a kill and a restart.
+func ServicePort(t testing.TB) int {
+	t.Helper()
+	high := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				high = n
+			}
+		}
+	}
+	if high-servicePortLow < 1000 {
+		t.Fatalf("the ephemeral port range starts at %d: too few ports below it from %d", high, servicePortLow)
+	}
+	servicePortMu.Lock()
+	defer servicePortMu.Unlock()
+	for range 1000 {
+		port := servicePortLow + rand.IntN(high-servicePortLow)
+		if servicePortUsed[port] {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		servicePortUsed[port] = true
+		return port
+	}
+	t.Fatalf("no free loopback port in [%d, %d)", servicePortLow, high)
+	return 0
 }
