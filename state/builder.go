@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -49,12 +50,8 @@ type Builder struct {
 	poolStats map[string]*PoolStats
 	geoip     geoip.Cache
 	upstreams map[string]Upstream
-	drained   map[string]bool
-	weights   map[string]int
-	down      map[string]bool
-	found     map[string][]config.Backend // discovered backends, by pool
-	standby   map[string]int              // standby backends brought in, by pool
-	now       func() time.Time
+	overrides
+	now func() time.Time
 
 	subs subscribers // OnSwap's; under their own lock (notify.go)
 }
@@ -72,12 +69,14 @@ func NewBuilder(s *Store, h Hooks) *Builder {
 		stats:     map[string]*Stats{},
 		poolStats: map[string]*PoolStats{},
 		upstreams: map[string]Upstream{},
-		drained:   map[string]bool{},
-		weights:   map[string]int{},
-		down:      map[string]bool{},
-		found:     map[string][]config.Backend{},
-		standby:   map[string]int{},
-		now:       time.Now,
+		overrides: overrides{
+			drained: map[string]bool{},
+			weights: map[string]int{},
+			down:    map[string]bool{},
+			found:   map[string][]config.Backend{},
+			standby: map[string]int{},
+		},
+		now: time.Now,
 	}
 }
 
@@ -199,7 +198,8 @@ func (b *Builder) override(id string, set func()) (*Table, error) {
 
 // change is every change: under the builder's lock, set records the change and returns
 // the config to build from (or an error, having changed nothing), and the table is built
-// and published; then, with the lock released, the clients no table has are closed and
+// and published; if the build fails the recorded change is undone, so a refused change
+// changes nothing. Then, with the lock released, the clients no table has are closed and
 // the subscribers are told.
 func (b *Builder) change(set func() (*config.Config, error)) (*Table, error) {
 	t, unused, err := b.locked(set)
@@ -215,11 +215,37 @@ func (b *Builder) change(set func() (*config.Config, error)) (*Table, error) {
 func (b *Builder) locked(set func() (*config.Config, error)) (*Table, []Upstream, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	saved := b.saveOverrides()
 	cfg, err := set()
 	if err != nil {
 		return nil, nil, err
 	}
-	return b.rebuild(cfg)
+	t, unused, err := b.rebuild(cfg)
+	if err != nil {
+		b.overrides = saved
+	}
+	return t, unused, err
+}
+
+// overrides is what the change methods record, kept between builds.
+type overrides struct {
+	drained map[string]bool
+	weights map[string]int
+	down    map[string]bool
+	found   map[string][]config.Backend // discovered backends, by pool
+	standby map[string]int              // standby backends brought in, by pool
+}
+
+// saveOverrides returns a copy of b's overrides, to put back if a change's build fails.
+// The slices in found are shared: SetDiscovered replaces them, never changes them.
+func (b *Builder) saveOverrides() overrides {
+	return overrides{
+		drained: maps.Clone(b.drained),
+		weights: maps.Clone(b.weights),
+		down:    maps.Clone(b.down),
+		found:   maps.Clone(b.found),
+		standby: maps.Clone(b.standby),
+	}
 }
 
 // build is one table in the making.

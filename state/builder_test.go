@@ -81,3 +81,69 @@ func TestBuilderClosesUpstreamsNoTableHas(t *testing.T) {
 		t.Fatalf("published versions %v; want %v (the failed build publishes nothing)", published, want)
 	}
 }
+
+// A change whose build fails changes nothing: the override it asked for is not kept, so
+// neither a later change nor a reload publishes it (an operator told "error" never sees
+// the weight or drain applied later).
+func TestBuilderFailedChangeLeavesNoOverride(t *testing.T) {
+	failUpstream := false
+	b := NewBuilder(nil, Hooks{
+		Upstream: func(b *Backend, _ *config.Pool, prev Upstream) (Upstream, error) {
+			if failUpstream {
+				return nil, errors.New("upstream_tls unreadable")
+			}
+			if prev != nil {
+				return prev, nil
+			}
+			return &countedUpstream{id: b.ID}, nil
+		},
+	})
+	cfg := webConfig(t, 1, 1)
+	cfg.Pools[0].Standby = []config.Backend{{URL: "http://127.0.0.1:9", Weight: 1}}
+	t1, err := b.Apply(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, c := t1.Backends()[0].ID, t1.Backends()[1].ID
+	failUpstream = true
+	for name, change := range map[string]func() (*Table, error){
+		"SetWeight":     func() (*Table, error) { return b.SetWeight(a, 7) },
+		"Drain":         func() (*Table, error) { return b.Drain(a) },
+		"SetHealthy":    func() (*Table, error) { return b.SetHealthy(a, false) },
+		"SetDiscovered": func() (*Table, error) { return b.SetDiscovered("web", []config.Backend{{URL: "http://127.0.0.1:8"}}) },
+		"SetStandby":    func() (*Table, error) { return b.SetStandby("web", 1) },
+	} {
+		if tb, err := change(); err == nil || tb != nil {
+			t.Fatalf("%s with a failing Upstream hook: got table %v, err %v; want an error", name, tb, err)
+		}
+	}
+	if got := b.Store.Load(); got != t1 {
+		t.Fatalf("the failed changes published version %d; want the running table kept", got.Version)
+	}
+	if n := b.Standby("web"); n != 0 {
+		t.Fatalf("Standby after a failed SetStandby: %d; want 0", n)
+	}
+	failUpstream = false
+	check := func(tb *Table, after string) {
+		t.Helper()
+		if bs := tb.Backends(); len(bs) != 2 {
+			t.Fatalf("after %s: %d backends; want the 2 configured (no discovered or standby one)", after, len(bs))
+		}
+		if be := tb.Backend(a); be.Weight != 1 || be.Drained || !be.Healthy {
+			t.Fatalf("after %s: %s has weight %d, drained %v, healthy %v; want 1, false, true (the failed changes)", after, a, be.Weight, be.Drained, be.Healthy)
+		}
+	}
+	t2, err := b.SetWeight(c, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t2, "a later change")
+	if t2.Backend(c).Weight != 5 {
+		t.Fatalf("the change that succeeded set weight %d; want 5", t2.Backend(c).Weight)
+	}
+	t3, err := b.Apply(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t3, "a reload")
+}
