@@ -360,7 +360,9 @@ func removeConnectionTokens(h *fasthttp.RequestHeader, upgrade bool) {
 	}
 }
 
-func removeHopByHop(h *fasthttp.RequestHeader, upgrade bool) {
+// removeHopByHop deletes the hop-by-hop fields of a request or response, every Proxy-* one
+// included; for an upgrade, Connection and Upgrade stay.
+func removeHopByHop(h hopHeaders, upgrade bool) {
 	for _, name := range hopByHop {
 		if upgrade && (name == "Connection" || name == "Upgrade") {
 			continue
@@ -394,6 +396,12 @@ func removeUnderscoreHeaders(h *fasthttp.RequestHeader) {
 type headerSet interface {
 	VisitAll(f func(k, v []byte))
 	DelBytes(k []byte)
+}
+
+// hopHeaders is what removeHopByHop needs of a request or response header.
+type hopHeaders interface {
+	headerSet
+	Del(k string)
 }
 
 // removeProxyHeaders deletes every Proxy-* header. Slow path: it allocates, and runs only
@@ -454,17 +462,33 @@ func cleanResponse(resp *fasthttp.Response) {
 	if !found {
 		return
 	}
-	// Slow path.
+	removeResponseHopByHop(h, false) // slow path
+}
+
+// cleanSwitch is cleanResponse for a backend's 101 to a WebSocket upgrade: the same
+// hop-by-hop fields go, but Upgrade stays and Connection is exactly Upgrade (RFC 9110
+// §7.8: a 101 that switches protocols carries them), so the client can switch.
+func cleanSwitch(resp *fasthttp.Response) {
+	h := &resp.Header
+	h.ResetConnectionClose()
+	removeResponseHopByHop(h, true)
+	h.SetCanonical(hConnection, hUpgrade)
+}
+
+// removeResponseHopByHop deletes the fields a response's Connection names and the other
+// hop-by-hop fields (RFC 9110 §7.6.1); for an upgrade, Connection and Upgrade stay.
+func removeResponseHopByHop(h *fasthttp.ResponseHeader, upgrade bool) {
 	if conn := h.PeekBytes(hConnection); len(conn) > 0 {
 		sc := getScratch()
 		sc.b = append(sc.b[:0], conn...)
-		forEachToken(sc.b, func(tok []byte) { h.DelBytes(tok) })
+		forEachToken(sc.b, func(tok []byte) {
+			if !upgrade || !eqFold(tok, "upgrade") {
+				h.DelBytes(tok)
+			}
+		})
 		putScratch(sc)
 	}
-	for _, name := range hopByHop {
-		h.Del(name)
-	}
-	removeProxyHeaders(h)
+	removeHopByHop(h, upgrade)
 }
 
 func isWebSocket(req *fasthttp.Request) bool {

@@ -52,6 +52,21 @@ func openTunnelPath(t *testing.T, addr, path string) (net.Conn, *bufio.Reader, s
 	return c, r, strings.TrimSpace(status)
 }
 
+// upgradeOn sends a WebSocket upgrade on c (each read and write within 5 s from now) and
+// returns the 101 and the reader of what follows it; any other answer fails t.
+func upgradeOn(t *testing.T, c net.Conn) (*http.Response, *bufio.Reader) {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	r := bufio.NewReader(c)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v; want 101", resp, err)
+	}
+	return resp, r
+}
+
 // TestTunnelsCountAgainstBackendLimit: WebSocket tunnels hold the backend's
 // max_conns_per_backend places (30 could be opened with a limit of 10 before): a tunnel
 // over the limit gets 503, and so does a plain request while tunnels fill the limit; a
@@ -282,14 +297,7 @@ func TestTunnelBackendCloseReachesClient(t *testing.T) {
 			if tc.tls != nil {
 				c = tls.Client(c, tc.tls)
 			}
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			io.WriteString(c, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-			r := bufio.NewReader(c)
-			resp, err := http.ReadResponse(r, nil)
-			if err != nil || resp.StatusCode != 101 {
-				t.Fatalf("upgrade: %v %v; want 101", resp, err)
-			}
+			_, r := upgradeOn(t, c)
 			b, err := io.ReadAll(r)
 			if err != nil || string(b) != "bye" {
 				t.Fatalf("got %q, then %v; want \"bye\", then EOF: the backend's close did not reach the client", b, err)
@@ -386,4 +394,50 @@ func TestPanicPinningTunnelClosesItsBackend(t *testing.T) {
 	testtool.WaitFor(t, 5*time.Second, "the failed upgrade's places to come back", func() bool {
 		return p.srv.Stats.Tunnels.Load() == 0 && u.tunnels.Load() == 0 && be0.Stats.Inflight.Load() == 0
 	})
+}
+
+// TestUpgrade101HopByHop: the backend's 101 reaches the client cleaned like any response
+// (RFC 9110 §7.6.1) — fields its Connection names and the other hop-by-hop fields dropped —
+// but with Connection: Upgrade, Upgrade and the WebSocket fields the switch needs (RFC
+// 9110 §7.8), and the tunnel then carries bytes both ways. Before, the 101 went out as
+// the backend wrote it.
+func TestUpgrade101HopByHop(t *testing.T) {
+	t.Parallel()
+	be := startRawBackend(t, "", func(r *backendRequest, c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"+
+			"Connection: Upgrade, X-Secret-Hop\r\nX-Secret-Hop: 1\r\nKeep-Alive: timeout=5\r\n"+
+			"Proxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: X-T\r\nX-End: kept\r\n"+
+			"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n\r\n")
+		_, _ = io.Copy(c, c) // the tunnel: echo until the client ends it
+	})
+	px := startProxy(t, parseConfig(t, rawPoolConfig(t, be.addr, "")))
+	c, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	resp, r := upgradeOn(t, c)
+	h := resp.Header
+	for name, want := range map[string]string{
+		"Upgrade": "websocket", "Connection": "Upgrade", "X-End": "kept",
+		"Sec-Websocket-Accept": "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "Sec-Websocket-Protocol": "chat",
+	} {
+		if got := h.Values(name); len(got) != 1 || got[0] != want {
+			t.Errorf("%s: %q; want %q", name, got, want)
+		}
+	}
+	for _, name := range []string{"X-Secret-Hop", "Keep-Alive", "Proxy-Connection", "Te", "Trailer"} {
+		if got, ok := h[name]; ok {
+			t.Errorf("hop-by-hop %s: %q relayed; want it dropped", name, got)
+		}
+	}
+	for _, msg := range []string{"ping", "pong"} {
+		if _, err := io.WriteString(c, msg); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(r, buf); err != nil || string(buf) != msg {
+			t.Fatalf("through the tunnel: got %q, %v; want %q echoed", buf, err, msg)
+		}
+	}
 }

@@ -120,8 +120,9 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, 
 	ht := &heldTunnel{p: p, u: u, b: b, conn: conn}
 	ctx.SetUserValue(heldTunnelKey{}, ht) // for abortTunnel
 	held = false
-	// The 101 goes to the client as parsed, then whatever the backend already sent after
-	// it, then the raw streams.
+	// The 101 goes to the client as parsed and cleaned like any response, then whatever
+	// the backend already sent after it, then the raw streams.
+	cleanSwitch(resp)
 	answered()
 	head := append([]byte(nil), resp.Header.Header()...)
 	early, _ := br.Peek(br.Buffered())
