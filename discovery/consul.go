@@ -167,7 +167,7 @@ func (c *Consul) sync(t *state.Table) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		w := &consulWatch{c: c, pool: pool, q: q, ctx: ctx, cancel: cancel,
+		w := &consulWatch{c: c, pool: pool, q: q, ctx: ctx, cancel: cancel, done: make(chan struct{}),
 			log: c.opts.Log.With().Str("pool", pool).Str("consul_service", q.service).Str("consul_tag", q.tag).Logger()}
 		c.watches[pool] = w
 		c.wg.Add(1)
@@ -199,6 +199,7 @@ type consulWatch struct {
 	q      consulQuery
 	ctx    context.Context // cancelled when the watcher is replaced or stopped
 	cancel context.CancelFunc
+	done   chan struct{} // closed when run has returned
 	log    zerolog.Logger
 
 	last    []config.Backend // the set applied last, sorted
@@ -207,6 +208,7 @@ type consulWatch struct {
 
 func (w *consulWatch) run() {
 	defer w.c.wg.Done()
+	defer close(w.done)
 	var (
 		index    uint64 // WaitIndex of the next query
 		failures int    // failed attempts in a row

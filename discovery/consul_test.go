@@ -257,7 +257,7 @@ func TestConsulFollowsReloads(t *testing.T) {
 	fake := startFakeConsul(t)
 	fake.set("web", fakeInstance{Node: "n1", NodeAddress: "10.0.0.1", ID: "web-1", Port: 8080, Tags: []string{"blue"}})
 	fake.set("web2", fakeInstance{Node: "n2", NodeAddress: "10.0.0.2", ID: "web2-1", Port: 8080, Tags: []string{"green"}})
-	b, _, _ := startConsul(t, fake, consulConfig(t, webPool), state.Hooks{})
+	b, c, _ := startConsul(t, fake, consulConfig(t, webPool), state.Hooks{})
 	waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.1:8080/1/")
 
 	// Another service: the watcher restarts on it.
@@ -275,11 +275,23 @@ func TestConsulFollowsReloads(t *testing.T) {
 	}
 	waitMembers(t, b, "web", "http://127.0.0.1:1/1/ http://10.0.0.2:8080/1/")
 	// Discovery switched off: the discovered backends leave with it.
+	c.mu.Lock()
+	last := c.watches["web"]
+	c.mu.Unlock()
+	if last == nil {
+		t.Fatal("no watcher for the pool while it has discovery on")
+	}
 	if _, err := b.Apply(consulConfig(t, "  - name: web\n    backends: [{url: \"http://127.0.0.1:1\"}]\n")); err != nil {
 		t.Fatal(err)
 	}
 	waitMembers(t, b, "web", "http://127.0.0.1:1/1/")
-	// ... and stay out: no watcher is left for the pool.
+	// ... and stay out: no watcher is left for the pool. The last one is cancelled at the
+	// swap but may still have a query on the wire: wait for it to end first.
+	select {
+	case <-last.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pool's watcher did not end after discovery was switched off")
+	}
 	from := len(fake.seen())
 	fake.set("web2", fakeInstance{Node: "n3", NodeAddress: "10.0.0.3", ID: "web2-3", Port: 8080, Tags: []string{"green"}})
 	time.Sleep(50 * time.Millisecond) // an absence: give a stray watcher a chance to show
