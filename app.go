@@ -228,8 +228,10 @@ func (a *app) listen(cfg *config.Config) error {
 	return nil
 }
 
-// run serves both listeners until SIGTERM or SIGINT, then shuts down; SIGHUP reloads. It
-// returns a listener's error, or nil after a shutdown.
+// run serves both listeners until SIGTERM or SIGINT, then shuts down; SIGHUP reloads. If
+// either server stops serving, run shuts the other down too, as SIGTERM would, and returns
+// that server's error: close must not release what requests in flight still use. It
+// returns nil after a shutdown by signal.
 func (a *app) run() error {
 	// Signals are caught before anything is announced, so a SIGHUP sent as soon as the
 	// process says it serves reloads it instead of killing it.
@@ -244,11 +246,15 @@ func (a *app) run() error {
 		}
 		// Accept retries and connection limits at the bottom, lingering close under TLS and
 		// counting, bare-LF heads refused above them.
-		errc <- a.srv.Serve(proxy.HeadScanner(a.conns.Listener(proxy.Listener(a.srv.Listener(a.ln)), a.tlsConf)))
+		err := a.srv.Serve(proxy.HeadScanner(a.conns.Listener(proxy.Listener(a.srv.Listener(a.ln)), a.tlsConf)))
+		if err == nil { // fasthttp's Serve returns nil once its listener is closed
+			err = errors.New("listener closed")
+		}
+		errc <- fmt.Errorf("data plane: %w", err)
 	}()
 	go func() {
 		if err := a.adminSrv.Serve(a.adminLn); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
+			errc <- fmt.Errorf("admin server: %w", err)
 		}
 	}()
 	t := a.builder.Store.Load()
@@ -258,6 +264,8 @@ func (a *app) run() error {
 	for {
 		select {
 		case err := <-errc:
+			a.log.Error().Err(err).Msg("a server stopped serving: shutting down")
+			a.shutdown()
 			return err
 		case s := <-sigs:
 			if s == syscall.SIGHUP {

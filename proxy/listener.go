@@ -53,9 +53,15 @@ type listener struct {
 }
 
 // Close closes the listener once; Stop closes it before fasthttp's ShutdownWithContext
-// does again, which must not see an error.
+// does again, which must not see an error. A listener already closed from under the
+// server (its Serve then returned) is closed too, not an error: else the shutdown that
+// follows logs a timeout that did not happen.
 func (l *listener) Close() error {
-	l.closeOnce.Do(func() { l.closeErr = l.Listener.Close() })
+	l.closeOnce.Do(func() {
+		if err := l.Listener.Close(); !errors.Is(err, net.ErrClosed) {
+			l.closeErr = err
+		}
+	})
 	return l.closeErr
 }
 
