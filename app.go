@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -120,7 +121,7 @@ func (a *app) buildState(cfg *config.Config, start time.Time) error {
 	if _, err := a.builder.Apply(cfg); err != nil {
 		return err
 	}
-	logIgnoredRoutes(cfg, a.log)
+	logConfigWarnings(cfg, a.log)
 	return nil
 }
 
@@ -325,7 +326,7 @@ func (a *app) reload() error {
 	if a.tracer != nil {
 		a.tracer.SetSampleRatio(next.Tracing.SampleRatio)
 	}
-	logIgnoredRoutes(next, log)
+	logConfigWarnings(next, log)
 	// The outcome line is the last a reload writes: whoever waits for it (an operator's
 	// script, the tests) then has every line the reload said.
 	log.Info().Uint64("table", nt.Version).Int("backends", len(nt.Backends())).Msg("configuration reloaded")
@@ -351,11 +352,17 @@ func (a *app) shutdown() {
 	a.log.Info().Msg("stopped")
 }
 
-// logIgnoredRoutes says, at start and after each reload, that TRAFFIC_POLICIES_ENABLED=false
-// leaves the config's routes unused.
-func logIgnoredRoutes(cfg *config.Config, log zerolog.Logger) {
+// logConfigWarnings says, at start and after each reload, what in a valid config does not
+// do what it seems to: TRAFFIC_POLICIES_ENABLED=false leaves the routes unused, and a rate
+// limit keyed by a forwarding header is keyed by what the client wrote.
+func logConfigWarnings(cfg *config.Config, log zerolog.Logger) {
 	if cfg.Env.TrafficPoliciesOff {
 		log.Warn().Int("routes", len(cfg.Routes)).Msg("TRAFFIC_POLICIES_ENABLED=false: routes are ignored; every request goes to the first pool")
+	}
+	if name, ok := strings.CutPrefix(cfg.RateLimit.Key, "header:"); ok && cfg.RateLimit.Enabled &&
+		(strings.EqualFold(name, "X-Forwarded-For") || strings.EqualFold(name, "Forwarded")) {
+		log.Warn().Str("key", cfg.RateLimit.Key).Msg("rate_limit.key: from a trusted proxy the key is the whole " + name +
+			" value as received, whose left entries the client writes, so a client can get a fresh bucket per request; use key: ip (the client address, resolved through server.trusted_proxies)")
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,5 +94,42 @@ func waitOK(t *testing.T, url string) {
 			t.Fatalf("%s: %v", url, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRateLimitKeyedByForwardedForWarns: behind a trusted proxy, rate_limit.key
+// header:X-Forwarded-For is the whole received list, so a client that varies its own
+// left-hand entries gets a fresh bucket each time; the process warns at start (and on each
+// reload that keeps it), and key: ip limits that client whatever it writes.
+func TestRateLimitKeyedByForwardedForWarns(t *testing.T) {
+	t.Parallel()
+	b, _ := backend(t, "a", 0)
+	path := filepath.Join(t.TempDir(), "lb.yaml")
+	conf := func(key string) string {
+		return "listen: \"127.0.0.1:0\"\nadmin: { listen: \"127.0.0.1:0\" }\nserver: { trusted_proxies: [127.0.0.1/32] }\n" +
+			"pools: [ { name: web, backends: [ { url: \"" + b + "\" } ] } ]\n" +
+			"rate_limit: { enabled: true, rate: 0.001, burst: 1, key: \"" + key + "\" }\n"
+	}
+	const warning = "from a trusted proxy the key is the whole X-Forwarded-For value"
+	writeFile(t, path, []byte(conf("header:X-Forwarded-For")))
+	p := start(t, "-config", path)
+	p.waitLog(t, warning)
+	codes := func() []int {
+		var got []int
+		for _, spoof := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"} {
+			code, _ := httpGet(t, "http://"+p.addr+"/", "X-Forwarded-For", spoof+", 192.0.2.7")
+			got = append(got, code)
+		}
+		return got
+	}
+	if got := codes(); !slices.Equal(got, []int{200, 200, 200}) {
+		t.Fatalf("key header:X-Forwarded-For, burst 1, three spoofed left entries: got %v; want every one through (what the warning says)", got)
+	}
+	p.reloadWith(t, path, conf("ip"))
+	if got := codes(); !slices.Equal(got, []int{200, 429, 429}) {
+		t.Fatalf("key ip, burst 1, one client 192.0.2.7 behind the trusted proxy: got %v; want [200 429 429]", got)
+	}
+	if n := strings.Count(p.log(), warning); n != 1 {
+		t.Errorf("warning logged %d times; want once (at start, not after the reload to key: ip)", n)
 	}
 }
