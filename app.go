@@ -295,9 +295,11 @@ func (a *app) reload() error {
 		log.Error().Str("file", a.f.config).Str("errors", err.Error()).Msg("reload rejected; the running configuration keeps serving")
 		return err
 	}
-	for _, key := range restartChanges(a.builder.Store.Load().Config, next) {
+	running := a.builder.Store.Load().Config
+	for _, key := range restartChanges(running, next) {
 		log.Warn().Str("setting", key).Msg(key + " changed: restart to apply")
 	}
+	keepRunning(running, next)
 	// The JWT verifier is built again on every reload, so a key removed from the JWKS
 	// file (or URL) stops being accepted without a restart.
 	verifier, err := newVerifier(next, log)

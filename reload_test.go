@@ -332,15 +332,18 @@ func TestReloadAppliesLogSettings(t *testing.T) {
 		t.Fatalf("got %d restart warnings; want 1 (server.read_timeout)\n%s", n, p.log())
 	}
 
-	// Back to info (read_timeout back to its default: warned again). Reloads are handled
-	// one after another, so exactly one "configuration reloaded" more means the reload at
-	// warn wrote none.
+	// Back to info, read_timeout back to the running value (no warning) and sticky off
+	// (warned, not applied: cookies are still set). Reloads are handled one after another,
+	// so exactly one "configuration reloaded" more means the reload at warn wrote none.
 	p.reloadWith(t, cfg, conf("log: { level: info }\n"))
 	if got := p.count(`"configuration reloaded"`); got != before+1 {
 		t.Fatalf("got %d \"configuration reloaded\" lines after a reload at warn and one at info; want %d\n%s", got, before+1, p.log())
 	}
-	if n := p.count("restart to apply"); n != 3 {
-		t.Fatalf("got %d restart warnings; want 3 (server.read_timeout, sticky.enabled)\n%s", n, p.log())
+	if n := p.count("restart to apply"); n != 2 || p.count(`"sticky.enabled changed: restart to apply"`) != 1 {
+		t.Fatalf("got %d restart warnings; want 2 (server.read_timeout, then sticky.enabled)\n%s", n, p.log())
+	}
+	if age := cookieMaxAge("/still"); age == "" {
+		t.Fatal("sticky.enabled false was reported as restart-only, yet the reload turned sticky sessions off")
 	}
 }
 

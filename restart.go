@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"reflect"
 	"slices"
 	"strings"
@@ -40,52 +41,72 @@ var reloadable = []string{
 }
 
 // envFields are the restart-only environment variables and where ApplyEnv puts them.
-var envFields = map[string]func(*config.Config) any{
-	"REDIS_ENABLED":  func(c *config.Config) any { return c.Env.RedisEnabled },
-	"CONSUL_ENABLED": func(c *config.Config) any { return c.Env.ConsulEnabled },
-	"CONSUL_ADDR":    func(c *config.Config) any { return c.Env.ConsulAddr },
+var envFields = map[string]func(*config.Config) reflect.Value{
+	"REDIS_ENABLED":  func(c *config.Config) reflect.Value { return reflect.ValueOf(&c.Env.RedisEnabled).Elem() },
+	"CONSUL_ENABLED": func(c *config.Config) reflect.Value { return reflect.ValueOf(&c.Env.ConsulEnabled).Elem() },
+	"CONSUL_ADDR":    func(c *config.Config) reflect.Value { return reflect.ValueOf(&c.Env.ConsulAddr).Elem() },
 	// The secret in use, from the variable or else the file.
-	"STICKY_SECRET":          func(c *config.Config) any { return string(c.Sticky.Secret) },
-	"STICKY_PREVIOUS_SECRET": func(c *config.Config) any { return string(c.Sticky.PreviousSecret) },
+	"STICKY_SECRET":          func(c *config.Config) reflect.Value { return reflect.ValueOf(&c.Sticky.Secret).Elem() },
+	"STICKY_PREVIOUS_SECRET": func(c *config.Config) reflect.Value { return reflect.ValueOf(&c.Sticky.PreviousSecret).Elem() },
 }
 
 // restartChanges returns the restart-only keys whose value differs between old and next,
 // in restartOnly's order.
 func restartChanges(old, next *config.Config) []string {
 	var changed []string
-	for _, key := range restartOnly {
-		if f, ok := envFields[key]; ok {
-			if f(old) != f(next) {
-				changed = append(changed, key)
-			}
-			continue
-		}
-		a, b := settingValue(old, key), settingValue(next, key)
-		if a.Kind() == reflect.Struct {
-			t := a.Type()
-			for i := range t.NumField() {
-				name := yamlName(t.Field(i))
-				sub := key + "." + name
-				if name == "" || slices.Contains(reloadable, sub) {
-					continue
-				}
-				if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
-					changed = append(changed, sub)
-				}
-			}
-			continue
-		}
-		if !reflect.DeepEqual(a.Interface(), b.Interface()) {
+	eachRestartOnly(old, next, func(key string, a, b reflect.Value) {
+		if !sameValue(a, b) {
 			changed = append(changed, key)
 		}
-	}
+	})
 	return changed
 }
 
-// settingValue returns the value at a key path such as "tls.cert_file" (yaml names).
+// keepRunning sets each restart-only setting of next to its value in old, the running
+// config, so that the table built from next says what the process runs with: the proxy
+// reads server.read_timeout, server.write_timeout, sticky.enabled and tls.client_ca_file
+// from the table, and a reload must not apply them halfway.
+func keepRunning(old, next *config.Config) {
+	eachRestartOnly(old, next, func(_ string, a, b reflect.Value) { b.Set(a) })
+}
+
+// eachRestartOnly calls f with each restart-only key (a section's keys one by one, but
+// the reloadable ones) and its value in old and in next (settable).
+func eachRestartOnly(old, next *config.Config, f func(key string, a, b reflect.Value)) {
+	for _, key := range restartOnly {
+		if field, ok := envFields[key]; ok {
+			f(key, field(old), field(next))
+			continue
+		}
+		a, b := settingValue(old, key), settingValue(next, key)
+		if a.Kind() != reflect.Struct {
+			f(key, a, b)
+			continue
+		}
+		t := a.Type()
+		for i := range t.NumField() {
+			name := yamlName(t.Field(i))
+			sub := key + "." + name
+			if name == "" || slices.Contains(reloadable, sub) {
+				continue
+			}
+			f(sub, a.Field(i), b.Field(i))
+		}
+	}
+}
+
+// sameValue is reflect.DeepEqual, but a nil and an empty secret are the same.
+func sameValue(a, b reflect.Value) bool {
+	if a.Kind() == reflect.Slice && a.Type().Elem().Kind() == reflect.Uint8 {
+		return bytes.Equal(a.Bytes(), b.Bytes())
+	}
+	return reflect.DeepEqual(a.Interface(), b.Interface())
+}
+
+// settingValue returns the (settable) value at a key path such as "tls.cert_file" (yaml names).
 // An unknown key is a bug in restartOnly.
 func settingValue(c *config.Config, key string) reflect.Value {
-	v := reflect.ValueOf(*c)
+	v := reflect.ValueOf(c).Elem()
 	for part := range strings.SplitSeq(key, ".") {
 		t := v.Type()
 		found := false
