@@ -152,11 +152,20 @@ func (b *Builder) SetStandby(pool string, n int) (*Table, error) {
 	})
 }
 
-// Standby returns how many standby backends of pool are in rotation.
+// Standby returns how many standby backends of pool are in rotation: what SetStandby
+// asked, clamped to the pool's standby list (which a reload may have shortened).
 func (b *Builder) Standby(pool string) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.standby[pool]
+	if b.cfg == nil {
+		return 0
+	}
+	for i := range b.cfg.Pools {
+		if pc := &b.cfg.Pools[i]; pc.Name == pool {
+			return min(b.standby[pool], len(pc.Standby))
+		}
+	}
+	return 0
 }
 
 // members is pool pc's backends in this build: configured, then discovered, then the

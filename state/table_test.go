@@ -174,6 +174,23 @@ func TestDiscoveredAndStandbyBackends(t *testing.T) {
 	if tb, _ = b.SetStandby("web", 5); ids(tb) != "web-127.0.0.1_1 web-127.0.0.1_7000 web-127.0.0.1_9001 web-127.0.0.1_9002 " {
 		t.Fatalf("got %q; want both standby backends in (n clamped to 2)", ids(tb))
 	}
+	if n := b.Standby("web"); n != 2 {
+		t.Fatalf("Standby after SetStandby(5) with 2 standby backends: %d; want 2", n)
+	}
+	// A reload that shortens the list: the autoscaler, stepping down from Standby, must
+	// start from the one in rotation, not from the 5 once asked.
+	short := cfg
+	short.Pools = append([]config.Pool(nil), cfg.Pools...)
+	short.Pools[0].Standby = cfg.Pools[0].Standby[:1]
+	if _, err := b.Apply(&short); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.Standby("web"); n != 1 {
+		t.Fatalf("Standby after a reload down to 1 standby backend: %d; want 1", n)
+	}
+	if _, err := b.Apply(&cfg); err != nil {
+		t.Fatal(err)
+	}
 	if tb, _ = b.SetStandby("web", 0); ids(tb) != "web-127.0.0.1_1 web-127.0.0.1_7000 " {
 		t.Fatalf("got %q; want the standby backends out again", ids(tb))
 	}
