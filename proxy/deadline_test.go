@@ -118,19 +118,7 @@ func TestResponseTimeoutOnBusyConnection(t *testing.T) {
 // BenchmarkUpstreamSetDeadline: the deadline move roundTrip makes before each request on a
 // pooled connection, lazily (the default) and every time (slack 0).
 func BenchmarkUpstreamSetDeadline(b *testing.B) {
-	ln := listenLoopback(b, "")
-	defer ln.Close()
-	go func() {
-		if c, err := ln.Accept(); err == nil {
-			defer c.Close()
-			_, _ = c.Read(make([]byte, 1))
-		}
-	}()
-	raw, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer raw.Close()
+	raw := idleLoopbackConn(b)
 	uc := newUpConn(raw)
 	for _, slack := range []time.Duration{deadlineSlack(30 * time.Second), 0} {
 		name := "lazy"
@@ -201,19 +189,7 @@ func TestClientWriteDeadlineLazy(t *testing.T) {
 // BenchmarkClientSetWriteDeadline: the write deadline fasthttp moves before each response,
 // through the admitted connection (lazy) and on the socket itself (every time).
 func BenchmarkClientSetWriteDeadline(b *testing.B) {
-	ln := listenLoopback(b, "")
-	defer ln.Close()
-	go func() {
-		if c, err := ln.Accept(); err == nil {
-			defer c.Close()
-			_, _ = c.Read(make([]byte, 1))
-		}
-	}()
-	raw, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer raw.Close()
+	raw := idleLoopbackConn(b)
 	for _, c := range []struct {
 		name string
 		conn net.Conn
@@ -225,4 +201,24 @@ func BenchmarkClientSetWriteDeadline(b *testing.B) {
 			}
 		})
 	}
+}
+
+// idleLoopbackConn is a real loopback TCP connection whose peer reads and never answers,
+// closed when b ends: a socket to move deadlines on.
+func idleLoopbackConn(b *testing.B) net.Conn {
+	b.Helper()
+	ln := listenLoopback(b, "")
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			defer c.Close()
+			_, _ = c.Read(make([]byte, 1))
+		}
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { raw.Close() })
+	return raw
 }
