@@ -2,6 +2,7 @@ package tlsconf
 
 import (
 	"crypto/tls"
+	"net"
 	"os"
 	"testing"
 
@@ -21,21 +22,7 @@ func TestFrontCertReload(t *testing.T) {
 	if tc.MinVersion != tls.VersionTLS12 {
 		t.Fatalf("got MinVersion %x; want TLS 1.2", tc.MinVersion)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", tc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.(*tls.Conn).Handshake()
-			c.Close()
-		}
-	}()
+	ln := serveTLS(t, tc)
 	served := func() []byte {
 		t.Helper()
 		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
@@ -96,23 +83,7 @@ func TestFrontResumesSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", tc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			// One byte of application data: a TLS 1.3 ticket is sent after the handshake,
-			// before it, and the client takes it in when it reads the byte.
-			_, _ = c.Write([]byte{1})
-			c.Close()
-		}
-	}()
+	ln := serveTLS(t, tc)
 	for _, version := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		cc := &tls.Config{InsecureSkipVerify: true, MaxVersion: version, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
 		resumed := func() bool {
@@ -138,4 +109,28 @@ func TestFrontResumesSessions(t *testing.T) {
 			t.Fatalf("%s: the second connection did not resume the first one's session (session tickets off?)", tls.VersionName(version))
 		}
 	}
+}
+
+// serveTLS listens on loopback with tc until the test ends; each connection gets one byte
+// of application data, then is closed. The byte makes the handshake complete on both
+// sides, and a TLS 1.3 ticket is sent before it, so a client that reads the byte has the
+// ticket.
+func serveTLS(t *testing.T, tc *tls.Config) net.Listener {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte{1})
+			c.Close()
+		}
+	}()
+	return ln
 }
