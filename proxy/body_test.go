@@ -74,10 +74,7 @@ func slowUpload(t *testing.T, addr string, size int, stop <-chan struct{}) int {
 // the backend and held a connection: normal requests got 503.)
 func TestSlowUploadersDoNotStarveThePool(t *testing.T) {
 	t.Parallel()
-	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
-		_ = ctx.Request.BodyWriteTo(io.Discard)
-		ctx.SetBodyString("ok")
-	})
+	be := drainingBackend(t)
 	cfg := poolConfig(t, `    max_conns_per_backend: 10
 server: { request_body_grace: 1s, min_request_body_rate: 1024 }
 `, be.url)
@@ -143,10 +140,7 @@ func TestBodyRate(t *testing.T) {
 // freed, instead of holding it for as long as it trickles.
 func TestSlowStreamedUploadIsCut(t *testing.T) {
 	t.Parallel()
-	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
-		_ = ctx.Request.BodyWriteTo(io.Discard)
-		ctx.SetBodyString("ok")
-	})
+	be := drainingBackend(t)
 	cfg := poolConfig(t, `server: { request_buffer_bytes: 10000, request_body_grace: 1s, min_request_body_rate: 1024 }
 `, be.url)
 	p := startProxy(t, cfg)
@@ -161,10 +155,7 @@ func TestSlowStreamedUploadIsCut(t *testing.T) {
 // client's pace like a tunnel, and takes one of server.max_tunnels places: over it, 503.
 func TestStreamedUploadsCountAsTunnels(t *testing.T) {
 	t.Parallel()
-	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
-		_ = ctx.Request.BodyWriteTo(io.Discard)
-		ctx.SetBodyString("ok")
-	})
+	be := drainingBackend(t)
 	cfg := poolConfig(t, "server: { max_tunnels: 1, request_buffer_bytes: 10000, request_body_grace: 1s, min_request_body_rate: 1024 }\n", be.url)
 	ts := NewTables(nil, nil)
 	if _, err := state.NewBuilder(nil, ts.Hooks()).Apply(cfg); err != nil {
@@ -227,10 +218,7 @@ func trickleHead(t *testing.T, addr string, cl, first int) (int, time.Duration) 
 // hang past trickleHead's 30 s bound.
 func TestSlowFirstBodyBytesAreCut(t *testing.T) {
 	t.Parallel()
-	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
-		_ = ctx.Request.BodyWriteTo(io.Discard)
-		ctx.SetBodyString("ok")
-	})
+	be := drainingBackend(t)
 	// rate × grace = 10000 bytes a period: the 8 KiB fasthttp reads ahead fit in one.
 	cfg := poolConfig(t, `server: { read_timeout: 10m, request_body_grace: 500ms, min_request_body_rate: 20000 }
 `, be.url)
@@ -274,10 +262,7 @@ func TestPrefetchTimeout(t *testing.T) {
 // logged with that request's head.
 func TestSlowBodyIsLoggedWithItsHead(t *testing.T) {
 	t.Parallel()
-	be := startBackend(t, func(ctx *fasthttp.RequestCtx) {
-		_ = ctx.Request.BodyWriteTo(io.Discard)
-		ctx.SetBodyString("ok")
-	})
+	be := drainingBackend(t)
 	cfg := poolConfig(t, `server: { read_timeout: 20s, request_body_grace: 500ms, min_request_body_rate: 20000 }
 `, be.url)
 	var out logbuf.Buffer
@@ -319,4 +304,13 @@ func TestSlowBodyIsLoggedWithItsHead(t *testing.T) {
 	if ls[1]["path"] != "/first" || ls[2]["status"] != 400.0 || ls[2]["path"] == "/first" {
 		t.Errorf("got lines %v; want /first's, then a 400 not logged with /first's head", ls[1:])
 	}
+}
+
+// drainingBackend reads each request's body whole and answers 200 "ok".
+func drainingBackend(t *testing.T) *testBackend {
+	t.Helper()
+	return startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		_ = ctx.Request.BodyWriteTo(io.Discard)
+		ctx.SetBodyString("ok")
+	})
 }
