@@ -39,31 +39,25 @@ func TestAutoscaleBringsStandbyInAndOut(t *testing.T) {
 		}
 	}
 
-	load(10) // 10 in flight on the one backend: over the target of 4
-	steps(samplesKept)
-	if n := len(b.Store.Load().Backends()); n != 2 {
-		t.Fatalf("got %d backends under load; want the first standby in (2)", n)
-	}
-	load(10)
-	steps(3) // within the cooldown: no second step yet
-	if n := len(b.Store.Load().Backends()); n != 2 {
-		t.Fatalf("got %d backends; want no step within the cooldown", n)
-	}
-	steps(10)
-	if n := len(b.Store.Load().Backends()); n != 3 {
-		t.Fatalf("got %d backends after the cooldown under load; want both standby in (3)", n)
-	}
-	load(0)
-	steps(12)
-	if n := len(b.Store.Load().Backends()); n != 2 {
-		t.Fatalf("got %d backends when idle; want one standby out (2)", n)
-	}
-	steps(12)
-	if n := len(b.Store.Load().Backends()); n != 1 {
-		t.Fatalf("got %d backends when idle; want only the configured one (1)", n)
-	}
-	steps(12)
-	if n := len(b.Store.Load().Backends()); n != 1 {
-		t.Fatalf("got %d backends; never fewer than the configured ones", n)
+	// Each phase holds the load for some steps, then checks the backends in the table.
+	for _, ph := range []struct {
+		load  int64 // in flight per backend
+		steps int
+		want  int
+		why   string
+	}{
+		// 10 in flight on each backend: over the target of 4.
+		{10, samplesKept, 2, "under load: the first standby in"},
+		{10, 3, 2, "within the cooldown: no second step yet"},
+		{10, 10, 3, "after the cooldown under load: both standby in"},
+		{0, 12, 2, "idle: one standby out"},
+		{0, 12, 1, "idle: only the configured one"},
+		{0, 12, 1, "idle: never fewer than the configured ones"},
+	} {
+		load(ph.load)
+		steps(ph.steps)
+		if n := len(b.Store.Load().Backends()); n != ph.want {
+			t.Fatalf("got %d backends; want %d (%s)", n, ph.want, ph.why)
+		}
 	}
 }
