@@ -11,15 +11,9 @@ import (
 // client with the backend's fields only, as one without it does: no Content-Type appears.
 func TestInterimAnswerAddsNoFields(t *testing.T) {
 	t.Parallel()
-	be := startRawBackend(t, "", func(r *backendRequest, c net.Conn) {
-		_, _ = c.Write([]byte("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" + "HTTP/1.1 200 OK\r\nX-Req: " + r.id + "\r\nContent-Length: 2\r\n\r\nok"))
+	resp := getRawAnswer(t, func(id string) string {
+		return "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" + "HTTP/1.1 200 OK\r\nX-Req: " + id + "\r\nContent-Length: 2\r\n\r\nok"
 	})
-	px := startProxy(t, parseConfig(t, rawPoolConfig(t, be.addr, "")))
-	resp, err := http.Get("http://" + px.addr + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("got status %d; want 200", resp.StatusCode)
 	}
@@ -32,10 +26,22 @@ func TestInterimAnswerAddsNoFields(t *testing.T) {
 // its connection open is a 502 at once, not a 504 at the response timeout.
 func TestBareLFResponseHeadFailsAtOnce(t *testing.T) {
 	t.Parallel()
-	be := startRawBackend(t, "", func(r *backendRequest, c net.Conn) {
-		_, _ = c.Write([]byte("HTTP/1.1 200 OK\nX-Req: " + r.id + "\nContent-Length: 2\n\nok"))
-	})
 	// Waiting for the response timeout (2 s here) would answer 504.
+	resp := getRawAnswer(t, func(id string) string {
+		return "HTTP/1.1 200 OK\nX-Req: " + id + "\nContent-Length: 2\n\nok"
+	})
+	if resp.StatusCode != 502 {
+		t.Fatalf("got status %d; want 502", resp.StatusCode)
+	}
+}
+
+// getRawAnswer GETs / through a proxy to a raw backend that answers each request with
+// answer(its X-Req id), and returns the response with its body closed.
+func getRawAnswer(t *testing.T, answer func(id string) string) *http.Response {
+	t.Helper()
+	be := startRawBackend(t, "", func(r *backendRequest, c net.Conn) {
+		_, _ = c.Write([]byte(answer(r.id)))
+	})
 	px := startProxy(t, parseConfig(t, rawPoolConfig(t, be.addr, "")))
 	c := &http.Client{Timeout: 30 * time.Second}
 	resp, err := c.Get("http://" + px.addr + "/")
@@ -43,9 +49,7 @@ func TestBareLFResponseHeadFailsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 502 {
-		t.Fatalf("got status %d; want 502", resp.StatusCode)
-	}
+	return resp
 }
 
 func TestBareLFInHead(t *testing.T) {
