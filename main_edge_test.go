@@ -131,6 +131,9 @@ func TestFullDiskLogCounted(t *testing.T) {
 	writeConfig(t, cfg, a)
 	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
 	if err != nil {
+		if os.Getenv("CI") == "true" { // CI runs on Linux, which always has it
+			t.Fatalf("no /dev/full: %v", err)
+		}
 		t.Skipf("no /dev/full: %v", err)
 	}
 	defer full.Close()
