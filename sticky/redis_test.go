@@ -147,7 +147,9 @@ func TestRedisOutage(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(50 * time.Millisecond) // lookups from the cache before the kill
+	// Lookups from the cache before the kill.
+	hits0 := r.Stats().CacheHits
+	testtool.WaitFor(t, 5*time.Second, "cache hits before the kill", func() bool { return r.Stats().CacheHits >= hits0+100 })
 	s.Kill()
 	testtool.WaitFor(t, 2*time.Second, "store down", func() bool { return !r.Stats().RedisUp })
 	// Lookups keep running against the dead server and must not try it (back-off, not an
