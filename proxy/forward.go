@@ -175,7 +175,8 @@ func retryDecision(pol *retryPolicy, oc outcome, status int, idempotent, replaya
 // forward sends the request to a backend of pool — the sticky session's, or pick's — and
 // on a failure retryDecision allows, to another one not tried yet, while one is left and
 // the pool's retry budget allows it. The last try's answer (or error) goes to the client.
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Pool, region []byte, ext *tableData, now int64) {
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, pool *state.Pool, region []byte, ext *tableData, now int64) {
+	t := ext.table
 	req := &ctx.Request
 	pol := &ext.pools[pool.Index]
 	pool.Stats.CountRequest(now)
@@ -189,7 +190,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 	}
 	// HTTP/1.0 may come without a Host; such a request goes with its backend's address.
 	noHost := len(req.Header.Host()) == 0
-	b, ticket := choose(sess, t, pool, region, now)
+	b, ticket := choose(sess, t.Geo, pool, region, now)
 	if b == nil {
 		writeError(ctx, errNoBackend)
 		return
@@ -204,7 +205,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Po
 			// client gets the backend's own answer (a 503 with its Retry-After, say), not
 			// one we make up. The budget is charged only for a retry that happens.
 			tried = tried.With(b.Index)
-			if nb, nt := pick(t, pool, region, tried, now); nb != nil {
+			if nb, nt := pick(t.Geo, pool, region, tried, now); nb != nil {
 				if pool.Stats.AllowRetry(now, pol.budgetRatio) {
 					if err == nil {
 						_ = ctx.Response.CloseBodyStream() // closes a streamed body's connection
@@ -305,8 +306,8 @@ func (p *Proxy) relay(ctx *fasthttp.RequestCtx, ext *tableData, sess *session, b
 // region (nil: unknown or geo off): with geo.prefer_local, one in that region while one
 // is usable (state.Pool.PickLocal), otherwise any (state.Pool.Pick); nil when none can
 // take the request. Requests and upgrades both pick through it.
-func pick(t *state.Table, pool *state.Pool, region []byte, tried state.Tried, now int64) (*state.Backend, state.Ticket) {
-	if len(region) > 0 && t.Geo.PreferLocal() {
+func pick(geo *state.Geo, pool *state.Pool, region []byte, tried state.Tried, now int64) (*state.Backend, state.Ticket) {
+	if len(region) > 0 && geo.PreferLocal() {
 		return pool.PickLocal(region, tried, now)
 	}
 	return pool.Pick(tried, now)
@@ -314,11 +315,11 @@ func pick(t *state.Table, pool *state.Pool, region []byte, tried state.Tried, no
 
 // choose returns the first backend for a request or upgrade: its sticky session's when
 // that one's breaker admits it (sess nil: no session), else pick's.
-func choose(sess *session, t *state.Table, pool *state.Pool, region []byte, now int64) (*state.Backend, state.Ticket) {
+func choose(sess *session, geo *state.Geo, pool *state.Pool, region []byte, now int64) (*state.Backend, state.Ticket) {
 	if b, ticket := sess.admit(now); b != nil {
 		return b, ticket
 	}
-	return pick(t, pool, region, 0, now)
+	return pick(geo, pool, region, 0, now)
 }
 
 // isIdempotent reports whether the method is idempotent (RFC 9110 §9.2.2).

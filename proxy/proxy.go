@@ -174,10 +174,10 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 
 	now := ctx.Time().UnixNano() // read once by fasthttp when the request arrived
 	if upgrade {
-		p.upgrade(ctx, t, pool, region, ext, now)
+		p.upgrade(ctx, pool, region, ext, now)
 		return
 	}
-	p.forward(ctx, t, pool, region, ext, now)
+	p.forward(ctx, pool, region, ext, now)
 }
 
 // admit runs every check a request must pass before its body is read or a backend is
@@ -298,10 +298,11 @@ func responseBytes(resp *fasthttp.Response) int64 {
 // upgrade sends a WebSocket upgrade to a backend chosen as for any request (choose: the
 // sticky session's, else a pick that honours geo.prefer_local for the client's region) and
 // tunnels it. The session is pinned, and its cookie set on the 101, like any request.
-func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, t *state.Table, pool *state.Pool, region []byte, ext *tableData, now int64) {
+func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, pool *state.Pool, region []byte, ext *tableData, now int64) {
+	t := ext.table
 	sess := p.session(ctx, t, pool, ext, now)
 	defer putSession(sess)
-	b, ticket := choose(sess, t, pool, region, now)
+	b, ticket := choose(sess, t.Geo, pool, region, now)
 	if b == nil {
 		writeError(ctx, errNoBackend)
 		return
