@@ -96,10 +96,10 @@ type tryRecord struct {
 }
 
 // noteBackend records, for the access log, that b is taking the request in ctx and
-// returns the request's record (nil when there is no access log): the last backend noted
-// answered it.
-func (p *Proxy) noteBackend(ctx *fasthttp.RequestCtx, b *state.Backend) *tryRecord {
-	if p.alog == nil {
+// returns the request's record (nil when there is no access log, or ext's table turns it
+// off: then no record is taken and no try timed): the last backend noted answered it.
+func (p *Proxy) noteBackend(ctx *fasthttp.RequestCtx, ext *tableData, b *state.Backend) *tryRecord {
+	if p.alog == nil || !ext.accessLog {
 		return nil
 	}
 	r, ok := ctx.UserValue(servedBy{}).(*tryRecord)

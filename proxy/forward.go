@@ -199,7 +199,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, pool *state.Pool, region []byt
 	for retries := 0; ; retries++ {
 		var oc outcome
 		var err error
-		oc, now, err = p.try(ctx, b, ext.upstream(b), ticket, rt, noHost)
+		oc, now, err = p.try(ctx, ext, b, ticket, rt, noHost)
 		if retryDecision(pol, oc, ctx.Response.StatusCode(), idempotent, replayable, retries).retry() {
 			// The next backend is found before this answer is dropped: with none left, the
 			// client gets the backend's own answer (a 503 with its Retry-After, say), not
@@ -222,14 +222,15 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, pool *state.Pool, region []byt
 	}
 }
 
-// try sends the request to b once, through b's client u (ticket is b's breaker ticket),
+// try sends the request to b once, through b's client (ticket is b's breaker ticket),
 // and settles the try: b's counters, its breaker (Record, or Release when the outcome is
 // not the backend's), the access log's try record, the trace span, the error log. It
 // returns the outcome, the time the try ended, and its error (nil: b's response is in
 // ctx.Response).
-func (p *Proxy) try(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, ticket state.Ticket, rt *tracing.Request, noHost bool) (outcome, int64, error) {
+func (p *Proxy) try(ctx *fasthttp.RequestCtx, ext *tableData, b *state.Backend, ticket state.Ticket, rt *tracing.Request, noHost bool) (outcome, int64, error) {
 	req, resp := &ctx.Request, &ctx.Response
-	rec := p.noteBackend(ctx, b)
+	u := ext.upstream(b)
+	rec := p.noteBackend(ctx, ext, b)
 	req.URI().SetSchemeBytes(u.scheme)
 	if noHost {
 		req.URI().SetHost(u.host) // fasthttp writes it as the Host header

@@ -309,7 +309,7 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, pool *state.Pool, region []byt
 	}
 	b.Stats.Breaker.Release(ticket) // a tunnel's fate is not a request outcome
 	tunnelled(ctx.Conn())           // its bytes are not HTTP heads
-	p.noteBackend(ctx, b)
+	p.noteBackend(ctx, ext, b)
 	p.tunnel(ctx, b, ext.upstream(b), pool.Settings.Timeouts.TunnelIdle, func() {
 		if sess != nil && sess.active {
 			p.stickyEnd(ctx, &ext.sticky, sess, b)
