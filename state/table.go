@@ -164,9 +164,6 @@ func (t *Table) Pool(name string) *Pool { return t.pools[name] }
 // Backend returns the backend with the given ID, or nil.
 func (t *Table) Backend(id string) *Backend { return t.backends[id] }
 
-// BackendByID is Backend for an ID held as bytes (e.g. from a cookie); no allocation.
-func (t *Table) BackendByID(id []byte) *Backend { return t.backends[string(id)] }
-
 // Backends returns every backend of every pool, in pool order.
 func (t *Table) Backends() []*Backend {
 	var all []*Backend
