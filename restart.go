@@ -18,7 +18,7 @@ var restartOnly = []string{
 	"listen",
 	"admin.listen",
 	"admin.pprof",
-	"tls.cert_file", "tls.key_file", "tls.client_ca_file", // rotated contents are reloaded
+	"tls.cert_file", "tls.key_file", "tls.client_ca_file", // a rotated cert and key are reloaded; the CA bundle is not
 	"server",
 	"sticky.enabled", "sticky.secret_file", "sticky.previous_secret_file", // the store is made at startup
 	"redis",
