@@ -323,11 +323,18 @@ func decimal(b []byte) (int64, bool) {
 }
 
 // chunkSize parses the hex size at the start of a chunk-size line (RFC 9112 §7.1): 1 to
-// 15 digits, then the end of the line, an extension or whitespace.
+// 15 digits, then the end of the line, an extension or whitespace. What follows the digits
+// is not checked here.
 func chunkSize(line []byte) (int64, bool) {
-	var size int64
-	digits := 0
-	for _, d := range line {
+	size, n := hexSize(line)
+	return size, n > 0
+}
+
+// hexSize parses the chunk size that b begins with: it returns the size and how many hex
+// digits it took, or 0 digits when b begins with none or with more than 15 (a size past
+// int64, or one nobody sends).
+func hexSize(b []byte) (size int64, digits int) {
+	for _, d := range b {
 		var v byte
 		switch {
 		case d >= '0' && d <= '9':
@@ -337,15 +344,15 @@ func chunkSize(line []byte) (int64, bool) {
 		case d >= 'A' && d <= 'F':
 			v = d - 'A' + 10
 		default:
-			return size, digits > 0
+			return size, digits
 		}
 		if digits == 15 {
-			return 0, false
+			return 0, 0
 		}
 		size = size<<4 | int64(v)
 		digits++
 	}
-	return size, digits > 0
+	return size, digits
 }
 
 func (c *scanConn) Write(p []byte) (int, error) {

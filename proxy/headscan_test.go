@@ -49,3 +49,38 @@ func TestScanHead(t *testing.T) {
 		}
 	}
 }
+
+// The scan's chunk-size reading and the backend side's strict one share hexSize; both
+// take 1 to 15 hex digits, and only the strict one judges what follows them.
+func TestChunkSizeParsers(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		line   string
+		size   int64
+		scanOK bool // chunkSize
+		strict bool // parseChunkSize, the line ended by CRLF
+	}{
+		{"0", 0, true, true},
+		{"1a", 26, true, true},
+		{"FfFf", 0xffff, true, true},
+		{"10;ext=1", 16, true, true},
+		{"10 ;ext", 16, true, true},
+		{"10\t", 16, true, true},
+		{"7fffffffffffffff"[1:], 0xfffffffffffffff, true, true},
+		{"1000000000000000", 0, false, false}, // 16 digits
+		{"", 0, false, false},
+		{";ext", 0, false, false},
+		{"-1", 0, false, false},
+		{"0x10", 0, true, false},
+		{"5z", 5, true, false},
+	} {
+		size, ok := chunkSize([]byte(c.line))
+		if ok != c.scanOK || ok && size != c.size {
+			t.Errorf("chunkSize(%q) = %d, %v; want %d, %v", c.line, size, ok, c.size, c.scanOK)
+		}
+		size, err := parseChunkSize([]byte(c.line + "\r\n"))
+		if (err == nil) != c.strict || err == nil && size != c.size {
+			t.Errorf("parseChunkSize(%q) = %d, %v; want %d, ok %v", c.line, size, err, c.size, c.strict)
+		}
+	}
+}

@@ -526,33 +526,13 @@ func parseChunkSize(line []byte) (int64, error) {
 	if len(line) > maxChunkLine || len(line) < 2 || line[len(line)-2] != '\r' {
 		return 0, errChunk
 	}
-	var size int64
-	digits := 0
-	for _, c := range line[:len(line)-2] {
-		var v byte
-		switch {
-		case c >= '0' && c <= '9':
-			v = c - '0'
-		case c >= 'a' && c <= 'f':
-			v = c - 'a' + 10
-		case c >= 'A' && c <= 'F':
-			v = c - 'A' + 10
-		case c == ';' || c == ' ' || c == '\t':
-			// Chunk extensions (and the whitespace before them) are ignored.
-			if digits == 0 {
-				return 0, errChunk
-			}
-			return size, nil
-		default:
-			return 0, errChunk
-		}
-		if digits == 15 {
-			return 0, errChunk
-		}
-		size = size<<4 | int64(v)
-		digits++
+	body := line[:len(line)-2]
+	size, n := hexSize(body)
+	if n == 0 {
+		return 0, errChunk
 	}
-	if digits == 0 {
+	// Chunk extensions (and the whitespace before them) are ignored.
+	if n < len(body) && body[n] != ';' && body[n] != ' ' && body[n] != '\t' {
 		return 0, errChunk
 	}
 	return size, nil
