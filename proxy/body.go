@@ -60,7 +60,8 @@ func (p *Proxy) takeBody(ctx *fasthttp.RequestCtx, ext *tableData) (r *reply, up
 }
 
 // readAhead is how much of a body fasthttp reads before the handler runs: min(its
-// Content-Length, 8 KiB), all of a chunked one's left on the wire.
+// Content-Length, 8 KiB), all of a chunked one's left on the wire (readBodyWithStreaming
+// in fasthttp's http.go).
 const readAhead = 8 << 10
 
 // closeUnread closes the client's connection lingering after the answer, as reject does:

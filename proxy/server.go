@@ -61,7 +61,7 @@ func (p *Proxy) NewServer(s config.Server, log zerolog.Logger) *Server {
 }
 
 // headerReceived bounds the part of a request body fasthttp reads itself, before the
-// handler runs (bodyPrefetch), by server.min_request_body_rate: without it, only
+// handler runs (readAhead), by server.min_request_body_rate: without it, only
 // read_timeout (30 s by default) would bound a client trickling those first bytes, and
 // takeBody's rate check would start only after them. The read deadline set here is the
 // end of the last request_body_grace period a client keeping to the minimum rate needs
@@ -80,7 +80,7 @@ func (p *Proxy) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig
 	if ext == nil {
 		return fasthttp.RequestConfig{}
 	}
-	return fasthttp.RequestConfig{ReadTimeout: prefetchTimeout(int64(min(cl, bodyPrefetch)), ext.minBodyRate, ext.bodyGrace, ext.readTimeout)}
+	return fasthttp.RequestConfig{ReadTimeout: prefetchTimeout(int64(min(cl, readAhead)), ext.minBodyRate, ext.bodyGrace, ext.readTimeout)}
 }
 
 // requestCtxOf returns the RequestCtx whose request's header h is: fasthttp's server
@@ -90,10 +90,6 @@ func requestCtxOf(h *fasthttp.RequestHeader) *fasthttp.RequestCtx {
 	var ctx *fasthttp.RequestCtx
 	return (*fasthttp.RequestCtx)(unsafe.Add(unsafe.Pointer(h), -int(unsafe.Offsetof(ctx.Request)+unsafe.Offsetof(ctx.Request.Header))))
 }
-
-// bodyPrefetch is the most of a body fasthttp reads before the handler
-// (readBodyWithStreaming in fasthttp's http.go; bufferLimit is larger).
-const bodyPrefetch = 8 << 10
 
 // prefetchTimeout is how long a client keeping to rate bytes/s, judged over periods of
 // grace, may take to send n bytes: as many whole periods as n needs at rate × grace bytes
