@@ -32,11 +32,17 @@ func (c *upConn) SetDeadline(t time.Time) error {
 		return nil
 	}
 	err := c.Conn.SetDeadline(d)
-	c.armed = d
-	if err != nil || d.IsZero() {
-		c.armed = time.Time{}
-	}
+	c.armed = armedAfter(d, err)
 	return err
+}
+
+// armedAfter is the deadline known armed once arming d returned err: d, or none (zero)
+// when arming failed or d clears the deadline.
+func armedAfter(d time.Time, err error) time.Time {
+	if err != nil {
+		return time.Time{}
+	}
+	return d
 }
 
 // SetReadDeadline implements net.Conn; the read and write deadlines may differ from now

@@ -160,10 +160,7 @@ func (c *conn) SetWriteDeadline(t time.Time) error {
 		d = t.Add(c.writeSlack)
 	}
 	err := c.Conn.SetWriteDeadline(d)
-	c.writeArmed = d
-	if err != nil || d.IsZero() {
-		c.writeArmed = time.Time{}
-	}
+	c.writeArmed = armedAfter(d, err)
 	return err
 }
 
