@@ -270,7 +270,10 @@ func prepareRequest(ctx *fasthttp.RequestCtx, flags int, ext *tableData, id *ide
 		sc := getScratch()
 		sc.b = append(sc.b[:0], h.PeekBytes(hXForwardedFor)...)
 		chain := sc.b[:0]
-		if id.from <= len(sc.b) { // else the header changed (named by Connection): no chain
+		// id.from is an offset into the value resolveIdentity read; nothing changes the
+		// field since (Connection's tokens went before it), the check only keeps a
+		// future change from slicing out of range.
+		if id.from <= len(sc.b) {
 			chain = bytes.TrimRight(sc.b[id.from:], " \t,")
 		}
 		n := copy(sc.b, chain)
