@@ -441,3 +441,25 @@ func TestUpgrade101HopByHop(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedUpgradeStalledBody: a backend that refuses an upgrade with a head and then
+// stalls its body past timeouts.response is a timeout of the backend's: 504, counted as
+// its failure. Before, the refusal's body read failed as a silent 502 counted nowhere.
+func TestRefusedUpgradeStalledBody(t *testing.T) {
+	t.Parallel()
+	be := startRawBackend(t, "", func(r *backendRequest, c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: 10\r\n\r\nno")
+		_, _ = io.Copy(io.Discard, c) // the other 8 bytes never come; until the proxy closes
+	})
+	cfg := strings.Replace(rawPoolConfig(t, be.addr, ""), "response: 2s", "response: 300ms", 1)
+	px := startProxy(t, parseConfig(t, cfg))
+	_, _, status := openTunnel(t, px.addr)
+	if status != "HTTP/1.1 504 Gateway Timeout" {
+		t.Fatalf("a refusal whose body stalled: %q; want 504", status)
+	}
+	for _, b := range px.builder.Store.Load().Backends() {
+		if n := b.Stats.Failures.Load(); n != 1 {
+			t.Fatalf("%s: %d failures; want 1", b.ID, n)
+		}
+	}
+}

@@ -103,7 +103,12 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *state.Backend, u *upstream, 
 		err = resp.ReadBody(br, maxRefusalBody)
 		conn.Close()
 		if err != nil {
-			writeError(ctx, errBadResponse)
+			// As for the head: a body cut short or stalled is the backend's failure (a
+			// stall past timeouts.response is a 504, not a malformed answer).
+			err = readError(err)
+			b.Stats.Failures.Add(1)
+			p.logUpstreamError(b, u, err)
+			writeError(ctx, err)
 			return
 		}
 		if resp.StatusCode() >= 500 {
